@@ -1,0 +1,354 @@
+//! The circuit breaker that guards upstream calls: one global state machine and
+//! a bounded, least-recently-used set of per-key machines.
+//!
+//! A fresh hit never consults it; only the start of an upstream call does.
+
+use alloc::boxed::Box;
+use core::time::Duration;
+
+use hashbrown::HashMap;
+use spin::Mutex;
+
+use crate::time::duration_ms;
+
+/// Circuit-breaker settings (defaults: 5 failures, 2 successes, 30 s open,
+/// 3 half-open trials, 10 000 key breakers — the Go library's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open a closed breaker.
+    pub failure_threshold: u32,
+    /// Successful trial calls that close a half-open breaker.
+    pub success_threshold: u32,
+    /// How long an open breaker rejects calls before it lets trials through.
+    pub open_for: Duration,
+    /// Trial calls let through in one half-open period.
+    pub max_half_open: u32,
+    /// Per-key breakers kept; the least recently used is dropped beyond this.
+    pub max_key_breakers: usize,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            success_threshold: 2,
+            open_for: Duration::from_secs(30),
+            max_half_open: 3,
+            max_key_breakers: 10_000,
+        }
+    }
+}
+
+/// A breaker's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls pass; consecutive failures are counted.
+    Closed,
+    /// Calls are rejected until the open period ends.
+    Open,
+    /// A limited number of trial calls pass.
+    HalfOpen,
+}
+
+/// Which breaker changed state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerScope {
+    /// The engine-wide breaker.
+    Global,
+    /// A per-key breaker.
+    Key,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Machine {
+    Closed { failures: u32 },
+    Open { until: u64 },
+    HalfOpen { started: u32, successes: u32 },
+}
+
+impl Machine {
+    const CLOSED: Machine = Machine::Closed { failures: 0 };
+
+    fn state(&self) -> BreakerState {
+        match self {
+            Machine::Closed { .. } => BreakerState::Closed,
+            Machine::Open { .. } => BreakerState::Open,
+            Machine::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+
+    /// `Some(trial)` if a call may start (`trial` when it is a half-open trial).
+    fn try_acquire(&mut self, cfg: &BreakerConfig, now: u64) -> Option<bool> {
+        match *self {
+            Machine::Closed { .. } => Some(false),
+            Machine::Open { until } if now >= until => {
+                *self = Machine::HalfOpen {
+                    started: 1,
+                    successes: 0,
+                };
+                Some(true)
+            }
+            Machine::Open { .. } => None,
+            Machine::HalfOpen { started, successes } if started < cfg.max_half_open => {
+                *self = Machine::HalfOpen {
+                    started: started + 1,
+                    successes,
+                };
+                Some(true)
+            }
+            Machine::HalfOpen { .. } => None,
+        }
+    }
+
+    fn on_success(&mut self, cfg: &BreakerConfig) {
+        match *self {
+            Machine::Closed { .. } => *self = Machine::CLOSED,
+            Machine::HalfOpen { started, successes } => {
+                let successes = successes + 1;
+                *self = if successes >= cfg.success_threshold {
+                    Machine::CLOSED
+                } else {
+                    Machine::HalfOpen { started, successes }
+                };
+            }
+            // A call let through before the breaker opened: no evidence for the trial.
+            Machine::Open { .. } => {}
+        }
+    }
+
+    fn on_failure(&mut self, cfg: &BreakerConfig, now: u64) {
+        let open = Machine::Open {
+            until: now.saturating_add(duration_ms(cfg.open_for)),
+        };
+        match *self {
+            Machine::Closed { failures } => {
+                let failures = failures + 1;
+                *self = if failures >= cfg.failure_threshold {
+                    open
+                } else {
+                    Machine::Closed { failures }
+                };
+            }
+            Machine::HalfOpen { .. } => *self = open,
+            Machine::Open { .. } => {}
+        }
+    }
+
+    /// Gives back a trial that ended without a result (shutdown, dropped task).
+    fn release(&mut self, trial: bool) {
+        if let (true, Machine::HalfOpen { started, successes }) = (trial, *self) {
+            *self = Machine::HalfOpen {
+                started: started.saturating_sub(1),
+                successes,
+            };
+        }
+    }
+
+    fn is_pristine(&self) -> bool {
+        *self == Machine::CLOSED
+    }
+}
+
+/// A started call's claim on the breakers; report its outcome or drop it.
+#[derive(Debug)]
+pub(crate) struct Permit {
+    key_trial: bool,
+    global_trial: bool,
+}
+
+/// A state change worth reporting.
+pub(crate) type Transition = (BreakerScope, BreakerState);
+
+struct KeyBreaker {
+    machine: Machine,
+    last_used: u64,
+}
+
+struct Keys {
+    map: HashMap<Box<str>, KeyBreaker>,
+    tick: u64,
+}
+
+/// The global breaker and the per-key breakers.
+pub(crate) struct Breaker {
+    cfg: BreakerConfig,
+    global: Mutex<Machine>,
+    keys: Mutex<Keys>,
+}
+
+impl Breaker {
+    pub(crate) fn new(cfg: BreakerConfig) -> Self {
+        Self {
+            cfg,
+            global: Mutex::new(Machine::CLOSED),
+            keys: Mutex::new(Keys {
+                map: HashMap::new(),
+                tick: 0,
+            }),
+        }
+    }
+
+    /// Claims passage for one upstream call of `key`, or `None` while open.
+    pub(crate) fn try_acquire(&self, key: &str, now: u64) -> Option<(Permit, Option<Transition>)> {
+        let mut transition = None;
+        let key_trial = {
+            let mut keys = self.keys.lock();
+            keys.tick += 1;
+            let tick = keys.tick;
+            match keys.map.get_mut(key) {
+                None => false,
+                Some(k) => {
+                    k.last_used = tick;
+                    let before = k.machine.state();
+                    let trial = k.machine.try_acquire(&self.cfg, now)?;
+                    if before != k.machine.state() {
+                        transition = Some((BreakerScope::Key, k.machine.state()));
+                    }
+                    trial
+                }
+            }
+        };
+        let global_trial = {
+            let mut g = self.global.lock();
+            let before = g.state();
+            match g.try_acquire(&self.cfg, now) {
+                Some(trial) => {
+                    if before != g.state() {
+                        transition = Some((BreakerScope::Global, g.state()));
+                    }
+                    trial
+                }
+                None => {
+                    drop(g);
+                    if let Some(k) = self.keys.lock().map.get_mut(key) {
+                        k.machine.release(key_trial);
+                    }
+                    return None;
+                }
+            }
+        };
+        Some((
+            Permit {
+                key_trial,
+                global_trial,
+            },
+            transition,
+        ))
+    }
+
+    /// Records a successful call.
+    pub(crate) fn success(&self, key: &str, permit: Permit) -> Option<Transition> {
+        let mut transition = None;
+        {
+            let mut g = self.global.lock();
+            let before = g.state();
+            g.on_success(&self.cfg);
+            if before != g.state() {
+                transition = Some((BreakerScope::Global, g.state()));
+            }
+        }
+        let mut keys = self.keys.lock();
+        if let Some(k) = keys.map.get_mut(key) {
+            let before = k.machine.state();
+            k.machine.on_success(&self.cfg);
+            if before != k.machine.state() {
+                transition = Some((BreakerScope::Key, k.machine.state()));
+            }
+            if k.machine.is_pristine() {
+                keys.map.remove(key);
+            }
+        }
+        let _ = permit;
+        transition
+    }
+
+    /// Records a failed call.
+    ///
+    /// The key's breaker counts every failure of the key. The global breaker
+    /// counts a failure only when it is the key's first in a row (or a trial),
+    /// so one persistently failing key opens its own breaker without taking
+    /// every other key down with it; a dead upstream, failing for many keys,
+    /// opens the global one.
+    pub(crate) fn failure(&self, key: &str, permit: Permit, now: u64) -> Option<Transition> {
+        let mut transition = None;
+        let first_failure_of_key = {
+            let mut keys = self.keys.lock();
+            keys.tick += 1;
+            let tick = keys.tick;
+            if !keys.map.contains_key(key) && keys.map.len() >= self.cfg.max_key_breakers {
+                let victim = keys
+                    .map
+                    .iter()
+                    .min_by_key(|(_, k)| k.last_used)
+                    .map(|(name, _)| name.clone());
+                if let Some(victim) = victim {
+                    keys.map.remove(&victim);
+                }
+            }
+            let k = keys
+                .map
+                .entry(Box::from(key))
+                .or_insert(KeyBreaker {
+                    machine: Machine::CLOSED,
+                    last_used: tick,
+                });
+            k.last_used = tick;
+            let first = k.machine.is_pristine();
+            let before = k.machine.state();
+            k.machine.on_failure(&self.cfg, now);
+            if before != k.machine.state() {
+                transition = Some((BreakerScope::Key, k.machine.state()));
+            }
+            first
+        };
+        let mut g = self.global.lock();
+        if first_failure_of_key || permit.global_trial || !matches!(*g, Machine::Closed { .. }) {
+            let before = g.state();
+            g.on_failure(&self.cfg, now);
+            if before != g.state() {
+                transition = Some((BreakerScope::Global, g.state()));
+            }
+        }
+        let _ = permit.key_trial;
+        transition
+    }
+
+    /// Gives back a permit whose call ended without a result.
+    pub(crate) fn abandon(&self, key: &str, permit: Permit) {
+        self.global.lock().release(permit.global_trial);
+        if let Some(k) = self.keys.lock().map.get_mut(key) {
+            k.machine.release(permit.key_trial);
+        }
+    }
+
+    /// Closes every breaker and forgets every key.
+    pub(crate) fn reset(&self) {
+        *self.global.lock() = Machine::CLOSED;
+        self.keys.lock().map.clear();
+    }
+
+    /// The global breaker's state (an open breaker whose period ended reads `HalfOpen`).
+    pub(crate) fn global_state(&self, now: u64) -> BreakerState {
+        match *self.global.lock() {
+            Machine::Open { until } if now >= until => BreakerState::HalfOpen,
+            m => m.state(),
+        }
+    }
+
+    /// `key`'s breaker state (`Closed` if none is kept).
+    pub(crate) fn key_state(&self, key: &str, now: u64) -> BreakerState {
+        match self.keys.lock().map.get(key).map(|k| k.machine) {
+            Some(Machine::Open { until }) if now >= until => BreakerState::HalfOpen,
+            Some(m) => m.state(),
+            None => BreakerState::Closed,
+        }
+    }
+
+    /// The number of per-key breakers kept.
+    pub(crate) fn key_count(&self) -> usize {
+        self.keys.lock().map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,199 @@
+//! The persistent-store envelope: how an entry is written to bytes by every
+//! storage that leaves the process (files, Redis, IndexedDB, the Cache API, JS
+//! stores).
+//!
+//! Layout (all integers little-endian):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 4 | magic `SWRE` |
+//! | 1 | version, currently 1 |
+//! | 1 | flags, 0 (reserved) |
+//! | 4 | key length `k` |
+//! | 4 | value length `v` |
+//! | 8 × 4 | `created_at`, `fresh_until`, `stale_until`, `expires_at` |
+//! | k | key, UTF-8 |
+//! | v | value |
+//! | 4 | CRC-32 of everything before it |
+//!
+//! The key is stored so that a store addressing entries by a hash of the key
+//! can check it never returns another key's value. [`decode`] of any byte
+//! string yields the entry that was written or `None` — never a panic.
+
+use alloc::vec::Vec;
+
+use crate::bytes::Bytes;
+use crate::entry::Entry;
+
+/// The first four bytes of every envelope.
+pub const MAGIC: [u8; 4] = *b"SWRE";
+/// The envelope version this build writes and reads.
+pub const VERSION: u8 = 1;
+/// Bytes of fixed header before the key.
+pub const HEADER_LEN: usize = 4 + 1 + 1 + 4 + 4 + 8 * 4;
+/// Bytes of checksum after the value.
+pub const TRAILER_LEN: usize = 4;
+
+/// A decoded envelope: the key it was written for and its entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decoded<'a> {
+    /// The key the entry was written under.
+    pub key: &'a str,
+    /// The entry.
+    pub entry: Entry,
+}
+
+/// The envelope bytes for `entry` under `key`.
+///
+/// Returns `None` only if the key or value is longer than 4 GiB.
+///
+/// ```
+/// use swre_core::{envelope, CacheTtl, Entry};
+///
+/// let e = Entry::new("value", 1_000, CacheTtl::default());
+/// let bytes = envelope::encode("key", &e).unwrap();
+/// assert_eq!(envelope::decode_for("key", &bytes), Some(e));
+/// assert_eq!(envelope::decode_for("other", &bytes), None);
+/// ```
+pub fn encode(key: &str, entry: &Entry) -> Option<Vec<u8>> {
+    let key_len = u32::try_from(key.len()).ok()?;
+    let value_len = u32::try_from(entry.value.len()).ok()?;
+    let mut out = Vec::with_capacity(HEADER_LEN + key.len() + entry.value.len() + TRAILER_LEN);
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(0);
+    out.extend_from_slice(&key_len.to_le_bytes());
+    out.extend_from_slice(&value_len.to_le_bytes());
+    for t in [
+        entry.created_at,
+        entry.fresh_until,
+        entry.stale_until,
+        entry.expires_at,
+    ] {
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(&entry.value);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Some(out)
+}
+
+/// The key and entry in `bytes`, or `None` if they are not a whole, intact
+/// envelope of this version (wrong magic or version, truncated, trailing bytes,
+/// bad checksum, key not UTF-8, or times out of order).
+pub fn decode(bytes: &[u8]) -> Option<Decoded<'_>> {
+    let body_len = bytes.len().checked_sub(TRAILER_LEN)?;
+    let (body, crc) = bytes.split_at(body_len);
+    if body.len() < HEADER_LEN || body[..4] != MAGIC || body[4] != VERSION || body[5] != 0 {
+        return None;
+    }
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return None;
+    }
+    let key_len = read_u32(body, 6)? as usize;
+    let value_len = read_u32(body, 10)? as usize;
+    if HEADER_LEN.checked_add(key_len)?.checked_add(value_len)? != body.len() {
+        return None;
+    }
+    let times = [14, 22, 30, 38].map(|at| read_u64(body, at));
+    let [Some(created_at), Some(fresh_until), Some(stale_until), Some(expires_at)] = times else {
+        return None;
+    };
+    let key = core::str::from_utf8(body.get(HEADER_LEN..HEADER_LEN + key_len)?).ok()?;
+    let value = body.get(HEADER_LEN + key_len..)?;
+    let entry = Entry {
+        value: Bytes::copy_from_slice(value),
+        created_at,
+        fresh_until,
+        stale_until,
+        expires_at,
+    };
+    entry.times_are_ordered().then_some(Decoded { key, entry })
+}
+
+/// The entry in `bytes` if it is an intact envelope written for exactly `key`.
+pub fn decode_for(key: &str, bytes: &[u8]) -> Option<Entry> {
+    decode(bytes)
+        .filter(|d| d.key == key)
+        .map(|d| d.entry)
+}
+
+fn read_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn read_u64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::CacheTtl;
+    use alloc::vec;
+
+    fn sample() -> (Entry, Vec<u8>) {
+        let e = Entry::new("hello, envelope", 1_700_000_000_000, CacheTtl::default());
+        let bytes = encode("some/key", &e).unwrap();
+        (e, bytes)
+    }
+
+    #[test]
+    fn round_trip_keeps_key_value_and_times() {
+        let (e, bytes) = sample();
+        let d = decode(&bytes).unwrap();
+        assert_eq!(d.key, "some/key");
+        assert_eq!(d.entry, e);
+        let empty = Entry::new(Vec::new(), 0, CacheTtl::default());
+        assert_eq!(decode_for("k", &encode("k", &empty).unwrap()), Some(empty));
+    }
+
+    #[test]
+    fn every_truncation_is_absent() {
+        let (_, bytes) = sample();
+        for cut in 0..bytes.len() {
+            assert_eq!(decode(&bytes[..cut]), None, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_absent() {
+        let (_, bytes) = sample();
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                assert_eq!(decode(&b), None, "flip byte {i} bit {bit}");
+            }
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_and_other_keys_are_absent() {
+        let (_, mut bytes) = sample();
+        assert!(decode_for("some/keY", &bytes).is_none());
+        bytes.push(0);
+        assert!(decode(&bytes).is_none());
+    }
+
+    #[test]
+    fn unordered_times_are_absent_even_with_a_good_checksum() {
+        let mut e = Entry::new("v", 100, CacheTtl::default());
+        e.fresh_until = 50;
+        assert!(decode(&encode("k", &e).unwrap()).is_none());
+    }
+
+    #[test]
+    fn huge_declared_lengths_do_not_panic() {
+        let (_, bytes) = sample();
+        let mut b = bytes.clone();
+        b[6..10].copy_from_slice(&u32::MAX.to_le_bytes());
+        b[10..14].copy_from_slice(&u32::MAX.to_le_bytes());
+        let body = b.len() - TRAILER_LEN;
+        let crc = crc32fast::hash(&b[..body]);
+        b[body..].copy_from_slice(&crc.to_le_bytes());
+        assert!(decode(&b).is_none());
+        assert!(decode(&vec![0xff; 4096]).is_none());
+    }
+}

@@ -1,0 +1,71 @@
+//! # swre-core
+//!
+//! A `no_std` + `alloc` stale-while-revalidate cache engine. It holds all the
+//! logic — TTL phases, singleflight, background refresh, circuit breaker,
+//! codecs, memory and tiered storage — written against small platform traits
+//! ([`Clock`], [`Timer`], [`Spawn`], [`Storage`]) that platform crates
+//! implement (`swre-native` for tokio, `swre-wasm` for browsers and workers).
+//!
+//! ## Phases
+//!
+//! | phase | when | lookup does | [`Status`] |
+//! |---|---|---|---|
+//! | fresh | `now < fresh_until` | return it | `Hit` |
+//! | stale | `fresh_until <= now < stale_until` | return it, start one background refresh | `Stale` |
+//! | expired | `stale_until <= now < expires_at` | [`ExpiredMode::Revalidate`]: wait for a refresh, old value on failure | `Miss` / `Fallback` |
+//! | | | [`ExpiredMode::ServeStale`]: return it, refresh in background | `Expired` |
+//! | gone | no entry, `now >= expires_at`, or undecodable | fetch through singleflight and wait | `Miss` |
+//!
+//! See [`Engine`] for an example.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+mod breaker;
+mod builder;
+mod bytes;
+pub mod codec;
+mod engine;
+mod entry;
+pub mod envelope;
+mod error;
+mod flight;
+mod lookup;
+mod metrics;
+mod negative;
+mod phase;
+mod policy;
+mod runtime;
+mod stats;
+pub mod storage;
+mod sync;
+mod task;
+mod time;
+mod wait;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use breaker::{BreakerConfig, BreakerScope, BreakerState};
+pub use builder::EngineBuilder;
+pub use bytes::Bytes;
+pub use codec::{Codec, Compressed, Json, Postcard};
+pub use engine::{Cached, Engine};
+pub use entry::{CacheTtl, Entry};
+pub use error::{
+    CodecError, ConfigError, Error, FetchError, KeyError, StorageError, StorageErrorKind,
+    UpstreamError,
+};
+pub use metrics::{Metrics, NoMetrics, StorageOp, UpstreamOutcome};
+pub use phase::{Phase, Status};
+pub use policy::{ExpiredMode, TtlPolicy};
+pub use runtime::{Runtime, Spawn};
+pub use stats::Stats;
+pub use storage::memory::MemoryStorage;
+pub use storage::tiered::Tiered;
+pub use storage::Storage;
+pub use sync::{MaybeSend, MaybeSync};
+pub use time::{Clock, ManualClock, Timer};

@@ -1,0 +1,218 @@
+//! The lookup flow: the phase table and engine rules 1–8 applied to one call.
+
+use core::future::Future;
+
+use crate::breaker::Transition;
+use crate::bytes::Bytes;
+use crate::codec::Codec;
+use crate::engine::{Cached, Engine, Inner};
+use crate::entry::{CacheTtl, Entry};
+use crate::error::{CodecError, Error};
+use crate::flight::Joined;
+use crate::phase::{Phase, Status};
+use crate::policy::ExpiredMode;
+use crate::runtime::Runtime;
+use crate::stats::bump;
+use crate::storage::Storage;
+use crate::sync::MaybeSend;
+
+impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
+    /// One lookup: read, classify, and serve, join or start an upstream call.
+    ///
+    /// `job` is the upstream call producing the bytes to store; `decode` turns
+    /// a stored entry into the caller's value (an entry that fails to decode is
+    /// treated as absent).
+    pub(crate) async fn lookup<J, JF, V, D>(
+        &self,
+        key: &str,
+        ttl: Option<CacheTtl>,
+        job: J,
+        decode: D,
+    ) -> Result<Cached<V>, Error>
+    where
+        J: FnOnce() -> JF + MaybeSend + 'static,
+        JF: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
+        D: Fn(&Entry) -> Result<V, CodecError>,
+    {
+        let result = self.classify_and_serve(key, ttl, job, &decode).await;
+        let i = &self.inner;
+        match &result {
+            Ok(c) => {
+                i.counters.status(c.status);
+                if let Some(m) = &i.metrics {
+                    m.lookup(c.status);
+                }
+            }
+            Err(e) => {
+                bump(&i.counters.errors);
+                if let Some(m) = &i.metrics {
+                    m.lookup_error(e);
+                }
+            }
+        }
+        result
+    }
+
+    async fn classify_and_serve<J, JF, V, D>(
+        &self,
+        key: &str,
+        ttl: Option<CacheTtl>,
+        job: J,
+        decode: &D,
+    ) -> Result<Cached<V>, Error>
+    where
+        J: FnOnce() -> JF + MaybeSend + 'static,
+        JF: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
+        D: Fn(&Entry) -> Result<V, CodecError>,
+    {
+        self.check_key(key)?;
+        let i = &self.inner;
+        let now = i.runtime.now_ms();
+        let stored = self.read(key).await;
+        let usable = match stored {
+            Some(entry) => match Phase::of(Some(&entry), now) {
+                Phase::Gone => None,
+                phase => match decode(&entry) {
+                    Ok(value) => Some((phase, entry, value)),
+                    Err(_) => {
+                        bump(&i.counters.decode_errors);
+                        None
+                    }
+                },
+            },
+            None => None,
+        };
+        match usable {
+            Some((Phase::Fresh, entry, value)) => Ok(Cached::new(value, Status::Hit, &entry, now)),
+            Some((Phase::Stale, entry, value)) => {
+                if let Some(newer) = self.refresh_in_background(key, ttl, job, now) {
+                    if let Ok(v) = decode(&newer) {
+                        return Ok(Cached::new(v, Status::Hit, &newer, now));
+                    }
+                }
+                Ok(Cached::new(value, Status::Stale, &entry, now))
+            }
+            Some((_, entry, value)) if i.cfg.expired_mode == ExpiredMode::ServeStale => {
+                self.refresh_in_background(key, ttl, job, now);
+                Ok(Cached::new(value, Status::Expired, &entry, now))
+            }
+            Some((_, entry, value)) => match self.fetch_shared(key, ttl, job, now, false).await {
+                Ok(newer) => {
+                    let v = decode(&newer).map_err(Error::Codec)?;
+                    Ok(Cached::new(v, Status::Miss, &newer, i.runtime.now_ms()))
+                }
+                Err(_) => Ok(Cached::new(value, Status::Fallback, &entry, now)),
+            },
+            None => {
+                if i.cfg.negative_ttl.is_some() {
+                    if let Some(e) = i.negatives.get(key, now) {
+                        bump(&i.counters.negative_hits);
+                        return Err(e);
+                    }
+                }
+                let newer = self.fetch_shared(key, ttl, job, now, true).await?;
+                let v = decode(&newer).map_err(Error::Codec)?;
+                Ok(Cached::new(v, Status::Miss, &newer, i.runtime.now_ms()))
+            }
+        }
+    }
+
+    /// Waits for the upstream call for `key`, joining a running one or
+    /// starting one (rule 1). `remember_error`: the caller has no usable value,
+    /// so a failure may be negatively cached (rule 8).
+    async fn fetch_shared<J, JF>(
+        &self,
+        key: &str,
+        ttl: Option<CacheTtl>,
+        job: J,
+        now: u64,
+        remember_error: bool,
+    ) -> Result<Entry, Error>
+    where
+        J: FnOnce() -> JF + MaybeSend + 'static,
+        JF: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
+    {
+        let i = &self.inner;
+        if let Some(running) = i.flights.get(key) {
+            return running.wait().await;
+        }
+        if self.is_shutting_down() {
+            return Err(Error::Shutdown);
+        }
+        let Some((permit, transition)) = i.breaker.try_acquire(key, now) else {
+            bump(&i.counters.breaker_rejections);
+            return Err(Error::CircuitOpen);
+        };
+        i.report_transition(transition);
+        match i.flights.join_or_start(key) {
+            Joined::Running(running) => {
+                i.breaker.abandon(key, permit);
+                running.wait().await
+            }
+            Joined::Started(flight) => {
+                let wait = flight.clone().wait();
+                self.spawn_flight(key, flight, permit, ttl, job, false, remember_error, now);
+                wait.await
+            }
+        }
+    }
+
+    /// Starts a background refresh of `key` unless one is running, the bound
+    /// is reached (rule 3), the breaker is open (rule 4) or the engine is
+    /// stopping (rule 7). If a call for `key` has already completed with a
+    /// value that is not yet in storage, returns it so the caller never sees
+    /// an older value than one already handed out.
+    fn refresh_in_background<J, JF>(
+        &self,
+        key: &str,
+        ttl: Option<CacheTtl>,
+        job: J,
+        now: u64,
+    ) -> Option<Entry>
+    where
+        J: FnOnce() -> JF + MaybeSend + 'static,
+        JF: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
+    {
+        let i = &self.inner;
+        if let Some(running) = i.flights.get(key) {
+            return running.completed_value();
+        }
+        if self.is_shutting_down() {
+            return None;
+        }
+        if !i.refreshes.try_increment(i.cfg.max_concurrent_refreshes) {
+            bump(&i.counters.refreshes_skipped);
+            if let Some(m) = &i.metrics {
+                m.refresh_skipped();
+            }
+            return None;
+        }
+        let Some((permit, transition)) = i.breaker.try_acquire(key, now) else {
+            i.refreshes.decrement();
+            bump(&i.counters.breaker_rejections);
+            return None;
+        };
+        i.report_transition(transition);
+        match i.flights.start(key) {
+            Some(flight) => self.spawn_flight(key, flight, permit, ttl, job, true, false, now),
+            None => {
+                i.breaker.abandon(key, permit);
+                i.refreshes.decrement();
+            }
+        }
+        None
+    }
+}
+
+impl<S, R, C> Inner<S, R, C> {
+    pub(crate) fn report_transition(&self, transition: Option<Transition>) {
+        if let Some((scope, state)) = transition {
+            if state == crate::breaker::BreakerState::Open {
+                bump(&self.counters.breaker_opened);
+            }
+            if let Some(m) = &self.metrics {
+                m.breaker(scope, state);
+            }
+        }
+    }
+}

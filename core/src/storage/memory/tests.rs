@@ -1,0 +1,147 @@
+use super::*;
+use crate::entry::CacheTtl;
+use alloc::format;
+use core::time::Duration;
+
+fn entry(value: &str, now: u64, life_ms: u64) -> Entry {
+    Entry::new(
+        value,
+        now,
+        CacheTtl::new(Duration::from_millis(life_ms), Duration::ZERO, Duration::ZERO),
+    )
+}
+
+fn one_shard(max_bytes: usize, max_entries: usize) -> MemoryStorage {
+    MemoryStorage::with_limits(MemoryLimits {
+        max_bytes,
+        max_entries,
+        shards: 1,
+    })
+}
+
+#[test]
+fn set_get_overwrite_delete() {
+    let s = MemoryStorage::new();
+    assert_eq!(s.get_now("a"), None);
+    s.set_now("a", entry("1", 0, 10)).unwrap();
+    assert_eq!(s.get_now("a").unwrap().value.as_slice(), b"1");
+    s.set_now("a", entry("22", 0, 10)).unwrap();
+    assert_eq!(s.get_now("a").unwrap().value.as_slice(), b"22");
+    assert_eq!(s.len(), 1);
+    assert_eq!(s.bytes(), 1 + 2 + ENTRY_OVERHEAD);
+    s.delete_now("a");
+    assert_eq!(s.get_now("a"), None);
+    assert_eq!((s.len(), s.bytes()), (0, 0));
+    s.delete_now("a");
+}
+
+#[test]
+fn entry_bound_holds_under_many_inserts() {
+    let s = MemoryStorage::with_limits(MemoryLimits {
+        max_bytes: usize::MAX / 2,
+        max_entries: 1_000,
+        shards: 0,
+    });
+    for i in 0..20_000u64 {
+        s.set_now(&format!("key-{i}"), entry("v", i, 1_000_000)).unwrap();
+        assert!(s.len() <= 1_000, "len {} after {i}", s.len());
+    }
+    assert!(s.len() >= 900, "evicted far more than needed: {}", s.len());
+}
+
+#[test]
+fn byte_bound_holds_under_many_inserts() {
+    let max = 64 * 1024;
+    let s = one_shard(max, usize::MAX);
+    let value = "x".repeat(1000);
+    for i in 0..1_000u64 {
+        s.set_now(&format!("k{i}"), entry(&value, i, 1_000_000)).unwrap();
+        assert!(s.bytes() <= max, "bytes {} over {max}", s.bytes());
+    }
+    // Overwrites that grow a value also respect the bound.
+    let big = "y".repeat(8000);
+    for i in 990..1_000u64 {
+        s.set_now(&format!("k{i}"), entry(&big, 2_000, 1_000_000)).unwrap();
+        assert!(s.bytes() <= max);
+    }
+    assert!(s.get_now("k999").is_some(), "the entry just written must survive");
+}
+
+#[test]
+fn too_large_is_refused_and_changes_nothing() {
+    let s = one_shard(1_000, 10);
+    s.set_now("keep", entry("v", 0, 10)).unwrap();
+    let err = s.set_now("big", entry(&"z".repeat(2_000), 0, 10)).unwrap_err();
+    assert_eq!(err.kind(), StorageErrorKind::TooLarge);
+    assert_eq!(s.len(), 1);
+    assert!(s.get_now("keep").is_some());
+    assert!(s.get_now("big").is_none());
+}
+
+#[test]
+fn expired_entries_are_evicted_first() {
+    let s = one_shard(usize::MAX / 2, 4);
+    // Two entries die at 100, two live long; none has been read.
+    s.set_now("short-1", entry("v", 0, 100)).unwrap();
+    s.set_now("long-1", entry("v", 0, 1_000_000)).unwrap();
+    s.set_now("short-2", entry("v", 0, 100)).unwrap();
+    s.set_now("long-2", entry("v", 0, 1_000_000)).unwrap();
+    // Writes made at 500 need room: the dead entries go, not the oldest live one.
+    s.set_now("new-1", entry("v", 500, 1_000_000)).unwrap();
+    s.set_now("new-2", entry("v", 500, 1_000_000)).unwrap();
+    assert!(s.get_now("short-1").is_none());
+    assert!(s.get_now("short-2").is_none());
+    for k in ["long-1", "long-2", "new-1", "new-2"] {
+        assert!(s.get_now(k).is_some(), "{k} was evicted");
+    }
+}
+
+#[test]
+fn sieve_spares_visited_entries() {
+    let s = one_shard(usize::MAX / 2, 100);
+    for i in 0..100u64 {
+        s.set_now(&format!("k{i}"), entry("v", 0, 1_000_000)).unwrap();
+    }
+    // Read a hot set (every tenth key), then push 50 one-hit wonders through.
+    for i in (0..100u64).step_by(10) {
+        assert!(s.get_now(&format!("k{i}")).is_some());
+    }
+    for i in 0..50u64 {
+        s.set_now(&format!("w{i}"), entry("v", 0, 1_000_000)).unwrap();
+    }
+    for i in (0..100u64).step_by(10) {
+        assert!(s.get_now(&format!("k{i}")).is_some(), "hot k{i} evicted");
+    }
+    assert_eq!(s.len(), 100);
+}
+
+#[test]
+fn clear_empties_every_shard() {
+    let s = MemoryStorage::new();
+    for i in 0..100u64 {
+        s.set_now(&format!("k{i}"), entry("v", 0, 10)).unwrap();
+    }
+    s.clear_now();
+    assert!(s.is_empty());
+    assert_eq!(s.bytes(), 0);
+    s.set_now("again", entry("v", 0, 10)).unwrap();
+    assert_eq!(s.len(), 1);
+}
+
+#[test]
+fn overwrites_do_not_grow_the_expiry_heap_without_bound() {
+    let s = one_shard(usize::MAX / 2, 10);
+    for i in 0..10_000u64 {
+        s.set_now("same", entry("v", i, 1_000)).unwrap();
+    }
+    let shard = s.shards[0].0.read();
+    assert!(shard.expiry.len() <= 2 * shard.len + 17);
+}
+
+#[test]
+fn automatic_sharding_keeps_shards_useful() {
+    assert_eq!(MemoryLimits { max_bytes: 64 << 20, max_entries: 100_000, shards: 0 }.shard_count(), 16);
+    assert_eq!(MemoryLimits { max_bytes: 64 << 20, max_entries: 100, shards: 0 }.shard_count(), 1);
+    assert_eq!(MemoryLimits { max_bytes: 1 << 20, max_entries: 100_000, shards: 0 }.shard_count(), 1);
+    assert_eq!(MemoryLimits { max_bytes: 1, max_entries: 1, shards: 6 }.shard_count(), 4);
+}

@@ -1,0 +1,66 @@
+//! The [`Storage`] trait and the storages that live in core.
+
+use core::future::Future;
+use core::time::Duration;
+
+use crate::entry::Entry;
+use crate::error::StorageError;
+use crate::sync::{MaybeSend, MaybeSync};
+
+pub mod memory;
+pub mod tiered;
+
+/// Where entries live: memory, files, Redis, IndexedDB, …
+///
+/// Implementors write `async fn`; the engine calls them through static
+/// dispatch, with no boxing per lookup.
+///
+/// Contract:
+/// - `get` of a key never set (or deleted) MUST return `Ok(None)`.
+/// - `get` after `set(key, e)` MUST return `e` with all its times exactly, or
+///   `Ok(None)` if the store evicted or dropped it; never another key's value and
+///   never a mix of two writes.
+/// - Concurrent `set`s of one key MUST leave one of the written entries whole.
+/// - A corrupt or undecodable stored value MUST read as `Ok(None)` (it is then
+///   overwritten by the next `set`), never as an error that hides the key forever
+///   and never as a panic.
+/// - Methods MUST NOT panic on any key: keys are any non-empty UTF-8 string the
+///   engine accepted (spaces, `/`, `..`, NUL and newlines included).
+pub trait Storage: MaybeSend + MaybeSync + 'static {
+    /// The entry stored under `key`, if any.
+    fn get(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Entry>, StorageError>> + MaybeSend;
+
+    /// Stores `entry` under `key`, replacing what was there.
+    fn set(&self, key: &str, entry: Entry)
+        -> impl Future<Output = Result<(), StorageError>> + MaybeSend;
+
+    /// Removes `key`; removing a missing key succeeds.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + MaybeSend;
+
+    /// Removes every entry. The default does nothing and succeeds: stores that
+    /// share a backend with other data may choose not to support it.
+    fn clear(&self) -> impl Future<Output = Result<(), StorageError>> + MaybeSend {
+        async { Ok(()) }
+    }
+
+    /// Tries to take the fleet-wide refresh lease for `key` for `ttl`: `true`
+    /// if this process may call upstream for it. Stores not shared between
+    /// processes keep the default, which always grants it.
+    fn try_lease(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StorageError>> + MaybeSend {
+        let _ = (key, ttl);
+        async { Ok(true) }
+    }
+
+    /// Releases a lease taken with [`Storage::try_lease`]. The default does nothing.
+    fn release_lease(&self, key: &str) -> impl Future<Output = ()> + MaybeSend {
+        let _ = key;
+        async {}
+    }
+}

@@ -1,0 +1,90 @@
+//! [`Tiered`]: a fast store (L1, usually memory) in front of a persistent one (L2).
+
+use crate::entry::Entry;
+use crate::error::StorageError;
+use crate::storage::Storage;
+use core::time::Duration;
+
+/// Two storages as one: reads try L1 and then L2 (filling L1 on an L2 hit);
+/// writes go to both.
+///
+/// - An L1 hit never touches L2.
+/// - An L1 read error is treated as an L1 miss.
+/// - `set` writes L2 first, then L1; it reports L2's error (L1 still holds the
+///   entry so the process keeps serving it) and ignores L1's.
+/// - `delete` and `clear` apply to both and report the first error.
+/// - Leases are L2's (the shared store decides).
+///
+/// ```
+/// use swre_core::{CacheTtl, Entry, MemoryStorage, Storage, Tiered};
+///
+/// let tiered = Tiered::new(MemoryStorage::new(), MemoryStorage::new());
+/// futures::executor::block_on(async {
+///     let e = Entry::new("v", 0, CacheTtl::default());
+///     tiered.l2().set("k", e.clone()).await.unwrap();
+///     assert_eq!(tiered.get("k").await.unwrap(), Some(e.clone())); // L2 hit fills L1
+///     assert_eq!(tiered.l1().get("k").await.unwrap(), Some(e));
+/// });
+/// ```
+#[derive(Debug, Default)]
+pub struct Tiered<L1, L2> {
+    l1: L1,
+    l2: L2,
+}
+
+impl<L1: Storage, L2: Storage> Tiered<L1, L2> {
+    /// `l1` in front of `l2`.
+    pub fn new(l1: L1, l2: L2) -> Self {
+        Self { l1, l2 }
+    }
+
+    /// The front store.
+    pub fn l1(&self) -> &L1 {
+        &self.l1
+    }
+
+    /// The back store.
+    pub fn l2(&self) -> &L2 {
+        &self.l2
+    }
+}
+
+impl<L1: Storage, L2: Storage> Storage for Tiered<L1, L2> {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        if let Ok(Some(e)) = self.l1.get(key).await {
+            return Ok(Some(e));
+        }
+        let found = self.l2.get(key).await?;
+        if let Some(e) = &found {
+            // Filling L1 is an optimisation; its failure changes nothing.
+            let _ = self.l1.set(key, e.clone()).await;
+        }
+        Ok(found)
+    }
+
+    async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
+        let l2 = self.l2.set(key, entry.clone()).await;
+        let _ = self.l1.set(key, entry).await;
+        l2
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let l2 = self.l2.delete(key).await;
+        let l1 = self.l1.delete(key).await;
+        l2.and(l1)
+    }
+
+    async fn clear(&self) -> Result<(), StorageError> {
+        let l2 = self.l2.clear().await;
+        let l1 = self.l1.clear().await;
+        l2.and(l1)
+    }
+
+    async fn try_lease(&self, key: &str, ttl: Duration) -> Result<bool, StorageError> {
+        self.l2.try_lease(key, ttl).await
+    }
+
+    async fn release_lease(&self, key: &str) {
+        self.l2.release_lease(key).await
+    }
+}

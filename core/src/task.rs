@@ -1,0 +1,200 @@
+//! The spawned upstream call: runs the fetch under `refresh_timeout` and the
+//! shutdown latch, shares the result, stores it, and — through a drop guard —
+//! releases its in-flight slot however it ends (rule 2).
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::future::Future;
+use core::pin::pin;
+use core::sync::atomic::Ordering;
+use core::time::Duration;
+
+use futures::future::{select, Either};
+
+use crate::breaker::Permit;
+use crate::bytes::Bytes;
+use crate::codec::Codec;
+use crate::engine::{Engine, Inner};
+use crate::entry::{CacheTtl, Entry};
+use crate::error::Error;
+use crate::flight::Flight;
+use crate::metrics::{StorageOp, UpstreamOutcome};
+use crate::runtime::Runtime;
+use crate::stats::bump;
+use crate::storage::Storage;
+use crate::sync::MaybeSend;
+use crate::time::duration_ms;
+
+enum Outcome {
+    Done(Result<Bytes, Error>),
+    TimedOut,
+    Aborted,
+}
+
+/// Owns one flight's slot; dropping it (normally, by panic or by the platform
+/// dropping the task) releases the slot and never leaves a waiter hanging.
+struct FlightGuard<S, R, C> {
+    inner: Arc<Inner<S, R, C>>,
+    key: Box<str>,
+    flight: Arc<Flight>,
+    permit: Option<Permit>,
+    background: bool,
+    remember_error: bool,
+    started_ms: u64,
+}
+
+impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn spawn_flight<J, JF>(
+        &self,
+        key: &str,
+        flight: Arc<Flight>,
+        permit: Permit,
+        ttl: Option<CacheTtl>,
+        job: J,
+        background: bool,
+        remember_error: bool,
+        now: u64,
+    ) where
+        J: FnOnce() -> JF + MaybeSend + 'static,
+        JF: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
+    {
+        let i = &self.inner;
+        i.tasks.increment();
+        bump(&i.counters.upstream_calls);
+        if background {
+            bump(&i.counters.refreshes_started);
+        }
+        let guard = FlightGuard {
+            inner: i.clone(),
+            key: Box::from(key),
+            flight,
+            permit: Some(permit),
+            background,
+            remember_error,
+            started_ms: now,
+        };
+        i.runtime.spawn(guard.run(job, ttl));
+    }
+}
+
+impl<S: Storage, R: Runtime, C> FlightGuard<S, R, C> {
+    async fn run<J, JF>(mut self, job: J, ttl: Option<CacheTtl>)
+    where
+        J: FnOnce() -> JF,
+        JF: Future<Output = Result<Bytes, Error>>,
+    {
+        let inner = self.inner.clone();
+        let timeout = inner.cfg.refresh_timeout;
+        let outcome = {
+            let work = pin!(job());
+            let sleep = pin!(inner.runtime.sleep(timeout));
+            let abort = pin!(inner.abort.wait());
+            match select(work, select(sleep, abort)).await {
+                Either::Left((r, _)) => Outcome::Done(r),
+                Either::Right((Either::Left(_), _)) => Outcome::TimedOut,
+                Either::Right((Either::Right(_), _)) => Outcome::Aborted,
+            }
+        };
+        let now = inner.runtime.now_ms();
+        let elapsed = Duration::from_millis(now.saturating_sub(self.started_ms));
+        match outcome {
+            Outcome::Done(Ok(bytes)) => {
+                self.upstream(UpstreamOutcome::Success, elapsed);
+                if let Some(p) = self.permit.take() {
+                    inner.report_transition(inner.breaker.success(&self.key, p));
+                }
+                if inner.cfg.negative_ttl.is_some() {
+                    inner.negatives.remove(&self.key);
+                }
+                let ttl = inner.ttl_for(&self.key, &bytes, ttl);
+                let entry = Entry::new(bytes, now, ttl);
+                self.flight.complete(Ok(entry.clone()));
+                self.store(entry, timeout).await;
+            }
+            Outcome::Done(Err(e @ Error::Upstream(_))) => {
+                bump(&inner.counters.upstream_errors);
+                self.fail(e, elapsed, now, UpstreamOutcome::Error);
+            }
+            Outcome::Done(Err(e)) => {
+                // Upstream answered but its value could not be encoded: not
+                // upstream's failure, so the breaker is not charged.
+                if let Some(p) = self.permit.take() {
+                    inner.breaker.abandon(&self.key, p);
+                }
+                self.flight.complete(Err(e));
+            }
+            Outcome::TimedOut => {
+                bump(&inner.counters.upstream_timeouts);
+                self.fail(Error::Timeout { after: timeout }, elapsed, now, UpstreamOutcome::Timeout);
+            }
+            // The guard's drop reports the abandoned call as a shutdown.
+            Outcome::Aborted => {}
+        }
+    }
+
+    fn upstream(&self, outcome: UpstreamOutcome, elapsed: Duration) {
+        if let Some(m) = &self.inner.metrics {
+            m.upstream(outcome, elapsed);
+        }
+    }
+
+    fn fail(&mut self, error: Error, elapsed: Duration, now: u64, outcome: UpstreamOutcome) {
+        let inner = &self.inner;
+        self.upstream(outcome, elapsed);
+        if let Some(p) = self.permit.take() {
+            inner.report_transition(inner.breaker.failure(&self.key, p, now));
+        }
+        if let (true, Some(window)) = (self.remember_error, inner.cfg.negative_ttl) {
+            let until = now.saturating_add(duration_ms(window));
+            inner.negatives.insert(&self.key, error.clone(), now, until);
+        }
+        self.flight.complete(Err(error));
+    }
+
+    /// Writes the fetched entry, bounded by the timeout and the shutdown latch;
+    /// failures are counted, never returned (rule 5).
+    async fn store(&self, entry: Entry, timeout: Duration) {
+        let inner = &self.inner;
+        if entry.value.len() > inner.cfg.max_value_bytes {
+            bump(&inner.counters.oversized_values);
+            return;
+        }
+        let write = pin!(inner.storage.set(&self.key, entry));
+        let sleep = pin!(inner.runtime.sleep(timeout));
+        let abort = pin!(inner.abort.wait());
+        let ok = match select(write, select(sleep, abort)).await {
+            Either::Left((r, _)) => r.is_ok(),
+            Either::Right(_) => false,
+        };
+        if !ok {
+            inner.storage_error(StorageOp::Set, &inner.counters.storage_write_errors);
+        }
+    }
+}
+
+impl<S, R, C> Drop for FlightGuard<S, R, C> {
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        if !self.flight.is_complete() {
+            let error = if inner.stopping.load(Ordering::Acquire) {
+                Error::Shutdown
+            } else {
+                Error::Panicked
+            };
+            bump(&inner.counters.upstream_abandoned);
+            if let Some(m) = &inner.metrics {
+                m.upstream(UpstreamOutcome::Abandoned, Duration::ZERO);
+            }
+            self.flight.complete(Err(error));
+        }
+        if let Some(p) = self.permit.take() {
+            inner.breaker.abandon(&self.key, p);
+        }
+        inner.flights.remove(&self.key, &self.flight);
+        if self.background {
+            inner.refreshes.decrement();
+        }
+        inner.tasks.decrement();
+    }
+}

@@ -1,0 +1,176 @@
+//! The storage conformance suite: one set of checks that every [`Storage`]
+//! runs — memory, tiered, files, Redis, IndexedDB, Cache API, JS objects.
+//!
+//! Each check is a generic async function that panics with a message naming
+//! itself on failure; each uses its own key prefix, so all of them can run
+//! against one store. [`run_all`] runs every check in turn. Call it from the
+//! test harness of the storage's platform (`#[tokio::test]`,
+//! `#[wasm_bindgen_test]`, or [`TestExecutor::block_on`](super::TestExecutor::block_on)).
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use crate::entry::{CacheTtl, Entry};
+use crate::storage::Storage;
+
+/// Runs every check of the suite against `storage`.
+pub async fn run_all<S: Storage>(storage: &S) {
+    get_of_unknown_key_is_none(storage).await;
+    set_get_overwrite_delete(storage).await;
+    times_are_preserved_exactly(storage).await;
+    large_and_empty_values(storage).await;
+    odd_keys_round_trip_separately(storage).await;
+    similar_keys_do_not_collide(storage).await;
+    concurrent_writers_leave_one_whole_value(storage).await;
+}
+
+fn entry(value: impl Into<crate::Bytes>, created_at: u64) -> Entry {
+    Entry::new(
+        value,
+        created_at,
+        CacheTtl::new(
+            Duration::from_millis(1_000),
+            Duration::from_millis(2_000),
+            Duration::from_millis(3_000),
+        ),
+    )
+}
+
+/// A time that is in the near future for any real clock, so stores that
+/// expire entries on their own keep them for the suite's duration.
+const NOW: u64 = 4_000_000_000_000;
+
+/// `get` of a key never written is `Ok(None)`, and so is deleting it.
+pub async fn get_of_unknown_key_is_none<S: Storage>(s: &S) {
+    let got = s.get("conformance/unknown").await;
+    assert_eq!(got, Ok(None), "get_of_unknown_key_is_none: get");
+    assert_eq!(
+        s.delete("conformance/unknown").await,
+        Ok(()),
+        "get_of_unknown_key_is_none: delete of a missing key succeeds"
+    );
+}
+
+/// Writes are read back; overwrites replace; deletes remove.
+pub async fn set_get_overwrite_delete<S: Storage>(s: &S) {
+    let k = "conformance/basic";
+    let first = entry("first", NOW);
+    s.set(k, first.clone()).await.expect("set_get_overwrite_delete: set");
+    assert_eq!(s.get(k).await, Ok(Some(first)), "set_get_overwrite_delete: read back");
+    let second = entry("second value, longer", NOW + 1);
+    s.set(k, second.clone()).await.expect("set_get_overwrite_delete: overwrite");
+    assert_eq!(s.get(k).await, Ok(Some(second)), "set_get_overwrite_delete: overwrite read back");
+    s.delete(k).await.expect("set_get_overwrite_delete: delete");
+    assert_eq!(s.get(k).await, Ok(None), "set_get_overwrite_delete: deleted");
+}
+
+/// Every time of an entry comes back to the millisecond, including extremes.
+pub async fn times_are_preserved_exactly<S: Storage>(s: &S) {
+    let k = "conformance/times";
+    let e = Entry {
+        value: crate::Bytes::from("t"),
+        created_at: NOW + 123,
+        fresh_until: NOW + 4_567,
+        stale_until: NOW + 89_012,
+        expires_at: u64::MAX / 2 + 7,
+    };
+    s.set(k, e.clone()).await.expect("times_are_preserved_exactly: set");
+    let got = s.get(k).await.expect("times_are_preserved_exactly: get");
+    assert_eq!(got, Some(e), "times_are_preserved_exactly");
+}
+
+/// An empty value and a 1 MiB value with every byte value round-trip.
+pub async fn large_and_empty_values<S: Storage>(s: &S) {
+    let empty = entry(Vec::new(), NOW);
+    s.set("conformance/empty", empty.clone()).await.expect("large_and_empty_values: set empty");
+    assert_eq!(s.get("conformance/empty").await, Ok(Some(empty)), "large_and_empty_values: empty");
+    let big: Vec<u8> = (0..(1usize << 20)).map(|i| (i % 251) as u8).collect();
+    let big = entry(big, NOW);
+    s.set("conformance/large", big.clone()).await.expect("large_and_empty_values: set 1 MiB");
+    let got = s.get("conformance/large").await.expect("large_and_empty_values: get 1 MiB");
+    assert!(got == Some(big), "large_and_empty_values: 1 MiB value differs");
+}
+
+/// Keys that are hostile to paths, protocols and parsers.
+pub fn odd_keys() -> Vec<String> {
+    let mut keys: Vec<String> = [
+        "conformance/odd/ ",
+        "conformance/odd/with space",
+        "conformance/odd/../../etc/passwd",
+        "/etc/passwd",
+        "../x",
+        "..",
+        ".",
+        "conformance/odd/nul\0byte",
+        "conformance/odd/new\nline\r\n",
+        "conformance/odd/*",
+        "conformance/odd/%2e%2e%2f",
+        "conformance/odd/C:\\Windows\\CON",
+        "conformance/odd/ünïcödé 🚀",
+        "conformance/odd/\u{202e}rtl",
+        "conformance/odd/'quote\"",
+    ]
+    .iter()
+    .map(|k| String::from(*k))
+    .collect();
+    keys.push(format!("conformance/odd/long-{}", "k".repeat(4000)));
+    keys
+}
+
+/// Each odd key holds its own value.
+pub async fn odd_keys_round_trip_separately<S: Storage>(s: &S) {
+    let keys = odd_keys();
+    for (i, k) in keys.iter().enumerate() {
+        s.set(k, entry(format!("value {i}"), NOW))
+            .await
+            .unwrap_or_else(|e| panic!("odd_keys_round_trip_separately: set {k:?}: {e}"));
+    }
+    for (i, k) in keys.iter().enumerate() {
+        let got = s.get(k).await.unwrap_or_else(|e| panic!("odd_keys_round_trip_separately: get {k:?}: {e}"));
+        let value = got.map(|e| e.value);
+        assert_eq!(
+            value.as_deref(),
+            Some(format!("value {i}").as_bytes()),
+            "odd_keys_round_trip_separately: {k:?}"
+        );
+    }
+    for k in &keys {
+        s.delete(k).await.expect("odd_keys_round_trip_separately: delete");
+        assert_eq!(s.get(k).await, Ok(None), "odd_keys_round_trip_separately: deleted {k:?}");
+    }
+}
+
+/// Keys differing by case, a trailing byte or a prefix stay apart.
+pub async fn similar_keys_do_not_collide<S: Storage>(s: &S) {
+    let keys = ["conformance/sim/a", "conformance/sim/A", "conformance/sim/a ", "conformance/sim/a/", "conformance/sim/"];
+    for k in keys {
+        s.set(k, entry(k, NOW)).await.expect("similar_keys_do_not_collide: set");
+    }
+    for k in keys {
+        let got = s.get(k).await.expect("similar_keys_do_not_collide: get");
+        assert_eq!(got.map(|e| e.value).as_deref(), Some(k.as_bytes()), "similar_keys_do_not_collide: {k:?}");
+    }
+}
+
+/// Sixteen writers racing on one key leave exactly one of their values, whole.
+pub async fn concurrent_writers_leave_one_whole_value<S: Storage>(s: &S) {
+    let k = "conformance/race";
+    let values: Vec<Entry> = (0..16u8)
+        .map(|i| entry(alloc::vec![i; 64 * 1024], NOW + u64::from(i)))
+        .collect();
+    let writes = values.iter().map(|e| s.set(k, e.clone()));
+    for r in futures::future::join_all(writes).await {
+        r.expect("concurrent_writers_leave_one_whole_value: set");
+    }
+    let got = s
+        .get(k)
+        .await
+        .expect("concurrent_writers_leave_one_whole_value: get")
+        .expect("concurrent_writers_leave_one_whole_value: a value must remain");
+    assert!(
+        values.contains(&got),
+        "concurrent_writers_leave_one_whole_value: the stored value is torn or mixed"
+    );
+}
