@@ -159,6 +159,9 @@ pub(crate) struct Permit {
 /// A state change worth reporting.
 pub(crate) type Transition = (BreakerScope, BreakerState);
 
+/// The changes one event made: the key's breaker's, then the global one's.
+pub(crate) type Transitions = [Option<Transition>; 2];
+
 struct KeyBreaker {
     machine: Machine,
     last_used: u64,
@@ -189,8 +192,8 @@ impl Breaker {
     }
 
     /// Claims passage for one upstream call of `key`, or `None` while open.
-    pub(crate) fn try_acquire(&self, key: &str, now: u64) -> Option<(Permit, Option<Transition>)> {
-        let mut transition = None;
+    pub(crate) fn try_acquire(&self, key: &str, now: u64) -> Option<(Permit, Transitions)> {
+        let mut transition = [None, None];
         let key_trial = {
             let mut keys = self.keys.lock();
             keys.tick += 1;
@@ -202,7 +205,7 @@ impl Breaker {
                     let before = k.machine.state();
                     let trial = k.machine.try_acquire(&self.cfg, now)?;
                     if before != k.machine.state() {
-                        transition = Some((BreakerScope::Key, k.machine.state()));
+                        transition[0] = Some((BreakerScope::Key, k.machine.state()));
                     }
                     trial
                 }
@@ -214,7 +217,7 @@ impl Breaker {
             match g.try_acquire(&self.cfg, now) {
                 Some(trial) => {
                     if before != g.state() {
-                        transition = Some((BreakerScope::Global, g.state()));
+                        transition[1] = Some((BreakerScope::Global, g.state()));
                     }
                     trial
                 }
@@ -237,14 +240,14 @@ impl Breaker {
     }
 
     /// Records a successful call.
-    pub(crate) fn success(&self, key: &str, permit: Permit) -> Option<Transition> {
-        let mut transition = None;
+    pub(crate) fn success(&self, key: &str, permit: Permit) -> Transitions {
+        let mut transition = [None, None];
         {
             let mut g = self.global.lock();
             let before = g.state();
             g.on_success(&self.cfg);
             if before != g.state() {
-                transition = Some((BreakerScope::Global, g.state()));
+                transition[1] = Some((BreakerScope::Global, g.state()));
             }
         }
         let mut keys = self.keys.lock();
@@ -252,7 +255,7 @@ impl Breaker {
             let before = k.machine.state();
             k.machine.on_success(&self.cfg);
             if before != k.machine.state() {
-                transition = Some((BreakerScope::Key, k.machine.state()));
+                transition[0] = Some((BreakerScope::Key, k.machine.state()));
             }
             if k.machine.is_pristine() {
                 keys.map.remove(key);
@@ -269,8 +272,8 @@ impl Breaker {
     /// so one persistently failing key opens its own breaker without taking
     /// every other key down with it; a dead upstream, failing for many keys,
     /// opens the global one.
-    pub(crate) fn failure(&self, key: &str, permit: Permit, now: u64) -> Option<Transition> {
-        let mut transition = None;
+    pub(crate) fn failure(&self, key: &str, permit: Permit, now: u64) -> Transitions {
+        let mut transition = [None, None];
         let first_failure_of_key = {
             let mut keys = self.keys.lock();
             keys.tick += 1;
@@ -297,7 +300,7 @@ impl Breaker {
             let before = k.machine.state();
             k.machine.on_failure(&self.cfg, now);
             if before != k.machine.state() {
-                transition = Some((BreakerScope::Key, k.machine.state()));
+                transition[0] = Some((BreakerScope::Key, k.machine.state()));
             }
             first
         };
@@ -306,7 +309,7 @@ impl Breaker {
             let before = g.state();
             g.on_failure(&self.cfg, now);
             if before != g.state() {
-                transition = Some((BreakerScope::Global, g.state()));
+                transition[1] = Some((BreakerScope::Global, g.state()));
             }
         }
         let _ = permit.key_trial;

@@ -2,7 +2,7 @@
 
 use core::future::Future;
 
-use crate::breaker::Transition;
+use crate::breaker::{BreakerState, Transitions};
 use crate::bytes::Bytes;
 use crate::codec::Codec;
 use crate::engine::{Cached, Engine, Inner};
@@ -205,9 +205,9 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
 }
 
 impl<S, R, C> Inner<S, R, C> {
-    pub(crate) fn report_transition(&self, transition: Option<Transition>) {
-        if let Some((scope, state)) = transition {
-            if state == crate::breaker::BreakerState::Open {
+    pub(crate) fn report_transition(&self, transitions: Transitions) {
+        for (scope, state) in transitions.into_iter().flatten() {
+            if state == BreakerState::Open {
                 bump(&self.counters.breaker_opened);
             }
             if let Some(m) = &self.metrics {

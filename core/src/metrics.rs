@@ -79,3 +79,26 @@ pub trait Metrics: MaybeSend + MaybeSync + 'static {
 pub struct NoMetrics;
 
 impl Metrics for NoMetrics {}
+
+/// Shared metrics: an `Arc` of metrics is metrics, so one recorder can be
+/// given to the engine and kept for reading.
+impl<M: Metrics> Metrics for alloc::sync::Arc<M> {
+    fn lookup(&self, status: Status) {
+        (**self).lookup(status)
+    }
+    fn lookup_error(&self, error: &Error) {
+        (**self).lookup_error(error)
+    }
+    fn upstream(&self, outcome: UpstreamOutcome, elapsed: Duration) {
+        (**self).upstream(outcome, elapsed)
+    }
+    fn refresh_skipped(&self) {
+        (**self).refresh_skipped()
+    }
+    fn breaker(&self, scope: BreakerScope, state: BreakerState) {
+        (**self).breaker(scope, state)
+    }
+    fn storage_error(&self, op: StorageOp) {
+        (**self).storage_error(op)
+    }
+}

@@ -23,6 +23,7 @@ struct Shared {
 /// freeze the wall clock and still let timeouts fire (engine rule 9).
 ///
 /// ```
+/// use core::future::Future;
 /// use core::time::Duration;
 /// use swre_core::Timer;
 /// use swre_core::testing::ManualTimer;

@@ -1,0 +1,10 @@
+#![allow(unreachable_pub)]
+//! Behaviour of the engine through its public API, driven deterministically
+//! with `ManualClock`, `ManualTimer` and the test executor.
+
+mod breaker;
+mod common;
+mod phases;
+mod rules;
+mod shutdown;
+mod storage;
