@@ -288,13 +288,10 @@ impl Breaker {
                     keys.map.remove(&victim);
                 }
             }
-            let k = keys
-                .map
-                .entry(Box::from(key))
-                .or_insert(KeyBreaker {
-                    machine: Machine::CLOSED,
-                    last_used: tick,
-                });
+            let k = keys.map.entry(Box::from(key)).or_insert(KeyBreaker {
+                machine: Machine::CLOSED,
+                last_used: tick,
+            });
             k.last_used = tick;
             let first = k.machine.is_pristine();
             let before = k.machine.state();

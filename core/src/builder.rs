@@ -53,7 +53,10 @@ impl Config {
     /// useless or unsafe are rejected rather than silently fixed.
     fn validate(&self) -> Result<(), Error> {
         if !self.ttl.is_valid() {
-            return Err(reject("ttl", "must total at least 5 s (fresh + stale + expired)"));
+            return Err(reject(
+                "ttl",
+                "must total at least 5 s (fresh + stale + expired)",
+            ));
         }
         if self.refresh_timeout.is_zero() {
             return Err(reject("refresh_timeout", "must be greater than zero"));
@@ -84,7 +87,10 @@ impl Config {
             return Err(reject("max_key_bytes", "must be at least 1"));
         }
         if self.negative_ttl.is_some_and(|d| d.is_zero()) {
-            return Err(reject("negative_ttl", "must be greater than zero (leave it unset to disable)"));
+            return Err(reject(
+                "negative_ttl",
+                "must be greater than zero (leave it unset to disable)",
+            ));
         }
         Ok(())
     }

@@ -163,7 +163,11 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
     /// `fetch` runs at most once per key at a time across all callers, in a
     /// spawned task: dropping this future never cancels it. Its value may be
     /// anything `Into<Bytes>` (`Vec<u8>`, `&'static [u8]`, `&'static str`, `String`).
-    pub async fn get_or_fetch<F, Fut, T, E>(&self, key: &str, fetch: F) -> Result<Cached<Bytes>, Error>
+    pub async fn get_or_fetch<F, Fut, T, E>(
+        &self,
+        key: &str,
+        fetch: F,
+    ) -> Result<Cached<Bytes>, Error>
     where
         F: FnOnce() -> Fut + MaybeSend + 'static,
         Fut: Future<Output = Result<T, E>> + MaybeSend + 'static,
@@ -257,7 +261,9 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
     {
         let codec = self.inner.codec.clone();
         let job = move || async move {
-            let v = fetch().await.map_err(|e| Error::Upstream(UpstreamError::new(e)))?;
+            let v = fetch()
+                .await
+                .map_err(|e| Error::Upstream(UpstreamError::new(e)))?;
             codec.encode(&v).map(Bytes::from).map_err(Error::Codec)
         };
         let codec = &self.inner.codec;
@@ -290,13 +296,22 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
     }
 
     /// Stores `value` under `key` with `ttl`.
-    pub async fn set_with_ttl(&self, key: &str, value: impl Into<Bytes>, ttl: CacheTtl) -> Result<(), Error> {
+    pub async fn set_with_ttl(
+        &self,
+        key: &str,
+        value: impl Into<Bytes>,
+        ttl: CacheTtl,
+    ) -> Result<(), Error> {
         let ttl = checked_ttl(ttl)?;
         self.write(key, value.into(), Some(ttl)).await
     }
 
     /// Stores `value` encoded with the engine's codec under `key`.
-    pub async fn set_typed<V: Serialize + ?Sized>(&self, key: &str, value: &V) -> Result<(), Error> {
+    pub async fn set_typed<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+    ) -> Result<(), Error> {
         let bytes = self.inner.codec.encode(value).map_err(Error::Codec)?;
         self.write(key, Bytes::from(bytes), None).await
     }
@@ -326,7 +341,8 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         self.check_key(key)?;
         self.inner.negatives.remove(key);
         self.inner.storage.delete(key).await.map_err(|e| {
-            self.inner.storage_error(StorageOp::Delete, &self.inner.counters.storage_write_errors);
+            self.inner
+                .storage_error(StorageOp::Delete, &self.inner.counters.storage_write_errors);
             Error::Storage(e)
         })
     }
@@ -350,7 +366,9 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
 
     /// `key`'s circuit breaker state now (`Closed` when none is kept).
     pub fn key_breaker_state(&self, key: &str) -> BreakerState {
-        self.inner.breaker.key_state(key, self.inner.runtime.now_ms())
+        self.inner
+            .breaker
+            .key_state(key, self.inner.runtime.now_ms())
     }
 
     /// Closes every circuit breaker and forgets per-key breakers.
@@ -402,7 +420,10 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         let err = if key.is_empty() {
             KeyError::Empty
         } else if key.len() > max {
-            KeyError::TooLong { len: key.len(), max }
+            KeyError::TooLong {
+                len: key.len(),
+                max,
+            }
         } else {
             return Ok(());
         };

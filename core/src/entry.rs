@@ -45,7 +45,9 @@ impl CacheTtl {
 
     /// The whole lifetime, `fresh + stale + expired` (saturating).
     pub fn total(&self) -> Duration {
-        self.fresh.saturating_add(self.stale).saturating_add(self.expired)
+        self.fresh
+            .saturating_add(self.stale)
+            .saturating_add(self.expired)
     }
 
     /// Whether the TTL is usable: its total is at least [`CacheTtl::MIN_TOTAL`].

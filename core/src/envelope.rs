@@ -114,9 +114,7 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded<'_>> {
 
 /// The entry in `bytes` if it is an intact envelope written for exactly `key`.
 pub fn decode_for(key: &str, bytes: &[u8]) -> Option<Entry> {
-    decode(bytes)
-        .filter(|d| d.key == key)
-        .map(|d| d.entry)
+    decode(bytes).filter(|d| d.key == key).map(|d| d.entry)
 }
 
 fn read_u32(b: &[u8], at: usize) -> Option<u32> {

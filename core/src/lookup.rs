@@ -69,10 +69,10 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         let i = &self.inner;
         let now = i.runtime.now_ms();
         let stored = self.read(key).await;
-        let usable = match stored {
-            Some(entry) => match Phase::of(Some(&entry), now) {
+        let usable = match &stored {
+            Some(entry) => match Phase::of(Some(entry), now) {
                 Phase::Gone => None,
-                phase => match decode(&entry) {
+                phase => match decode(entry) {
                     Ok(value) => Some((phase, entry, value)),
                     Err(_) => {
                         bump(&i.counters.decode_errors);
@@ -83,26 +83,31 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
             None => None,
         };
         match usable {
-            Some((Phase::Fresh, entry, value)) => Ok(Cached::new(value, Status::Hit, &entry, now)),
+            Some((Phase::Fresh, entry, value)) => Ok(Cached::new(value, Status::Hit, entry, now)),
             Some((Phase::Stale, entry, value)) => {
-                if let Some(newer) = self.refresh_in_background(key, ttl, job, now) {
+                if let Some(newer) = self.refresh_in_background(key, ttl, job, now, entry) {
                     if let Ok(v) = decode(&newer) {
                         return Ok(Cached::new(v, Status::Hit, &newer, now));
                     }
                 }
-                Ok(Cached::new(value, Status::Stale, &entry, now))
+                Ok(Cached::new(value, Status::Stale, entry, now))
             }
             Some((_, entry, value)) if i.cfg.expired_mode == ExpiredMode::ServeStale => {
-                self.refresh_in_background(key, ttl, job, now);
-                Ok(Cached::new(value, Status::Expired, &entry, now))
+                self.refresh_in_background(key, ttl, job, now, entry);
+                Ok(Cached::new(value, Status::Expired, entry, now))
             }
-            Some((_, entry, value)) => match self.fetch_shared(key, ttl, job, now, false).await {
-                Ok(newer) => {
-                    let v = decode(&newer).map_err(Error::Codec)?;
-                    Ok(Cached::new(v, Status::Miss, &newer, i.runtime.now_ms()))
+            Some((_, entry, value)) => {
+                match self
+                    .fetch_shared(key, ttl, job, now, false, Some(entry.clone()))
+                    .await
+                {
+                    Ok(newer) => {
+                        let v = decode(&newer).map_err(Error::Codec)?;
+                        Ok(Cached::new(v, Status::Miss, &newer, i.runtime.now_ms()))
+                    }
+                    Err(_) => Ok(Cached::new(value, Status::Fallback, entry, now)),
                 }
-                Err(_) => Ok(Cached::new(value, Status::Fallback, &entry, now)),
-            },
+            }
             None => {
                 if i.cfg.negative_ttl.is_some() {
                     if let Some(e) = i.negatives.get(key, now) {
@@ -110,7 +115,7 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
                         return Err(e);
                     }
                 }
-                let newer = self.fetch_shared(key, ttl, job, now, true).await?;
+                let newer = self.fetch_shared(key, ttl, job, now, true, stored).await?;
                 let v = decode(&newer).map_err(Error::Codec)?;
                 Ok(Cached::new(v, Status::Miss, &newer, i.runtime.now_ms()))
             }
@@ -127,6 +132,7 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         job: J,
         now: u64,
         remember_error: bool,
+        seen: Option<Entry>,
     ) -> Result<Entry, Error>
     where
         J: FnOnce() -> JF + MaybeSend + 'static,
@@ -151,7 +157,17 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
             }
             Joined::Started(flight) => {
                 let wait = flight.clone().wait();
-                self.spawn_flight(key, flight, permit, ttl, job, false, remember_error, now);
+                self.spawn_flight(
+                    key,
+                    flight,
+                    permit,
+                    ttl,
+                    job,
+                    false,
+                    remember_error,
+                    now,
+                    seen,
+                );
                 wait.await
             }
         }
@@ -168,6 +184,7 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         ttl: Option<CacheTtl>,
         job: J,
         now: u64,
+        seen: &Entry,
     ) -> Option<Entry>
     where
         J: FnOnce() -> JF + MaybeSend + 'static,
@@ -194,7 +211,17 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         };
         i.report_transition(transition);
         match i.flights.start(key) {
-            Some(flight) => self.spawn_flight(key, flight, permit, ttl, job, true, false, now),
+            Some(flight) => self.spawn_flight(
+                key,
+                flight,
+                permit,
+                ttl,
+                job,
+                true,
+                false,
+                now,
+                Some(seen.clone()),
+            ),
             None => {
                 i.breaker.abandon(key, permit);
                 i.refreshes.decrement();

@@ -112,7 +112,10 @@ mod tests {
     #[test]
     fn every_boundary_of_the_table() {
         let e = entry();
-        assert_eq!((e.fresh_until, e.stale_until, e.expires_at), (110, 130, 160));
+        assert_eq!(
+            (e.fresh_until, e.stale_until, e.expires_at),
+            (110, 130, 160)
+        );
         let cases = [
             (0, Phase::Fresh), // clock behind creation: still fresh, never older
             (100, Phase::Fresh),
@@ -132,9 +135,17 @@ mod tests {
 
     #[test]
     fn zero_length_phases_are_skipped() {
-        let e = Entry::new("v", 0, CacheTtl::new(Duration::ZERO, Duration::ZERO, Duration::from_secs(5)));
+        let e = Entry::new(
+            "v",
+            0,
+            CacheTtl::new(Duration::ZERO, Duration::ZERO, Duration::from_secs(5)),
+        );
         assert_eq!(Phase::of(Some(&e), 0), Phase::Expired);
-        let e = Entry::new("v", 0, CacheTtl::new(Duration::ZERO, Duration::from_secs(5), Duration::ZERO));
+        let e = Entry::new(
+            "v",
+            0,
+            CacheTtl::new(Duration::ZERO, Duration::from_secs(5), Duration::ZERO),
+        );
         assert_eq!(Phase::of(Some(&e), 0), Phase::Stale);
         assert_eq!(Phase::of(Some(&e), 5_000), Phase::Gone);
     }

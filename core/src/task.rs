@@ -19,6 +19,7 @@ use crate::entry::{CacheTtl, Entry};
 use crate::error::Error;
 use crate::flight::Flight;
 use crate::metrics::{StorageOp, UpstreamOutcome};
+use crate::phase::Phase;
 use crate::runtime::Runtime;
 use crate::stats::bump;
 use crate::storage::Storage;
@@ -55,13 +56,13 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         background: bool,
         remember_error: bool,
         now: u64,
+        seen: Option<Entry>,
     ) where
         J: FnOnce() -> JF + MaybeSend + 'static,
         JF: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
     {
         let i = &self.inner;
         i.tasks.increment();
-        bump(&i.counters.upstream_calls);
         if background {
             bump(&i.counters.refreshes_started);
         }
@@ -74,27 +75,37 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
             remember_error,
             started_ms: now,
         };
-        i.runtime.spawn(guard.run(job, ttl));
+        i.runtime.spawn(guard.run(job, ttl, seen));
     }
 }
 
 impl<S: Storage, R: Runtime, C> FlightGuard<S, R, C> {
-    async fn run<J, JF>(mut self, job: J, ttl: Option<CacheTtl>)
+    async fn run<J, JF>(mut self, job: J, ttl: Option<CacheTtl>, seen: Option<Entry>)
     where
         J: FnOnce() -> JF,
         JF: Future<Output = Result<Bytes, Error>>,
     {
         let inner = self.inner.clone();
         let timeout = inner.cfg.refresh_timeout;
-        let outcome = {
-            let work = pin!(job());
-            let sleep = pin!(inner.runtime.sleep(timeout));
-            let abort = pin!(inner.abort.wait());
-            match select(work, select(sleep, abort)).await {
-                Either::Left((r, _)) => Outcome::Done(r),
-                Either::Right((Either::Left(_), _)) => Outcome::TimedOut,
-                Either::Right((Either::Right(_), _)) => Outcome::Aborted,
+        // A caller may have read storage just before another call for this key
+        // stored its value and left the table: look once more before calling
+        // upstream, so a stampede makes exactly one call. Only an entry other
+        // than the one the caller saw counts (that one may be undecodable).
+        if let Some(Ok(Some(entry))) = self.bounded(inner.storage.get(&self.key), timeout).await {
+            let fresh = Phase::of(Some(&entry), inner.runtime.now_ms()) == Phase::Fresh;
+            if fresh && seen.as_ref() != Some(&entry) {
+                if let Some(p) = self.permit.take() {
+                    inner.breaker.abandon(&self.key, p);
+                }
+                self.flight.complete(Ok(entry));
+                return;
             }
+        }
+        bump(&inner.counters.upstream_calls);
+        let outcome = match self.bounded(job(), timeout).await {
+            Some(r) => Outcome::Done(r),
+            None if inner.abort.is_set() => Outcome::Aborted,
+            None => Outcome::TimedOut,
         };
         let now = inner.runtime.now_ms();
         let elapsed = Duration::from_millis(now.saturating_sub(self.started_ms));
@@ -126,10 +137,26 @@ impl<S: Storage, R: Runtime, C> FlightGuard<S, R, C> {
             }
             Outcome::TimedOut => {
                 bump(&inner.counters.upstream_timeouts);
-                self.fail(Error::Timeout { after: timeout }, elapsed, now, UpstreamOutcome::Timeout);
+                self.fail(
+                    Error::Timeout { after: timeout },
+                    elapsed,
+                    now,
+                    UpstreamOutcome::Timeout,
+                );
             }
             // The guard's drop reports the abandoned call as a shutdown.
             Outcome::Aborted => {}
+        }
+    }
+
+    /// `fut`'s output, or `None` if `timeout` passes or shutdown aborts first.
+    async fn bounded<T>(&self, fut: impl Future<Output = T>, timeout: Duration) -> Option<T> {
+        let fut = pin!(fut);
+        let sleep = pin!(self.inner.runtime.sleep(timeout));
+        let abort = pin!(self.inner.abort.wait());
+        match select(fut, select(sleep, abort)).await {
+            Either::Left((v, _)) => Some(v),
+            Either::Right(_) => None,
         }
     }
 
@@ -160,13 +187,11 @@ impl<S: Storage, R: Runtime, C> FlightGuard<S, R, C> {
             bump(&inner.counters.oversized_values);
             return;
         }
-        let write = pin!(inner.storage.set(&self.key, entry));
-        let sleep = pin!(inner.runtime.sleep(timeout));
-        let abort = pin!(inner.abort.wait());
-        let ok = match select(write, select(sleep, abort)).await {
-            Either::Left((r, _)) => r.is_ok(),
-            Either::Right(_) => false,
-        };
+        let ok = matches!(
+            self.bounded(inner.storage.set(&self.key, entry), timeout)
+                .await,
+            Some(Ok(()))
+        );
         if !ok {
             inner.storage_error(StorageOp::Set, &inner.counters.storage_write_errors);
         }

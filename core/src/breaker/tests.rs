@@ -120,7 +120,10 @@ fn key_breakers_are_bounded_lru() {
     assert_eq!(b.key_count(), 4);
     let keys = b.keys.lock();
     assert!(keys.map.contains_key("k0"));
-    assert!(!keys.map.contains_key("k1"), "least recently used key dropped");
+    assert!(
+        !keys.map.contains_key("k1"),
+        "least recently used key dropped"
+    );
     assert!(keys.map.contains_key("k4"));
 }
 

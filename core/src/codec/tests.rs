@@ -65,23 +65,36 @@ fn compressed_honours_the_threshold() {
 #[test]
 fn compressed_refuses_oversized_inflation() {
     let codec = Compressed::new(Postcard, 0).max_decoded(1_000);
-    let bytes = Compressed::new(Postcard, 0).encode(&vec![0u8; 100_000]).unwrap();
+    let bytes = Compressed::new(Postcard, 0)
+        .encode(&vec![0u8; 100_000])
+        .unwrap();
     let err = codec.decode::<Vec<u8>>(&bytes).unwrap_err();
     assert_eq!(err.codec(), "compressed");
 }
 
 #[test]
 fn garbage_is_an_error_never_a_panic() {
-    let inputs: [&[u8]; 6] = [b"", b"\x00", b"\x01", b"\x02abc", b"\x01\xff\xff\xff", b"{not json"];
+    let inputs: [&[u8]; 6] = [
+        b"",
+        b"\x00",
+        b"\x01",
+        b"\x02abc",
+        b"\x01\xff\xff\xff",
+        b"{not json",
+    ];
     for input in inputs {
         let _ = Postcard.decode::<Sample>(input).unwrap_err();
         let _ = Json.decode::<Sample>(input).unwrap_err();
-        let _ = Compressed::new(Json, 0).decode::<Sample>(input).unwrap_err();
+        let _ = Compressed::new(Json, 0)
+            .decode::<Sample>(input)
+            .unwrap_err();
     }
     // Every truncation of a valid encoding fails cleanly.
     let full = Compressed::new(Postcard, 0).encode(&sample()).unwrap();
     for cut in 0..full.len() {
-        assert!(Compressed::new(Postcard, 0).decode::<Sample>(&full[..cut]).is_err());
+        assert!(Compressed::new(Postcard, 0)
+            .decode::<Sample>(&full[..cut])
+            .is_err());
     }
 }
 

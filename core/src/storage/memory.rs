@@ -213,7 +213,10 @@ impl MemoryStorage {
         let mut guard = shard.write();
         let shard = &mut *guard;
         let nodes = &shard.nodes;
-        if let Ok(found) = shard.table.find_entry(hash, |&i| shard_key_is(nodes, i, key)) {
+        if let Ok(found) = shard
+            .table
+            .find_entry(hash, |&i| shard_key_is(nodes, i, key))
+        {
             let (idx, _) = found.remove();
             shard.unlink_and_free(idx);
         }
@@ -314,11 +317,21 @@ impl Shard {
         self.next_generation
     }
 
-    fn insert(&mut self, hasher: &DefaultHashBuilder, hash: u64, key: &str, entry: Entry, charge: usize) {
+    fn insert(
+        &mut self,
+        hasher: &DefaultHashBuilder,
+        hash: u64,
+        key: &str,
+        entry: Entry,
+        charge: usize,
+    ) {
         let now = entry.created_at;
         let expires_at = entry.expires_at;
         let generation = self.generation();
-        if let Some(&idx) = self.table.find(hash, |&i| shard_key_is(&self.nodes, i, key)) {
+        if let Some(&idx) = self
+            .table
+            .find(hash, |&i| shard_key_is(&self.nodes, i, key))
+        {
             let old_charge = match self.node_mut(idx) {
                 Some(node) => {
                     let old = node.charge;
@@ -366,10 +379,11 @@ impl Shard {
             self.oldest = idx;
         }
         let nodes = &self.nodes;
-        self.table.insert_unique(hash, idx, |&i| match nodes.get(i as usize) {
-            Some(Some(n)) => hasher.hash_one(&*n.key),
-            _ => 0,
-        });
+        self.table
+            .insert_unique(hash, idx, |&i| match nodes.get(i as usize) {
+                Some(Some(n)) => hasher.hash_one(&*n.key),
+                _ => 0,
+            });
         self.expiry.push(Reverse((expires_at, idx, generation)));
         self.compact_expiry();
     }
@@ -377,7 +391,9 @@ impl Shard {
     /// Evicts until the shard is within its limits, sparing `keep`.
     fn make_room(&mut self, hasher: &DefaultHashBuilder, now: u64, keep: Option<u32>) {
         while self.len > self.max_entries || self.bytes > self.max_bytes {
-            let victim = self.expired_victim(now, keep).or_else(|| self.sieve_victim(keep));
+            let victim = self
+                .expired_victim(now, keep)
+                .or_else(|| self.sieve_victim(keep));
             match victim {
                 Some(idx) => self.evict(hasher, idx),
                 None => break,
@@ -402,7 +418,11 @@ impl Shard {
     fn sieve_victim(&mut self, keep: Option<u32>) -> Option<u32> {
         // Two passes over the list are enough: the first clears every visited bit.
         let mut steps = 2 * self.len + 2;
-        let mut hand = if self.hand == NIL { self.oldest } else { self.hand };
+        let mut hand = if self.hand == NIL {
+            self.oldest
+        } else {
+            self.hand
+        };
         while steps > 0 {
             steps -= 1;
             let Some(node) = self.node(hand) else {

@@ -34,8 +34,11 @@ pub trait Storage: MaybeSend + MaybeSync + 'static {
     ) -> impl Future<Output = Result<Option<Entry>, StorageError>> + MaybeSend;
 
     /// Stores `entry` under `key`, replacing what was there.
-    fn set(&self, key: &str, entry: Entry)
-        -> impl Future<Output = Result<(), StorageError>> + MaybeSend;
+    fn set(
+        &self,
+        key: &str,
+        entry: Entry,
+    ) -> impl Future<Output = Result<(), StorageError>> + MaybeSend;
 
     /// Removes `key`; removing a missing key succeeds.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + MaybeSend;

@@ -57,13 +57,29 @@ pub async fn get_of_unknown_key_is_none<S: Storage>(s: &S) {
 pub async fn set_get_overwrite_delete<S: Storage>(s: &S) {
     let k = "conformance/basic";
     let first = entry("first", NOW);
-    s.set(k, first.clone()).await.expect("set_get_overwrite_delete: set");
-    assert_eq!(s.get(k).await, Ok(Some(first)), "set_get_overwrite_delete: read back");
+    s.set(k, first.clone())
+        .await
+        .expect("set_get_overwrite_delete: set");
+    assert_eq!(
+        s.get(k).await,
+        Ok(Some(first)),
+        "set_get_overwrite_delete: read back"
+    );
     let second = entry("second value, longer", NOW + 1);
-    s.set(k, second.clone()).await.expect("set_get_overwrite_delete: overwrite");
-    assert_eq!(s.get(k).await, Ok(Some(second)), "set_get_overwrite_delete: overwrite read back");
+    s.set(k, second.clone())
+        .await
+        .expect("set_get_overwrite_delete: overwrite");
+    assert_eq!(
+        s.get(k).await,
+        Ok(Some(second)),
+        "set_get_overwrite_delete: overwrite read back"
+    );
     s.delete(k).await.expect("set_get_overwrite_delete: delete");
-    assert_eq!(s.get(k).await, Ok(None), "set_get_overwrite_delete: deleted");
+    assert_eq!(
+        s.get(k).await,
+        Ok(None),
+        "set_get_overwrite_delete: deleted"
+    );
 }
 
 /// Every time of an entry comes back to the millisecond, including extremes.
@@ -76,7 +92,9 @@ pub async fn times_are_preserved_exactly<S: Storage>(s: &S) {
         stale_until: NOW + 89_012,
         expires_at: u64::MAX / 2 + 7,
     };
-    s.set(k, e.clone()).await.expect("times_are_preserved_exactly: set");
+    s.set(k, e.clone())
+        .await
+        .expect("times_are_preserved_exactly: set");
     let got = s.get(k).await.expect("times_are_preserved_exactly: get");
     assert_eq!(got, Some(e), "times_are_preserved_exactly");
 }
@@ -84,13 +102,27 @@ pub async fn times_are_preserved_exactly<S: Storage>(s: &S) {
 /// An empty value and a 1 MiB value with every byte value round-trip.
 pub async fn large_and_empty_values<S: Storage>(s: &S) {
     let empty = entry(Vec::new(), NOW);
-    s.set("conformance/empty", empty.clone()).await.expect("large_and_empty_values: set empty");
-    assert_eq!(s.get("conformance/empty").await, Ok(Some(empty)), "large_and_empty_values: empty");
+    s.set("conformance/empty", empty.clone())
+        .await
+        .expect("large_and_empty_values: set empty");
+    assert_eq!(
+        s.get("conformance/empty").await,
+        Ok(Some(empty)),
+        "large_and_empty_values: empty"
+    );
     let big: Vec<u8> = (0..(1usize << 20)).map(|i| (i % 251) as u8).collect();
     let big = entry(big, NOW);
-    s.set("conformance/large", big.clone()).await.expect("large_and_empty_values: set 1 MiB");
-    let got = s.get("conformance/large").await.expect("large_and_empty_values: get 1 MiB");
-    assert!(got == Some(big), "large_and_empty_values: 1 MiB value differs");
+    s.set("conformance/large", big.clone())
+        .await
+        .expect("large_and_empty_values: set 1 MiB");
+    let got = s
+        .get("conformance/large")
+        .await
+        .expect("large_and_empty_values: get 1 MiB");
+    assert!(
+        got == Some(big),
+        "large_and_empty_values: 1 MiB value differs"
+    );
 }
 
 /// Keys that are hostile to paths, protocols and parsers.
@@ -128,7 +160,10 @@ pub async fn odd_keys_round_trip_separately<S: Storage>(s: &S) {
             .unwrap_or_else(|e| panic!("odd_keys_round_trip_separately: set {k:?}: {e}"));
     }
     for (i, k) in keys.iter().enumerate() {
-        let got = s.get(k).await.unwrap_or_else(|e| panic!("odd_keys_round_trip_separately: get {k:?}: {e}"));
+        let got = s
+            .get(k)
+            .await
+            .unwrap_or_else(|e| panic!("odd_keys_round_trip_separately: get {k:?}: {e}"));
         let value = got.map(|e| e.value);
         assert_eq!(
             value.as_deref(),
@@ -137,20 +172,38 @@ pub async fn odd_keys_round_trip_separately<S: Storage>(s: &S) {
         );
     }
     for k in &keys {
-        s.delete(k).await.expect("odd_keys_round_trip_separately: delete");
-        assert_eq!(s.get(k).await, Ok(None), "odd_keys_round_trip_separately: deleted {k:?}");
+        s.delete(k)
+            .await
+            .expect("odd_keys_round_trip_separately: delete");
+        assert_eq!(
+            s.get(k).await,
+            Ok(None),
+            "odd_keys_round_trip_separately: deleted {k:?}"
+        );
     }
 }
 
 /// Keys differing by case, a trailing byte or a prefix stay apart.
 pub async fn similar_keys_do_not_collide<S: Storage>(s: &S) {
-    let keys = ["conformance/sim/a", "conformance/sim/A", "conformance/sim/a ", "conformance/sim/a/", "conformance/sim/"];
+    let keys = [
+        "conformance/sim/a",
+        "conformance/sim/A",
+        "conformance/sim/a ",
+        "conformance/sim/a/",
+        "conformance/sim/",
+    ];
     for k in keys {
-        s.set(k, entry(k, NOW)).await.expect("similar_keys_do_not_collide: set");
+        s.set(k, entry(k, NOW))
+            .await
+            .expect("similar_keys_do_not_collide: set");
     }
     for k in keys {
         let got = s.get(k).await.expect("similar_keys_do_not_collide: get");
-        assert_eq!(got.map(|e| e.value).as_deref(), Some(k.as_bytes()), "similar_keys_do_not_collide: {k:?}");
+        assert_eq!(
+            got.map(|e| e.value).as_deref(),
+            Some(k.as_bytes()),
+            "similar_keys_do_not_collide: {k:?}"
+        );
     }
 }
 

@@ -118,7 +118,10 @@ impl TestExecutor {
     }
 
     /// Spawns `fut` and returns a handle to its output.
-    pub fn spawn<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> JoinHandle<T> {
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> JoinHandle<T> {
         let slot = Arc::new(Mutex::new(None));
         let out = slot.clone();
         self.spawner().spawn_boxed(Box::pin(async move {

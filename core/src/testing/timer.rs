@@ -129,6 +129,9 @@ impl Future for Sleep {
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        self.shared.sleepers.lock().retain(|(id, _, _)| *id != self.id);
+        self.shared
+            .sleepers
+            .lock()
+            .retain(|(id, _, _)| *id != self.id);
     }
 }

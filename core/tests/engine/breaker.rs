@@ -40,8 +40,16 @@ fn a_key_opens_after_consecutive_failures_and_rejects_without_calling() {
     assert!(matches!(h.get("k", "v"), Err(Error::CircuitOpen)));
     assert_eq!(h.calls(), calls, "no upstream call while open");
     assert_eq!(h.engine.stats().breaker_rejections, 1);
-    assert_eq!(h.engine.breaker_state(), BreakerState::Closed, "one key does not open the global breaker");
-    assert_eq!(h.get("other", "v").unwrap().status, Status::Miss, "per-key isolation");
+    assert_eq!(
+        h.engine.breaker_state(),
+        BreakerState::Closed,
+        "one key does not open the global breaker"
+    );
+    assert_eq!(
+        h.get("other", "v").unwrap().status,
+        Status::Miss,
+        "per-key isolation"
+    );
 }
 
 #[test]
@@ -85,11 +93,19 @@ fn half_open_after_open_for_then_closed_after_successes() {
     h.advance(std::time::Duration::from_millis(1));
     assert_eq!(h.engine.key_breaker_state("k"), BreakerState::HalfOpen);
     assert_eq!(h.get("k", "v").unwrap().status, Status::Miss);
-    assert_eq!(h.engine.key_breaker_state("k"), BreakerState::HalfOpen, "one success of two");
+    assert_eq!(
+        h.engine.key_breaker_state("k"),
+        BreakerState::HalfOpen,
+        "one success of two"
+    );
     h.exec.block_on(h.engine.invalidate("k")).unwrap();
     assert_eq!(h.get("k", "v").unwrap().status, Status::Miss);
     assert_eq!(h.engine.key_breaker_state("k"), BreakerState::Closed);
-    assert_eq!(h.engine.stats().key_breakers, 0, "a healed key is forgotten");
+    assert_eq!(
+        h.engine.stats().key_breakers,
+        0,
+        "a healed key is forgotten"
+    );
 }
 
 #[test]
@@ -119,7 +135,10 @@ fn half_open_lets_at_most_max_half_open_trials_through() {
         let (tx, fetch) = h.gated();
         gates.push(tx);
         let engine = h.engine.clone();
-        tasks.push(h.exec.spawn(async move { engine.get_or_fetch(k, fetch).await }));
+        tasks.push(
+            h.exec
+                .spawn(async move { engine.get_or_fetch(k, fetch).await }),
+        );
     }
     h.exec.run_until_stalled();
     assert_eq!(h.calls(), calls + 2, "two trials reach upstream");
@@ -136,7 +155,12 @@ fn half_open_lets_at_most_max_half_open_trials_through() {
 
 #[test]
 fn key_breakers_are_bounded() {
-    let h = harness_with(|b| b.breaker(BreakerConfig { failure_threshold: 100, ..cfg() }));
+    let h = harness_with(|b| {
+        b.breaker(BreakerConfig {
+            failure_threshold: 100,
+            ..cfg()
+        })
+    });
     for i in 0..10 {
         assert!(h.get_err(&format!("k{i}")).is_err());
         assert!(h.engine.stats().key_breakers <= 3);

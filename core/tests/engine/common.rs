@@ -10,8 +10,7 @@ use std::time::Duration;
 use futures::channel::oneshot;
 use swre_core::testing::{TestExecutor, TestRuntime};
 use swre_core::{
-    CacheTtl, Engine, EngineBuilder, Entry, MemoryStorage, Storage, StorageError,
-    StorageErrorKind,
+    CacheTtl, Engine, EngineBuilder, Entry, MemoryStorage, Storage, StorageError, StorageErrorKind,
 };
 
 pub const START: u64 = 1_700_000_000_000;
@@ -47,7 +46,9 @@ pub fn harness() -> H {
 }
 
 pub fn harness_with(
-    f: impl FnOnce(EngineBuilder<MemoryStorage, TestRuntime>) -> EngineBuilder<MemoryStorage, TestRuntime>,
+    f: impl FnOnce(
+        EngineBuilder<MemoryStorage, TestRuntime>,
+    ) -> EngineBuilder<MemoryStorage, TestRuntime>,
 ) -> H {
     harness_on(MemoryStorage::new(), f)
 }
@@ -71,7 +72,10 @@ pub fn harness_on<S: Storage>(
 
 impl<S: Storage> H<S> {
     /// A fetch that counts its call and returns `v`.
-    pub fn ok(&self, v: &'static str) -> impl FnOnce() -> std::future::Ready<Result<&'static str, Boom>> + Send + 'static {
+    pub fn ok(
+        &self,
+        v: &'static str,
+    ) -> impl FnOnce() -> std::future::Ready<Result<&'static str, Boom>> + Send + 'static {
         let calls = self.calls.clone();
         move || {
             calls.fetch_add(1, Ordering::SeqCst);
@@ -80,7 +84,10 @@ impl<S: Storage> H<S> {
     }
 
     /// A fetch that counts its call and fails.
-    pub fn err(&self, why: &'static str) -> impl FnOnce() -> std::future::Ready<Result<&'static str, Boom>> + Send + 'static {
+    pub fn err(
+        &self,
+        why: &'static str,
+    ) -> impl FnOnce() -> std::future::Ready<Result<&'static str, Boom>> + Send + 'static {
         let calls = self.calls.clone();
         move || {
             calls.fetch_add(1, Ordering::SeqCst);
@@ -104,7 +111,9 @@ impl<S: Storage> H<S> {
         &self,
     ) -> (
         oneshot::Sender<Result<&'static str, Boom>>,
-        impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<&'static str, Boom>> + Send>> + Send + 'static,
+        impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<&'static str, Boom>> + Send>>
+            + Send
+            + 'static,
     ) {
         let (tx, rx) = oneshot::channel();
         let calls = self.calls.clone();
@@ -121,7 +130,11 @@ impl<S: Storage> H<S> {
     }
 
     /// Runs a lookup to completion with a fetch returning `v`.
-    pub fn get(&self, key: &str, v: &'static str) -> Result<swre_core::Cached<swre_core::Bytes>, swre_core::Error> {
+    pub fn get(
+        &self,
+        key: &str,
+        v: &'static str,
+    ) -> Result<swre_core::Cached<swre_core::Bytes>, swre_core::Error> {
         let fut = self.engine.get_or_fetch(key, self.ok(v));
         let r = self.exec.block_on(fut);
         self.exec.run_until_stalled();
@@ -129,7 +142,10 @@ impl<S: Storage> H<S> {
     }
 
     /// Runs a lookup to completion with a failing fetch.
-    pub fn get_err(&self, key: &str) -> Result<swre_core::Cached<swre_core::Bytes>, swre_core::Error> {
+    pub fn get_err(
+        &self,
+        key: &str,
+    ) -> Result<swre_core::Cached<swre_core::Bytes>, swre_core::Error> {
         let fut = self.engine.get_or_fetch(key, self.err("upstream down"));
         let r = self.exec.block_on(fut);
         self.exec.run_until_stalled();
@@ -137,7 +153,10 @@ impl<S: Storage> H<S> {
     }
 
     pub fn stored(&self, key: &str) -> Option<Entry> {
-        self.exec.block_on(self.engine.storage().get(key)).ok().flatten()
+        self.exec
+            .block_on(self.engine.storage().get(key))
+            .ok()
+            .flatten()
     }
 
     pub fn advance(&self, d: Duration) {
@@ -150,7 +169,10 @@ pub struct Hang(pub Arc<AtomicBool>);
 
 impl Future for Hang {
     type Output = Result<&'static str, Boom>;
-    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
         std::task::Poll::Pending
     }
 }

@@ -1,3 +1,8 @@
+#![allow(
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::alloc_instead_of_core
+)]
 #![allow(unreachable_pub)]
 //! Behaviour of the engine through its public API, driven deterministically
 //! with `ManualClock`, `ManualTimer` and the test executor.
@@ -8,3 +13,4 @@ mod phases;
 mod rules;
 mod shutdown;
 mod storage;
+mod threads;

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use swre_core::{CacheTtl, Error, ExpiredMode, Phase, Status};
 
@@ -16,7 +17,10 @@ fn gone_no_entry_is_a_miss_that_fetches_and_stores() {
     assert_eq!(r.fresh_until, START + 10_000);
     let stored = h.stored("k").expect("stored after a miss");
     assert_eq!(stored.value.as_slice(), b"v1");
-    assert_eq!((stored.stale_until, stored.expires_at), (START + 30_000, START + 60_000));
+    assert_eq!(
+        (stored.stale_until, stored.expires_at),
+        (START + 30_000, START + 60_000)
+    );
 }
 
 #[test]
@@ -51,7 +55,10 @@ fn stale_serves_at_once_and_refreshes_once_in_background() {
     let r = h.get("k", "never").unwrap();
     assert_eq!((r.status, value(&r), h.calls()), (Status::Hit, "v2", 2));
     let s = h.engine.stats();
-    assert_eq!((s.refreshes_started, s.refreshes_running, s.in_flight), (1, 0, 0));
+    assert_eq!(
+        (s.refreshes_started, s.refreshes_running, s.in_flight),
+        (1, 0, 0)
+    );
 }
 
 #[test]
@@ -70,7 +77,10 @@ fn expired_revalidate_falls_back_on_upstream_error() {
     h.get("k", "v1").unwrap();
     h.advance(59 * SEC);
     let r = h.get_err("k").unwrap();
-    assert_eq!((r.status, value(&r), h.calls()), (Status::Fallback, "v1", 2));
+    assert_eq!(
+        (r.status, value(&r), h.calls()),
+        (Status::Fallback, "v1", 2)
+    );
     assert_eq!(h.engine.stats().fallbacks, 1);
 }
 
@@ -91,7 +101,10 @@ fn expired_revalidate_falls_back_on_timeout() {
     h.exec.run_until_stalled();
     let r = task.try_take().unwrap().unwrap();
     assert_eq!((r.status, value(&r)), (Status::Fallback, "v1"));
-    assert!(dropped.load(Ordering::SeqCst), "the timed-out fetch is dropped");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the timed-out fetch is dropped"
+    );
     assert_eq!(h.engine.stats().upstream_timeouts, 1);
 }
 
@@ -115,7 +128,10 @@ fn past_expires_at_is_gone() {
     h.get("k", "v1").unwrap();
     h.advance(60 * SEC);
     let r = h.get_err("k");
-    assert!(matches!(r, Err(Error::Upstream(_))), "no fallback once gone: {r:?}");
+    assert!(
+        matches!(r, Err(Error::Upstream(_))),
+        "no fallback once gone: {r:?}"
+    );
     let r = h.get("k", "v2").unwrap();
     assert_eq!((r.status, value(&r)), (Status::Miss, "v2"));
 }
@@ -135,9 +151,18 @@ fn peek_reports_the_phase_without_fetching() {
     let h = harness();
     assert!(h.exec.block_on(h.engine.peek("k")).unwrap().is_none());
     h.get("k", "v1").unwrap();
-    for (advance, want) in [(0, Some(Status::Hit)), (10, Some(Status::Stale)), (20, Some(Status::Expired)), (30, None)] {
+    for (advance, want) in [
+        (0, Some(Status::Hit)),
+        (10, Some(Status::Stale)),
+        (20, Some(Status::Expired)),
+        (30, None),
+    ] {
         h.advance(advance * SEC);
-        let got = h.exec.block_on(h.engine.peek("k")).unwrap().map(|c| c.status);
+        let got = h
+            .exec
+            .block_on(h.engine.peek("k"))
+            .unwrap()
+            .map(|c| c.status);
         assert_eq!(got, want, "after +{advance}s");
     }
     assert_eq!(h.calls(), 1);
@@ -152,7 +177,10 @@ fn per_call_ttl_override_sets_the_entry_times() {
         .exec
         .block_on(h.engine.get_or_fetch_with_ttl("k", custom, h.ok("v")))
         .unwrap();
-    assert_eq!((r.fresh_until, r.stale_until, r.expires_at), (START + 1_000, START + 3_000, START + 6_000));
+    assert_eq!(
+        (r.fresh_until, r.stale_until, r.expires_at),
+        (START + 1_000, START + 3_000, START + 6_000)
+    );
     h.advance(SEC);
     assert_eq!(h.get("k", "x").unwrap().status, Status::Stale);
 }
@@ -161,7 +189,9 @@ fn per_call_ttl_override_sets_the_entry_times() {
 fn an_invalid_ttl_override_is_rejected_before_any_call() {
     let h = harness();
     let bad = CacheTtl::new(SEC, SEC, SEC);
-    let r = h.exec.block_on(h.engine.get_or_fetch_with_ttl("k", bad, h.ok("v")));
+    let r = h
+        .exec
+        .block_on(h.engine.get_or_fetch_with_ttl("k", bad, h.ok("v")));
     match r {
         Err(Error::Config(e)) => assert_eq!(e.option, "ttl"),
         other => panic!("expected a ttl config error, got {other:?}"),
@@ -172,7 +202,7 @@ fn an_invalid_ttl_override_is_rejected_before_any_call() {
 
 #[test]
 fn ttl_policy_chooses_from_key_and_value() {
-    let long = CacheTtl::new(100 * SEC, 0 * SEC, 0 * SEC);
+    let long = CacheTtl::new(100 * SEC, Duration::ZERO, Duration::ZERO);
     let h = harness_with(|b| {
         b.ttl_policy(move |key: &str, value: &[u8]| {
             if key.starts_with("long/") {
@@ -188,11 +218,19 @@ fn ttl_policy_chooses_from_key_and_value() {
     assert_eq!(r.fresh_until - r.created_at, 100_000);
     assert_eq!(r.expires_at, r.fresh_until);
     let r = h.get("short/b", "tiny").unwrap();
-    assert_eq!(r.fresh_until - r.created_at, 10_000, "invalid policy output falls back to the default");
+    assert_eq!(
+        r.fresh_until - r.created_at,
+        10_000,
+        "invalid policy output falls back to the default"
+    );
     // A per-call override beats the policy.
     let r = h
         .exec
-        .block_on(h.engine.get_or_fetch_with_ttl("long/c", CacheTtl::new(5 * SEC, SEC, SEC), h.ok("v")))
+        .block_on(h.engine.get_or_fetch_with_ttl(
+            "long/c",
+            CacheTtl::new(5 * SEC, SEC, SEC),
+            h.ok("v"),
+        ))
         .unwrap();
     assert_eq!(r.fresh_until - r.created_at, 5_000);
 }
@@ -200,7 +238,14 @@ fn ttl_policy_chooses_from_key_and_value() {
 #[test]
 fn phase_function_matches_lookups_at_every_boundary() {
     // The status a lookup reports agrees with Phase::of at each boundary.
-    for (offset, phase) in [(9_999, Phase::Fresh), (10_000, Phase::Stale), (29_999, Phase::Stale), (30_000, Phase::Expired), (59_999, Phase::Expired), (60_000, Phase::Gone)] {
+    for (offset, phase) in [
+        (9_999, Phase::Fresh),
+        (10_000, Phase::Stale),
+        (29_999, Phase::Stale),
+        (30_000, Phase::Expired),
+        (59_999, Phase::Expired),
+        (60_000, Phase::Gone),
+    ] {
         let h = harness_with(|b| b.expired_mode(ExpiredMode::ServeStale));
         h.get("k", "v1").unwrap();
         let entry = h.stored("k").unwrap();

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use swre_core::{
-    BreakerScope, BreakerState, Compressed, Engine, Error, Json, KeyError, MemoryStorage, Metrics, Status,
-    Storage, UpstreamOutcome,
+    BreakerScope, BreakerState, Compressed, Engine, Error, Json, KeyError, MemoryStorage, Metrics,
+    Status, Storage, UpstreamOutcome,
 };
 
 use crate::common::*;
@@ -23,10 +23,12 @@ fn rule1_two_hundred_concurrent_callers_share_one_upstream_call() {
             let engine = h.engine.clone();
             if i == 0 {
                 let f = fetch.take().unwrap();
-                h.exec.spawn(async move { engine.get_or_fetch("cold", f).await })
+                h.exec
+                    .spawn(async move { engine.get_or_fetch("cold", f).await })
             } else {
                 let f = h.ok("must not be called");
-                h.exec.spawn(async move { engine.get_or_fetch("cold", f).await })
+                h.exec
+                    .spawn(async move { engine.get_or_fetch("cold", f).await })
             }
         })
         .collect();
@@ -49,13 +51,15 @@ fn rule1_every_waiter_gets_the_same_error() {
     let (tx, fetch) = h.gated();
     let first = {
         let engine = h.engine.clone();
-        h.exec.spawn(async move { engine.get_or_fetch("k", fetch).await })
+        h.exec
+            .spawn(async move { engine.get_or_fetch("k", fetch).await })
     };
     let others: Vec<_> = (0..10)
         .map(|_| {
             let engine = h.engine.clone();
             let f = h.ok("unused");
-            h.exec.spawn(async move { engine.get_or_fetch("k", f).await })
+            h.exec
+                .spawn(async move { engine.get_or_fetch("k", f).await })
         })
         .collect();
     h.exec.run_until_stalled();
@@ -88,7 +92,8 @@ fn rule2_a_dropped_waiter_does_not_cancel_the_shared_fetch() {
     let joined = {
         let engine = h.engine.clone();
         let f = h.ok("unused");
-        h.exec.spawn(async move { engine.get_or_fetch("k", f).await })
+        h.exec
+            .spawn(async move { engine.get_or_fetch("k", f).await })
     };
     h.exec.run_until_stalled();
     tx.send(Ok("done")).unwrap();
@@ -106,7 +111,8 @@ fn rule2_timeout_ends_the_call_and_releases_its_slot() {
     let task = {
         let engine = h.engine.clone();
         let f = h.hang(dropped.clone());
-        h.exec.spawn(async move { engine.get_or_fetch("k", f).await })
+        h.exec
+            .spawn(async move { engine.get_or_fetch("k", f).await })
     };
     h.exec.run_until_stalled();
     h.rt.timer.advance(2 * SEC);
@@ -117,7 +123,10 @@ fn rule2_timeout_ends_the_call_and_releases_its_slot() {
     }
     assert!(dropped.load(Ordering::SeqCst));
     let s = h.engine.stats();
-    assert_eq!((s.in_flight, s.tasks_running, s.upstream_timeouts), (0, 0, 1));
+    assert_eq!(
+        (s.in_flight, s.tasks_running, s.upstream_timeouts),
+        (0, 0, 1)
+    );
     // The slot is free: the next lookup calls upstream again.
     assert_eq!(h.get("k", "v").unwrap().status, Status::Miss);
     assert_eq!(h.calls(), 2);
@@ -135,10 +144,21 @@ fn rule3_refreshes_are_bounded_and_skips_are_counted() {
         let (tx, fetch) = h.gated();
         gates.push(tx);
         let r = h.exec.block_on(h.engine.get_or_fetch(k, fetch)).unwrap();
-        assert_eq!((r.status, value(&r)), (Status::Stale, "v1"), "stale still served for {k}");
+        assert_eq!(
+            (r.status, value(&r)),
+            (Status::Stale, "v1"),
+            "stale still served for {k}"
+        );
     }
     let s = h.engine.stats();
-    assert_eq!((s.refreshes_started, s.refreshes_skipped, s.refreshes_running), (2, 3, 2));
+    assert_eq!(
+        (
+            s.refreshes_started,
+            s.refreshes_skipped,
+            s.refreshes_running
+        ),
+        (2, 3, 2)
+    );
     for tx in gates {
         let _ = tx.send(Ok("v2"));
     }
@@ -168,7 +188,10 @@ fn rule5_read_errors_are_misses_and_write_errors_still_return_the_value() {
         assert_eq!(h.calls(), i);
     }
     let s = h.engine.stats();
-    assert_eq!((s.storage_read_errors, s.storage_write_errors, s.errors), (3, 3, 0));
+    assert_eq!(
+        (s.storage_read_errors, s.storage_write_errors, s.errors),
+        (3, 3, 0)
+    );
     // The store recovers: values are kept again.
     h.engine.storage().fail_get.store(false, Ordering::SeqCst);
     h.engine.storage().fail_set.store(false, Ordering::SeqCst);
@@ -184,13 +207,20 @@ fn rule5_an_undecodable_entry_is_a_miss_and_is_overwritten() {
         name: String,
     }
     let h = harness_with(|b| b);
-    h.exec.block_on(h.engine.set("user", &b"\xff\xff not postcard"[..])).unwrap();
+    h.exec
+        .block_on(h.engine.set("user", &b"\xff\xff not postcard"[..]))
+        .unwrap();
     let calls = h.calls.clone();
     let r = h
         .exec
         .block_on(h.engine.get::<User, _, _, Boom>("user", move || {
             calls.fetch_add(1, Ordering::SeqCst);
-            async { Ok(User { id: 7, name: "Ada".into() }) }
+            async {
+                Ok(User {
+                    id: 7,
+                    name: "Ada".into(),
+                })
+            }
         }))
         .unwrap();
     h.exec.run_until_stalled();
@@ -198,9 +228,15 @@ fn rule5_an_undecodable_entry_is_a_miss_and_is_overwritten() {
     assert_eq!(h.engine.stats().decode_errors, 1);
     let again = h
         .exec
-        .block_on(h.engine.get::<User, _, _, Boom>("user", || async { Err(Boom("not called")) }))
+        .block_on(
+            h.engine
+                .get::<User, _, _, Boom>("user", || async { Err(Boom("not called")) }),
+        )
         .unwrap();
-    assert_eq!((again.status, again.value.name.as_str()), (Status::Hit, "Ada"));
+    assert_eq!(
+        (again.status, again.value.name.as_str()),
+        (Status::Hit, "Ada")
+    );
 }
 
 #[test]
@@ -218,10 +254,16 @@ fn typed_lookups_round_trip_through_json_and_compressed_codecs() {
         .unwrap();
     exec.run_until_stalled();
     assert_eq!(r.value, expected);
-    let stored = exec.block_on(engine.storage().get("list")).unwrap().unwrap();
+    let stored = exec
+        .block_on(engine.storage().get("list"))
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.value[0], 1, "large enough to be deflated");
     let plain = miniz_oxide::inflate::decompress_to_vec(&stored.value[1..]).unwrap();
-    assert_eq!(serde_json::from_slice::<Vec<String>>(&plain).unwrap(), expected);
+    assert_eq!(
+        serde_json::from_slice::<Vec<String>>(&plain).unwrap(),
+        expected
+    );
 }
 
 #[test]
@@ -241,7 +283,10 @@ fn rule6_bad_keys_are_rejected_and_change_nothing() {
     assert_eq!(h.calls(), 0);
     assert!(h.engine.storage().is_empty());
     assert_eq!(h.engine.stats().invalid_keys, 4);
-    assert!(h.get(&"k".repeat(16), "v").is_ok(), "a key at the limit is fine");
+    assert!(
+        h.get(&"k".repeat(16), "v").is_ok(),
+        "a key at the limit is fine"
+    );
 }
 
 #[test]
@@ -266,16 +311,69 @@ fn rule6_the_builder_names_each_rejected_option() {
     let b = || Engine::builder(MemoryStorage::new(), rt.clone());
     let bc = BreakerConfig::default();
     let cases: Vec<(&str, Result<_, Error>)> = vec![
-        ("ttl", b().ttl(CacheTtl::new(SEC, SEC, SEC)).build().map(|_| ())),
-        ("refresh_timeout", b().refresh_timeout(Duration::ZERO).build().map(|_| ())),
-        ("breaker.failure_threshold", b().breaker(BreakerConfig { failure_threshold: 0, ..bc }).build().map(|_| ())),
-        ("breaker.success_threshold", b().breaker(BreakerConfig { success_threshold: 0, ..bc }).build().map(|_| ())),
-        ("breaker.max_half_open", b().breaker(BreakerConfig { max_half_open: 1, success_threshold: 2, ..bc }).build().map(|_| ())),
-        ("breaker.open_for", b().breaker(BreakerConfig { open_for: Duration::ZERO, ..bc }).build().map(|_| ())),
-        ("breaker.max_key_breakers", b().breaker(BreakerConfig { max_key_breakers: 0, ..bc }).build().map(|_| ())),
-        ("max_value_bytes", b().max_value_bytes(0).build().map(|_| ())),
+        (
+            "ttl",
+            b().ttl(CacheTtl::new(SEC, SEC, SEC)).build().map(|_| ()),
+        ),
+        (
+            "refresh_timeout",
+            b().refresh_timeout(Duration::ZERO).build().map(|_| ()),
+        ),
+        (
+            "breaker.failure_threshold",
+            b().breaker(BreakerConfig {
+                failure_threshold: 0,
+                ..bc
+            })
+            .build()
+            .map(|_| ()),
+        ),
+        (
+            "breaker.success_threshold",
+            b().breaker(BreakerConfig {
+                success_threshold: 0,
+                ..bc
+            })
+            .build()
+            .map(|_| ()),
+        ),
+        (
+            "breaker.max_half_open",
+            b().breaker(BreakerConfig {
+                max_half_open: 1,
+                success_threshold: 2,
+                ..bc
+            })
+            .build()
+            .map(|_| ()),
+        ),
+        (
+            "breaker.open_for",
+            b().breaker(BreakerConfig {
+                open_for: Duration::ZERO,
+                ..bc
+            })
+            .build()
+            .map(|_| ()),
+        ),
+        (
+            "breaker.max_key_breakers",
+            b().breaker(BreakerConfig {
+                max_key_breakers: 0,
+                ..bc
+            })
+            .build()
+            .map(|_| ()),
+        ),
+        (
+            "max_value_bytes",
+            b().max_value_bytes(0).build().map(|_| ()),
+        ),
         ("max_key_bytes", b().max_key_bytes(0).build().map(|_| ())),
-        ("negative_ttl", b().negative_ttl(Duration::ZERO).build().map(|_| ())),
+        (
+            "negative_ttl",
+            b().negative_ttl(Duration::ZERO).build().map(|_| ()),
+        ),
     ];
     for (option, result) in cases {
         match result {
@@ -335,7 +433,8 @@ fn rule9_timeouts_fire_on_the_timer_while_the_clock_is_frozen() {
     let task = {
         let engine = h.engine.clone();
         let f = h.hang(dropped.clone());
-        h.exec.spawn(async move { engine.get_or_fetch("k", f).await })
+        h.exec
+            .spawn(async move { engine.get_or_fetch("k", f).await })
     };
     h.exec.run_until_stalled();
     // Like Workers' Date.now() during CPU work: the wall clock does not move.
@@ -352,7 +451,8 @@ fn rule9_advancing_only_the_clock_never_times_out_a_call() {
     let task = {
         let engine = h.engine.clone();
         let f = h.hang(dropped.clone());
-        h.exec.spawn(async move { engine.get_or_fetch("k", f).await })
+        h.exec
+            .spawn(async move { engine.get_or_fetch("k", f).await })
     };
     h.exec.run_until_stalled();
     h.rt.clock.advance(Duration::from_secs(3600));
@@ -396,7 +496,12 @@ fn rule10_metrics_and_stats_see_every_event() {
         move |b| {
             b.metrics(rec)
                 .max_concurrent_refreshes(0)
-                .breaker(swre_core::BreakerConfig { failure_threshold: 1, success_threshold: 1, max_half_open: 1, ..Default::default() })
+                .breaker(swre_core::BreakerConfig {
+                    failure_threshold: 1,
+                    success_threshold: 1,
+                    max_half_open: 1,
+                    ..Default::default()
+                })
         }
     });
     h.get("a", "v").unwrap(); // miss
@@ -404,16 +509,35 @@ fn rule10_metrics_and_stats_see_every_event() {
     h.advance(10 * SEC);
     h.get("a", "v").unwrap(); // stale, refresh skipped
     assert!(h.get_err("b").is_err()); // upstream error opens key breaker "b"
-    assert_eq!(*rec.lookups.lock().unwrap(), vec![Status::Miss, Status::Hit, Status::Stale]);
+    assert_eq!(
+        *rec.lookups.lock().unwrap(),
+        vec![Status::Miss, Status::Hit, Status::Stale]
+    );
     assert_eq!(rec.errors.load(Ordering::SeqCst), 1);
-    assert_eq!(*rec.upstream.lock().unwrap(), vec![UpstreamOutcome::Success, UpstreamOutcome::Error]);
+    assert_eq!(
+        *rec.upstream.lock().unwrap(),
+        vec![UpstreamOutcome::Success, UpstreamOutcome::Error]
+    );
     assert_eq!(rec.skipped.load(Ordering::SeqCst), 1);
     assert_eq!(
         *rec.breaker.lock().unwrap(),
-        vec![(BreakerScope::Key, BreakerState::Open), (BreakerScope::Global, BreakerState::Open)],
+        vec![
+            (BreakerScope::Key, BreakerState::Open),
+            (BreakerScope::Global, BreakerState::Open)
+        ],
         "a first failure at threshold 1 opens the key's breaker and the global one"
     );
     let s = h.engine.stats();
-    assert_eq!((s.hits, s.stale, s.misses, s.errors, s.upstream_calls, s.upstream_errors), (1, 1, 1, 1, 2, 1));
+    assert_eq!(
+        (
+            s.hits,
+            s.stale,
+            s.misses,
+            s.errors,
+            s.upstream_calls,
+            s.upstream_errors
+        ),
+        (1, 1, 1, 1, 2, 1)
+    );
     assert_eq!((s.refreshes_skipped, s.breaker_opened), (1, 2));
 }

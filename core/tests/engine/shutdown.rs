@@ -14,7 +14,8 @@ fn shutdown_waits_for_a_running_call_to_finish() {
     let (tx, fetch) = h.gated();
     let waiter = {
         let engine = h.engine.clone();
-        h.exec.spawn(async move { engine.get_or_fetch("k", fetch).await })
+        h.exec
+            .spawn(async move { engine.get_or_fetch("k", fetch).await })
     };
     h.exec.run_until_stalled();
     let shutdown = {
@@ -37,7 +38,8 @@ fn shutdown_drops_a_hanging_call_after_the_grace_period_and_frees_its_slot() {
     let waiter = {
         let engine = h.engine.clone();
         let f = h.hang(dropped.clone());
-        h.exec.spawn(async move { engine.get_or_fetch("k", f).await })
+        h.exec
+            .spawn(async move { engine.get_or_fetch("k", f).await })
     };
     h.exec.run_until_stalled();
     let shutdown = {
@@ -47,14 +49,23 @@ fn shutdown_drops_a_hanging_call_after_the_grace_period_and_frees_its_slot() {
     h.exec.run_until_stalled();
     h.rt.timer.advance(4 * SEC);
     h.exec.run_until_stalled();
-    assert!(!shutdown.is_finished() && !dropped.load(Ordering::SeqCst), "still within the grace period");
+    assert!(
+        !shutdown.is_finished() && !dropped.load(Ordering::SeqCst),
+        "still within the grace period"
+    );
     h.rt.timer.advance(SEC);
     h.exec.run_until_stalled();
     assert!(shutdown.is_finished());
-    assert!(dropped.load(Ordering::SeqCst), "the fetch future was dropped");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the fetch future was dropped"
+    );
     assert!(matches!(waiter.try_take(), Some(Err(Error::Shutdown))));
     let s = h.engine.stats();
-    assert_eq!((s.in_flight, s.tasks_running, s.upstream_abandoned), (0, 0, 1));
+    assert_eq!(
+        (s.in_flight, s.tasks_running, s.upstream_abandoned),
+        (0, 0, 1)
+    );
     assert_eq!(h.exec.live_tasks(), 0, "no task left behind");
 }
 
@@ -81,7 +92,13 @@ fn a_background_refresh_running_at_shutdown_completes_and_is_stored() {
     h.get("k", "v1").unwrap();
     h.rt.advance(10 * SEC);
     let (tx, fetch) = h.gated();
-    assert_eq!(h.exec.block_on(h.engine.get_or_fetch("k", fetch)).unwrap().status, Status::Stale);
+    assert_eq!(
+        h.exec
+            .block_on(h.engine.get_or_fetch("k", fetch))
+            .unwrap()
+            .status,
+        Status::Stale
+    );
     h.exec.run_until_stalled();
     let shutdown = {
         let engine = h.engine.clone();

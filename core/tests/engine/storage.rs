@@ -10,14 +10,21 @@ use crate::common::*;
 fn memory_storage_passes_the_conformance_suite() {
     let exec = TestExecutor::new();
     exec.block_on(conformance::run_all(&MemoryStorage::new()));
-    let one_shard = MemoryStorage::with_limits(MemoryLimits { max_bytes: 8 << 20, max_entries: 1000, shards: 1 });
+    let one_shard = MemoryStorage::with_limits(MemoryLimits {
+        max_bytes: 8 << 20,
+        max_entries: 1000,
+        shards: 1,
+    });
     exec.block_on(conformance::run_all(&one_shard));
 }
 
 #[test]
 fn tiered_passes_the_conformance_suite() {
     let exec = TestExecutor::new();
-    exec.block_on(conformance::run_all(&Tiered::new(MemoryStorage::new(), MemoryStorage::new())));
+    exec.block_on(conformance::run_all(&Tiered::new(
+        MemoryStorage::new(),
+        MemoryStorage::new(),
+    )));
 }
 
 #[test]
@@ -25,20 +32,31 @@ fn tiered_l1_hits_never_touch_l2_and_l2_hits_fill_l1() {
     let exec = TestExecutor::new();
     let tiered = Tiered::new(MemoryStorage::new(), Faulty::new(MemoryStorage::new()));
     let e = Entry::new("v", START, CacheTtl::default());
-    exec.block_on(tiered.l2().inner.set("k", e.clone())).unwrap();
+    exec.block_on(tiered.l2().inner.set("k", e.clone()))
+        .unwrap();
     assert_eq!(exec.block_on(tiered.get("k")).unwrap(), Some(e.clone()));
-    assert_eq!(tiered.l2().gets.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        tiered.l2().gets.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
     for _ in 0..10 {
         assert_eq!(exec.block_on(tiered.get("k")).unwrap(), Some(e.clone()));
     }
-    assert_eq!(tiered.l2().gets.load(std::sync::atomic::Ordering::SeqCst), 1, "L1 hits do not read L2");
+    assert_eq!(
+        tiered.l2().gets.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "L1 hits do not read L2"
+    );
 }
 
 #[test]
 fn tiered_reports_an_l2_write_error_but_keeps_serving_from_l1() {
     let exec = TestExecutor::new();
     let tiered = Tiered::new(MemoryStorage::new(), Faulty::new(MemoryStorage::new()));
-    tiered.l2().fail_set.store(true, std::sync::atomic::Ordering::SeqCst);
+    tiered
+        .l2()
+        .fail_set
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let e = Entry::new("v", START, CacheTtl::default());
     assert!(exec.block_on(tiered.set("k", e.clone())).is_err());
     assert_eq!(exec.block_on(tiered.get("k")).unwrap(), Some(e));
@@ -46,14 +64,35 @@ fn tiered_reports_an_l2_write_error_but_keeps_serving_from_l1() {
 
 #[test]
 fn an_engine_over_tiered_storage_serves_hits_from_memory() {
-    let h = harness_on(Tiered::new(MemoryStorage::new(), Faulty::new(MemoryStorage::new())), |b| b);
-    let r = h.exec.block_on(h.engine.get_or_fetch("k", h.ok("v"))).unwrap();
+    let h = harness_on(
+        Tiered::new(MemoryStorage::new(), Faulty::new(MemoryStorage::new())),
+        |b| b,
+    );
+    let r = h
+        .exec
+        .block_on(h.engine.get_or_fetch("k", h.ok("v")))
+        .unwrap();
     h.exec.run_until_stalled();
     assert_eq!(r.status, Status::Miss);
-    let reads = h.engine.storage().l2().gets.load(std::sync::atomic::Ordering::SeqCst);
+    let reads = h
+        .engine
+        .storage()
+        .l2()
+        .gets
+        .load(std::sync::atomic::Ordering::SeqCst);
     for _ in 0..5 {
-        let r = h.exec.block_on(h.engine.get_or_fetch("k", h.ok("x"))).unwrap();
+        let r = h
+            .exec
+            .block_on(h.engine.get_or_fetch("k", h.ok("x")))
+            .unwrap();
         assert_eq!(r.status, Status::Hit);
     }
-    assert_eq!(h.engine.storage().l2().gets.load(std::sync::atomic::Ordering::SeqCst), reads);
+    assert_eq!(
+        h.engine
+            .storage()
+            .l2()
+            .gets
+            .load(std::sync::atomic::Ordering::SeqCst),
+        reads
+    );
 }

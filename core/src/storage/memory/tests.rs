@@ -7,7 +7,11 @@ fn entry(value: &str, now: u64, life_ms: u64) -> Entry {
     Entry::new(
         value,
         now,
-        CacheTtl::new(Duration::from_millis(life_ms), Duration::ZERO, Duration::ZERO),
+        CacheTtl::new(
+            Duration::from_millis(life_ms),
+            Duration::ZERO,
+            Duration::ZERO,
+        ),
     )
 }
 
@@ -43,7 +47,8 @@ fn entry_bound_holds_under_many_inserts() {
         shards: 0,
     });
     for i in 0..20_000u64 {
-        s.set_now(&format!("key-{i}"), entry("v", i, 1_000_000)).unwrap();
+        s.set_now(&format!("key-{i}"), entry("v", i, 1_000_000))
+            .unwrap();
         assert!(s.len() <= 1_000, "len {} after {i}", s.len());
     }
     assert!(s.len() >= 900, "evicted far more than needed: {}", s.len());
@@ -55,23 +60,30 @@ fn byte_bound_holds_under_many_inserts() {
     let s = one_shard(max, usize::MAX);
     let value = "x".repeat(1000);
     for i in 0..1_000u64 {
-        s.set_now(&format!("k{i}"), entry(&value, i, 1_000_000)).unwrap();
+        s.set_now(&format!("k{i}"), entry(&value, i, 1_000_000))
+            .unwrap();
         assert!(s.bytes() <= max, "bytes {} over {max}", s.bytes());
     }
     // Overwrites that grow a value also respect the bound.
     let big = "y".repeat(8000);
     for i in 990..1_000u64 {
-        s.set_now(&format!("k{i}"), entry(&big, 2_000, 1_000_000)).unwrap();
+        s.set_now(&format!("k{i}"), entry(&big, 2_000, 1_000_000))
+            .unwrap();
         assert!(s.bytes() <= max);
     }
-    assert!(s.get_now("k999").is_some(), "the entry just written must survive");
+    assert!(
+        s.get_now("k999").is_some(),
+        "the entry just written must survive"
+    );
 }
 
 #[test]
 fn too_large_is_refused_and_changes_nothing() {
     let s = one_shard(1_000, 10);
     s.set_now("keep", entry("v", 0, 10)).unwrap();
-    let err = s.set_now("big", entry(&"z".repeat(2_000), 0, 10)).unwrap_err();
+    let err = s
+        .set_now("big", entry(&"z".repeat(2_000), 0, 10))
+        .unwrap_err();
     assert_eq!(err.kind(), StorageErrorKind::TooLarge);
     assert_eq!(s.len(), 1);
     assert!(s.get_now("keep").is_some());
@@ -100,14 +112,16 @@ fn expired_entries_are_evicted_first() {
 fn sieve_spares_visited_entries() {
     let s = one_shard(usize::MAX / 2, 100);
     for i in 0..100u64 {
-        s.set_now(&format!("k{i}"), entry("v", 0, 1_000_000)).unwrap();
+        s.set_now(&format!("k{i}"), entry("v", 0, 1_000_000))
+            .unwrap();
     }
     // Read a hot set (every tenth key), then push 50 one-hit wonders through.
     for i in (0..100u64).step_by(10) {
         assert!(s.get_now(&format!("k{i}")).is_some());
     }
     for i in 0..50u64 {
-        s.set_now(&format!("w{i}"), entry("v", 0, 1_000_000)).unwrap();
+        s.set_now(&format!("w{i}"), entry("v", 0, 1_000_000))
+            .unwrap();
     }
     for i in (0..100u64).step_by(10) {
         assert!(s.get_now(&format!("k{i}")).is_some(), "hot k{i} evicted");
@@ -140,8 +154,40 @@ fn overwrites_do_not_grow_the_expiry_heap_without_bound() {
 
 #[test]
 fn automatic_sharding_keeps_shards_useful() {
-    assert_eq!(MemoryLimits { max_bytes: 64 << 20, max_entries: 100_000, shards: 0 }.shard_count(), 16);
-    assert_eq!(MemoryLimits { max_bytes: 64 << 20, max_entries: 100, shards: 0 }.shard_count(), 1);
-    assert_eq!(MemoryLimits { max_bytes: 1 << 20, max_entries: 100_000, shards: 0 }.shard_count(), 1);
-    assert_eq!(MemoryLimits { max_bytes: 1, max_entries: 1, shards: 6 }.shard_count(), 4);
+    assert_eq!(
+        MemoryLimits {
+            max_bytes: 64 << 20,
+            max_entries: 100_000,
+            shards: 0
+        }
+        .shard_count(),
+        16
+    );
+    assert_eq!(
+        MemoryLimits {
+            max_bytes: 64 << 20,
+            max_entries: 100,
+            shards: 0
+        }
+        .shard_count(),
+        1
+    );
+    assert_eq!(
+        MemoryLimits {
+            max_bytes: 1 << 20,
+            max_entries: 100_000,
+            shards: 0
+        }
+        .shard_count(),
+        1
+    );
+    assert_eq!(
+        MemoryLimits {
+            max_bytes: 1,
+            max_entries: 1,
+            shards: 6
+        }
+        .shard_count(),
+        4
+    );
 }

@@ -1,0 +1,110 @@
+#![allow(
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::alloc_instead_of_core
+)]
+//! A fresh hit on `MemoryStorage` allocates nothing: a counting global
+//! allocator watches the lookup on this thread.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::Duration;
+
+use swre_core::testing::{TestExecutor, TestRuntime};
+use swre_core::{CacheTtl, Engine, MemoryStorage, Status};
+
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: every method forwards to the system allocator unchanged; the
+// thread-locals are const-initialised `Cell`s without destructors, so touching
+// them cannot allocate or re-enter the allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+fn note() {
+    let _ = COUNTING.try_with(|c| {
+        if c.get() {
+            let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
+        }
+    });
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    ALLOCATIONS.with(|a| a.set(0));
+    COUNTING.with(|c| c.set(true));
+    let out = f();
+    COUNTING.with(|c| c.set(false));
+    (out, ALLOCATIONS.with(|a| a.get()))
+}
+
+#[derive(Debug)]
+struct Never;
+impl std::fmt::Display for Never {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("never")
+    }
+}
+impl std::error::Error for Never {}
+
+#[test]
+fn a_fresh_hit_allocates_nothing() {
+    let exec = TestExecutor::new();
+    let rt = TestRuntime::new(&exec, 1_700_000_000_000);
+    let ttl = CacheTtl::new(
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    );
+    let engine = Engine::builder(MemoryStorage::new(), rt)
+        .ttl(ttl)
+        .build()
+        .unwrap();
+    let value = vec![7u8; 4096];
+    exec.block_on(engine.set("hot-key", value.clone())).unwrap();
+
+    // The counter works: a miss allocates (key copy, flight, entry).
+    let (_, miss_allocs) = allocations_during(|| {
+        exec.block_on(engine.get_or_fetch("cold-key", || async { Ok::<_, Never>(&b"v"[..]) }))
+    });
+    assert!(miss_allocs > 0, "the counting allocator must see the miss");
+
+    for _ in 0..3 {
+        let (r, n) = allocations_during(|| {
+            exec.block_on(
+                engine.get_or_fetch("hot-key", || async { Ok::<_, Never>(&b"unused"[..]) }),
+            )
+        });
+        let r = r.unwrap();
+        assert_eq!(r.status, Status::Hit);
+        assert_eq!(r.value.len(), 4096);
+        assert_eq!(n, 0, "a fresh hit allocated {n} times");
+    }
+}
