@@ -41,4 +41,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 step "native tests (unit, integration, doc)"
 cargo test --workspace
 
+step "quickstart (the README's main job)"
+cargo run -q -p swre-native --example quickstart -- "${TMPDIR:-/tmp}/swre-quickstart-ci"
+
 step "all checks passed"

@@ -112,6 +112,41 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded<'_>> {
     entry.times_are_ordered().then_some(Decoded { key, entry })
 }
 
+/// The fixed header of an envelope, read without checking the checksum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Key length in bytes.
+    pub key_len: u32,
+    /// Value length in bytes.
+    pub value_len: u32,
+    /// `Entry::created_at`.
+    pub created_at: u64,
+    /// `Entry::expires_at`.
+    pub expires_at: u64,
+}
+
+impl Header {
+    /// The total envelope length this header announces.
+    pub fn envelope_len(&self) -> u64 {
+        HEADER_LEN as u64 + u64::from(self.key_len) + u64::from(self.value_len) + TRAILER_LEN as u64
+    }
+}
+
+/// The header at the start of `bytes` (which may be just the first
+/// [`HEADER_LEN`] bytes of a file), or `None` if magic or version differ.
+/// Cheap: for indexing a store; use [`decode`] before trusting an entry.
+pub fn header(bytes: &[u8]) -> Option<Header> {
+    if bytes.len() < HEADER_LEN || bytes[..4] != MAGIC || bytes[4] != VERSION || bytes[5] != 0 {
+        return None;
+    }
+    Some(Header {
+        key_len: read_u32(bytes, 6)?,
+        value_len: read_u32(bytes, 10)?,
+        created_at: read_u64(bytes, 14)?,
+        expires_at: read_u64(bytes, 38)?,
+    })
+}
+
 /// The entry in `bytes` if it is an intact envelope written for exactly `key`.
 pub fn decode_for(key: &str, bytes: &[u8]) -> Option<Entry> {
     decode(bytes).filter(|d| d.key == key).map(|d| d.entry)
@@ -180,6 +215,17 @@ mod tests {
         let mut e = Entry::new("v", 100, CacheTtl::default());
         e.fresh_until = 50;
         assert!(decode(&encode("k", &e).unwrap()).is_none());
+    }
+
+    #[test]
+    fn header_reads_lengths_and_times() {
+        let (e, bytes) = sample();
+        let h = header(&bytes[..HEADER_LEN]).unwrap();
+        assert_eq!((h.key_len, h.value_len), (8, e.value.len() as u32));
+        assert_eq!((h.created_at, h.expires_at), (e.created_at, e.expires_at));
+        assert_eq!(h.envelope_len(), bytes.len() as u64);
+        assert!(header(&bytes[..HEADER_LEN - 1]).is_none());
+        assert!(header(b"SWRF").is_none());
     }
 
     #[test]

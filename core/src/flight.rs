@@ -28,6 +28,9 @@ pub(crate) type FlightResult = Result<Entry, Error>;
 pub(crate) struct Flight {
     result: Mutex<Option<FlightResult>>,
     waiters: WaitList,
+    /// Set when the result came from storage (another call had just stored
+    /// it), not from an upstream call made for this flight.
+    from_storage: core::sync::atomic::AtomicBool,
 }
 
 impl Flight {
@@ -44,14 +47,27 @@ impl Flight {
         true
     }
 
+    /// Completes with an entry found in storage rather than fetched.
+    pub(crate) fn complete_from_storage(&self, entry: Entry) {
+        self.from_storage
+            .store(true, core::sync::atomic::Ordering::Release);
+        self.complete(Ok(entry));
+    }
+
+    /// Whether the result was found in storage rather than fetched.
+    pub(crate) fn came_from_storage(&self) -> bool {
+        self.from_storage
+            .load(core::sync::atomic::Ordering::Acquire)
+    }
+
     pub(crate) fn is_complete(&self) -> bool {
         self.result.lock().is_some()
     }
 
     /// A future for the result; dropping it only stops this caller waiting.
-    pub(crate) fn wait(self: Arc<Self>) -> FlightWait {
+    pub(crate) fn wait(self: &Arc<Self>) -> FlightWait {
         FlightWait {
-            flight: self,
+            flight: self.clone(),
             token: None,
         }
     }

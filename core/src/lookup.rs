@@ -8,13 +8,14 @@ use crate::codec::Codec;
 use crate::engine::{Cached, Engine, Inner};
 use crate::entry::{CacheTtl, Entry};
 use crate::error::{CodecError, Error};
-use crate::flight::Joined;
+use crate::flight::{Flight, Joined};
 use crate::phase::{Phase, Status};
 use crate::policy::ExpiredMode;
 use crate::runtime::Runtime;
 use crate::stats::bump;
 use crate::storage::Storage;
 use crate::sync::MaybeSend;
+use alloc::sync::Arc;
 
 impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
     /// One lookup: read, classify, and serve, join or start an upstream call.
@@ -101,9 +102,9 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
                     .fetch_shared(key, ttl, job, now, false, Some(entry.clone()))
                     .await
                 {
-                    Ok(newer) => {
+                    Ok((newer, status)) => {
                         let v = decode(&newer).map_err(Error::Codec)?;
-                        Ok(Cached::new(v, Status::Miss, &newer, i.runtime.now_ms()))
+                        Ok(Cached::new(v, status, &newer, i.runtime.now_ms()))
                     }
                     Err(_) => Ok(Cached::new(value, Status::Fallback, entry, now)),
                 }
@@ -115,9 +116,9 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
                         return Err(e);
                     }
                 }
-                let newer = self.fetch_shared(key, ttl, job, now, true, stored).await?;
+                let (newer, status) = self.fetch_shared(key, ttl, job, now, true, stored).await?;
                 let v = decode(&newer).map_err(Error::Codec)?;
-                Ok(Cached::new(v, Status::Miss, &newer, i.runtime.now_ms()))
+                Ok(Cached::new(v, status, &newer, i.runtime.now_ms()))
             }
         }
     }
@@ -125,6 +126,10 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
     /// Waits for the upstream call for `key`, joining a running one or
     /// starting one (rule 1). `remember_error`: the caller has no usable value,
     /// so a failure may be negatively cached (rule 8).
+    ///
+    /// The status is `Miss` when the caller waited for an upstream call, and
+    /// `Hit` when the value was already there: a call that had completed
+    /// before this caller joined it, or an entry another call had just stored.
     async fn fetch_shared<J, JF>(
         &self,
         key: &str,
@@ -133,14 +138,14 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         now: u64,
         remember_error: bool,
         seen: Option<Entry>,
-    ) -> Result<Entry, Error>
+    ) -> Result<(Entry, Status), Error>
     where
         J: FnOnce() -> JF + MaybeSend + 'static,
         JF: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
     {
         let i = &self.inner;
         if let Some(running) = i.flights.get(key) {
-            return running.wait().await;
+            return join(&running).await;
         }
         if self.is_shutting_down() {
             return Err(Error::Shutdown);
@@ -153,10 +158,11 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         match i.flights.join_or_start(key) {
             Joined::Running(running) => {
                 i.breaker.abandon(key, permit);
-                running.wait().await
+                join(&running).await
             }
             Joined::Started(flight) => {
-                let wait = flight.clone().wait();
+                let wait = flight.wait();
+                let started = flight.clone();
                 self.spawn_flight(
                     key,
                     flight,
@@ -168,7 +174,8 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
                     now,
                     seen,
                 );
-                wait.await
+                let entry = wait.await?;
+                Ok((entry, origin(&started)))
             }
         }
     }
@@ -228,6 +235,24 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
             }
         }
         None
+    }
+}
+
+/// Waits on a flight another caller started; `Hit` if it had already completed.
+async fn join(running: &Arc<Flight>) -> Result<(Entry, Status), Error> {
+    if let Some(done) = running.completed_value() {
+        return Ok((done, Status::Hit));
+    }
+    let entry = running.wait().await?;
+    Ok((entry, origin(running)))
+}
+
+/// `Miss` for a value fetched from upstream, `Hit` for one found in storage.
+fn origin(flight: &Flight) -> Status {
+    if flight.came_from_storage() {
+        Status::Hit
+    } else {
+        Status::Miss
     }
 }
 

@@ -97,7 +97,7 @@ impl<S: Storage, R: Runtime, C> FlightGuard<S, R, C> {
                 if let Some(p) = self.permit.take() {
                     inner.breaker.abandon(&self.key, p);
                 }
-                self.flight.complete(Ok(entry));
+                self.flight.complete_from_storage(entry);
                 return;
             }
         }

@@ -1,0 +1,150 @@
+//! The blocking file operations behind FileStorage. Every path is the
+//! storage directory joined with a name this module made: a hex digest of the
+//! key, or a temp name built from it — never anything taken from a key.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use swre_core::envelope;
+
+/// Suffix of entry files.
+pub(crate) const SUFFIX: &str = ".swre";
+/// Prefix of temp files (cleaned on open).
+pub(crate) const TEMP_PREFIX: &str = ".tmp-";
+
+/// The entry file name for `key`: 64 hex digits of SHA-256, then `.swre`.
+pub(crate) fn file_name(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut name = String::with_capacity(64 + SUFFIX.len());
+    for b in digest {
+        name.push(char::from(HEX[usize::from(b >> 4)]));
+        name.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    name.push_str(SUFFIX);
+    name
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Whether `name` has the shape of an entry file this storage writes.
+pub(crate) fn is_entry_name(name: &str) -> bool {
+    name.strip_suffix(SUFFIX)
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| HEX.contains(&b)))
+}
+
+/// Reads a whole file; `Ok(None)` if it does not exist.
+pub(crate) fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match File::open(path) {
+        Ok(mut f) => {
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf)?;
+            Ok(Some(buf))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes `bytes` to a new temp file in `dir` and returns its path; the file
+/// is flushed to disk first when `fsync`.
+pub(crate) fn write_temp(
+    dir: &Path,
+    temp_name: &str,
+    bytes: &[u8],
+    fsync: bool,
+) -> io::Result<PathBuf> {
+    let path = dir.join(temp_name);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        f.write_all(bytes)?;
+        if fsync {
+            f.sync_all()?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(path),
+        Err(e) => {
+            let _ = fs::remove_file(&path);
+            Err(e)
+        }
+    }
+}
+
+/// Flushes the directory entry (after a rename) to disk.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Removes a file; a missing file is not an error.
+pub(crate) fn remove(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// What opening found in one directory entry.
+pub(crate) enum Found {
+    /// An entry file with its size and expiry.
+    Entry {
+        name: String,
+        size: u64,
+        expires_at: u64,
+        created_at: u64,
+    },
+    /// A leftover temp file or an unreadable/corrupt entry file (to delete).
+    Debris(PathBuf),
+    /// Something that is not ours.
+    Foreign,
+}
+
+/// Classifies one directory entry by name and (for entry files) header.
+pub(crate) fn inspect(dir: &Path, name: &str) -> Found {
+    let path = dir.join(name);
+    if name.starts_with(TEMP_PREFIX) {
+        return Found::Debris(path);
+    }
+    if !is_entry_name(name) {
+        return Found::Foreign;
+    }
+    let header = (|| {
+        let mut f = File::open(&path).ok()?;
+        let size = f.metadata().ok()?.len();
+        let mut buf = [0u8; envelope::HEADER_LEN];
+        f.read_exact(&mut buf).ok()?;
+        let h = envelope::header(&buf)?;
+        (h.envelope_len() == size).then_some((size, h))
+    })();
+    match header {
+        Some((size, h)) => Found::Entry {
+            name: name.to_owned(),
+            size,
+            expires_at: h.expires_at,
+            created_at: h.created_at,
+        },
+        None => Found::Debris(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_hex_digests_whatever_the_key() {
+        for key in ["../x", "/etc/passwd", "a\0b", "..", "", "ü/🚀"] {
+            let name = file_name(key);
+            assert!(is_entry_name(&name), "{name}");
+            assert!(!name.contains('/') && !name.contains(".."));
+        }
+        assert_ne!(file_name("a"), file_name("A"));
+        assert!(!is_entry_name("notes.txt"));
+        assert!(!is_entry_name(&format!("{}.swre", "g".repeat(64))));
+    }
+}

@@ -1,0 +1,164 @@
+//! What FileStorage knows about its directory without reading it: each
+//! file's size and expiry, total bytes, and least-recently-used order.
+
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    size: u64,
+    expires_at: u64,
+    tick: u64,
+}
+
+/// File name → size, expiry and recency; kept in step with the directory
+/// under the storage's mutex.
+#[derive(Default, Debug)]
+pub(crate) struct Index {
+    files: HashMap<String, Meta>,
+    by_recency: BTreeMap<u64, String>,
+    bytes: u64,
+    tick: u64,
+}
+
+impl Index {
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    fn next_tick(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
+
+    /// Records `name` (replacing what was known of it) as most recently used.
+    pub(crate) fn insert(&mut self, name: &str, size: u64, expires_at: u64) {
+        self.remove(name);
+        let tick = self.next_tick();
+        self.files.insert(
+            name.to_owned(),
+            Meta {
+                size,
+                expires_at,
+                tick,
+            },
+        );
+        self.by_recency.insert(tick, name.to_owned());
+        self.bytes += size;
+    }
+
+    /// Marks `name` as just used.
+    pub(crate) fn touch(&mut self, name: &str) {
+        let tick = self.next_tick();
+        if let Some(meta) = self.files.get_mut(name) {
+            self.by_recency.remove(&meta.tick);
+            meta.tick = tick;
+            self.by_recency.insert(tick, name.to_owned());
+        }
+    }
+
+    /// Forgets `name`; `true` if it was known.
+    pub(crate) fn remove(&mut self, name: &str) -> bool {
+        match self.files.remove(name) {
+            Some(meta) => {
+                self.by_recency.remove(&meta.tick);
+                self.bytes -= meta.size;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Names to delete so that at most `max_bytes` remain, sparing `keep`:
+    /// entries expired at `now_ms` first, then the least recently used. The
+    /// chosen names are already forgotten.
+    pub(crate) fn evict(&mut self, max_bytes: u64, now_ms: u64, keep: &str) -> Vec<String> {
+        let mut victims = Vec::new();
+        if self.bytes <= max_bytes {
+            return victims;
+        }
+        let expired: Vec<String> = self
+            .files
+            .iter()
+            .filter(|(name, m)| m.expires_at <= now_ms && name.as_str() != keep)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in expired {
+            if self.bytes <= max_bytes {
+                break;
+            }
+            self.remove(&name);
+            victims.push(name);
+        }
+        while self.bytes > max_bytes {
+            let oldest = self
+                .by_recency
+                .values()
+                .find(|n| n.as_str() != keep)
+                .cloned();
+            let Some(name) = oldest else { break };
+            self.remove(&name);
+            victims.push(name);
+        }
+        victims
+    }
+
+    /// Every known name whose entry expired at `now_ms`, forgotten.
+    pub(crate) fn take_expired(&mut self, now_ms: u64) -> Vec<String> {
+        let expired: Vec<String> = self
+            .files
+            .iter()
+            .filter(|(_, m)| m.expires_at <= now_ms)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in &expired {
+            self.remove(n);
+        }
+        expired
+    }
+
+    /// Every known name, forgotten.
+    pub(crate) fn take_all(&mut self) -> Vec<String> {
+        let names = self.files.keys().cloned().collect();
+        *self = Index {
+            tick: self.tick,
+            ..Index::default()
+        };
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eviction_takes_expired_then_least_recently_used() {
+        let mut ix = Index::default();
+        ix.insert("a", 10, 1_000);
+        ix.insert("b", 10, 50);
+        ix.insert("c", 10, 1_000);
+        ix.touch("a");
+        ix.insert("d", 10, 1_000);
+        assert_eq!(ix.bytes(), 40);
+        let victims = ix.evict(20, 100, "d");
+        assert_eq!(victims, ["b", "c"]);
+        assert_eq!((ix.bytes(), ix.len()), (20, 2));
+        assert!(ix.evict(0, 100, "d").contains(&"a".to_owned()));
+        assert_eq!(ix.len(), 1, "the kept name survives even over the bound");
+    }
+
+    #[test]
+    fn reinsert_replaces_the_size() {
+        let mut ix = Index::default();
+        ix.insert("a", 10, 0);
+        ix.insert("a", 25, 0);
+        assert_eq!((ix.bytes(), ix.len()), (25, 1));
+        assert!(ix.remove("a"));
+        assert!(!ix.remove("a"));
+        assert_eq!(ix.bytes(), 0);
+    }
+}

@@ -1,0 +1,304 @@
+//! FileStorage against real files: conformance, corruption, hostile keys,
+//! bounds, expiry, persistence, concurrency, close.
+
+use std::time::Duration;
+
+use swre_native::testing::conformance;
+use swre_native::{
+    envelope, CacheTtl, Clock, Entry, FileOptions, FileStorage, Status, Storage, SystemClock,
+};
+
+use crate::common::*;
+
+fn entry(v: &str) -> Entry {
+    Entry::new(
+        v,
+        SystemClock.now_ms(),
+        CacheTtl::new(60 * SEC, 60 * SEC, 60 * SEC),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_conformance_suite() {
+    let dir = TempDir::new("conformance");
+    let storage = FileStorage::open(dir.path()).await.unwrap();
+    conformance::run_all(&storage).await;
+    let durable = TempDir::new("conformance-fsync");
+    let storage = FileStorage::open_with(
+        durable.path(),
+        FileOptions {
+            durability: swre_native::Durability::Fsync,
+            ..FileOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    conformance::run_all(&storage).await;
+}
+
+#[tokio::test]
+async fn get_set_delete() {
+    let dir = TempDir::new("basic");
+    let s = FileStorage::open(dir.path()).await.unwrap();
+    assert_eq!(s.get("k").await.unwrap(), None);
+    let e = entry("v");
+    s.set("k", e.clone()).await.unwrap();
+    assert!(s.path_for("k").exists());
+    assert_eq!(s.get("k").await.unwrap(), Some(e));
+    s.delete("k").await.unwrap();
+    assert!(!s.path_for("k").exists());
+    assert_eq!(s.get("k").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn corrupted_truncated_and_foreign_files_are_misses_then_overwritten() {
+    let dir = TempDir::new("corrupt");
+    let s = FileStorage::open(dir.path()).await.unwrap();
+    let e = entry("a value long enough to damage");
+    s.set("k", e.clone()).await.unwrap();
+    let path = s.path_for("k");
+    let good = std::fs::read(&path).unwrap();
+
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x40;
+    std::fs::write(&path, &flipped).unwrap();
+    assert_eq!(s.get("k").await.unwrap(), None, "flipped bit");
+
+    std::fs::write(&path, &good[..good.len() - 3]).unwrap();
+    assert_eq!(s.get("k").await.unwrap(), None, "truncated");
+
+    std::fs::write(&path, b"not an envelope at all").unwrap();
+    assert_eq!(s.get("k").await.unwrap(), None, "garbage");
+
+    // Another key's intact envelope under this key's name: never served.
+    let foreign = envelope::encode("other-key", &e).unwrap();
+    std::fs::write(&path, foreign).unwrap();
+    assert_eq!(s.get("k").await.unwrap(), None, "foreign");
+
+    // Through the engine: a miss that rewrites the file.
+    let (engine, _) = engine_on(s.clone(), |b| b);
+    let calls = Calls::default();
+    let r = engine
+        .get_or_fetch("k", calls.ok("refetched"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, Status::Miss);
+    settle(&engine).await;
+    assert_eq!(text(&s.get("k").await.unwrap().unwrap().value), "refetched");
+}
+
+#[tokio::test]
+async fn hostile_keys_stay_inside_the_directory() {
+    let root = TempDir::new("hostile");
+    let dir = root.path().join("store");
+    let s = FileStorage::open(&dir).await.unwrap();
+    let mut keys = conformance::odd_keys();
+    keys.extend(
+        [
+            "../escape",
+            "../../escape",
+            "/tmp/escape",
+            "sub/dir/key",
+            "..\\..\\x",
+            "\0",
+            "a\0../b",
+        ]
+        .map(String::from),
+    );
+    keys.push("x".repeat(8000));
+    for (i, k) in keys.iter().enumerate() {
+        s.set(k, entry(&format!("v{i}"))).await.unwrap();
+    }
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(
+            text(&s.get(k).await.unwrap().unwrap().value),
+            format!("v{i}")
+        );
+    }
+    // Nothing was created beside the store directory, and inside it only entry files.
+    let beside: Vec<_> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, vec![std::ffi::OsString::from("store")]);
+    for item in std::fs::read_dir(&dir).unwrap() {
+        let item = item.unwrap();
+        assert!(item.file_type().unwrap().is_file());
+        let name = item.file_name().into_string().unwrap();
+        assert!(
+            name.ends_with(".swre") && name.len() == 69,
+            "unexpected file {name}"
+        );
+    }
+    assert_eq!(s.len(), keys.len());
+}
+
+#[tokio::test]
+async fn the_byte_bound_holds_and_evicts_least_recently_used() {
+    let dir = TempDir::new("bound");
+    let s = FileStorage::open_with(
+        dir.path(),
+        FileOptions {
+            max_bytes: 20_000,
+            ..FileOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let value = "x".repeat(1_000);
+    s.set("hot", entry(&value)).await.unwrap();
+    for i in 0..100 {
+        s.set(&format!("k{i}"), entry(&value)).await.unwrap();
+        s.get("hot").await.unwrap();
+        assert!(s.bytes() <= 20_000);
+        let on_disk: u64 = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(on_disk <= 20_000, "{on_disk} bytes on disk");
+    }
+    assert!(
+        s.get("hot").await.unwrap().is_some(),
+        "a recently used entry survives"
+    );
+    assert!(
+        s.get("k0").await.unwrap().is_none(),
+        "the least recently used went"
+    );
+    let too_big = "y".repeat(30_000);
+    assert!(s.set("big", entry(&too_big)).await.is_err());
+}
+
+#[tokio::test]
+async fn expired_entries_and_temp_files_are_purged_on_open() {
+    let dir = TempDir::new("purge");
+    let s = FileStorage::open(dir.path()).await.unwrap();
+    let now = SystemClock.now_ms();
+    let dead = Entry::new("dead", now - 100_000, CacheTtl::new(SEC, SEC, SEC));
+    s.set("dead", dead).await.unwrap();
+    s.set("alive", entry("alive")).await.unwrap();
+    std::fs::write(dir.path().join(".tmp-999-0-leftover"), b"partial write").unwrap();
+    std::fs::write(dir.path().join("README.txt"), b"not ours").unwrap();
+    let dead_path = s.path_for("dead");
+    drop(s);
+    let s = FileStorage::open(dir.path()).await.unwrap();
+    assert!(!dead_path.exists(), "expired entry purged");
+    assert!(
+        !dir.path().join(".tmp-999-0-leftover").exists(),
+        "temp file cleaned"
+    );
+    assert!(
+        dir.path().join("README.txt").exists(),
+        "foreign files are left alone"
+    );
+    assert_eq!(s.len(), 1);
+    assert!(s.get("alive").await.unwrap().is_some());
+    assert_eq!(s.purge_expired(u64::MAX).await.unwrap(), 1);
+    assert!(s.is_empty());
+}
+
+#[tokio::test]
+async fn ttl_handling_through_the_engine() {
+    let dir = TempDir::new("ttl");
+    let (engine, clock) = engine_on(FileStorage::open(dir.path()).await.unwrap(), |b| b);
+    let calls = Calls::default();
+    engine.get_or_fetch("k", calls.ok("v1")).await.unwrap();
+    settle(&engine).await;
+    let stored = engine.storage().get("k").await.unwrap().unwrap();
+    assert_eq!(stored.fresh_until - stored.created_at, 10_000);
+    assert_eq!(stored.expires_at - stored.created_at, 60_000);
+    clock.advance(11 * SEC);
+    assert_eq!(
+        engine
+            .get_or_fetch("k", calls.ok("v2"))
+            .await
+            .unwrap()
+            .status,
+        Status::Stale
+    );
+    settle(&engine).await;
+    clock.advance(60 * SEC);
+    assert_eq!(
+        engine
+            .get_or_fetch("k", calls.ok("v3"))
+            .await
+            .unwrap()
+            .status,
+        Status::Miss
+    );
+}
+
+#[tokio::test]
+async fn persistence_across_a_new_engine_on_the_same_directory() {
+    let dir = TempDir::new("persist");
+    let calls = Calls::default();
+    {
+        let (engine, _) = engine_on(FileStorage::open(dir.path()).await.unwrap(), |b| b);
+        engine.get_or_fetch("k", calls.ok("kept")).await.unwrap();
+        settle(&engine).await;
+        engine.shutdown().await;
+    }
+    let (engine, _) = engine_on(FileStorage::open(dir.path()).await.unwrap(), |b| b);
+    let r = engine.get_or_fetch("k", calls.ok("new")).await.unwrap();
+    assert_eq!(
+        (r.status, text(&r.value), calls.get()),
+        (Status::Hit, "kept", 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_use_from_many_tasks() {
+    let dir = TempDir::new("concurrent");
+    let s = FileStorage::open(dir.path()).await.unwrap();
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for i in 0..20 {
+                    let key = format!("k{}", (t + i) % 16);
+                    let value = format!("{key}:{t}:{i}");
+                    s.set(&key, entry(&value)).await.unwrap();
+                    if let Some(e) = s.get(&key).await.unwrap() {
+                        let v = text(&e.value).to_owned();
+                        assert!(v.starts_with(&format!("{key}:")), "{key} holds {v}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(s.len(), 16);
+    let leftovers = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".tmp-")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+}
+
+#[tokio::test]
+async fn close_degrades_to_upstream() {
+    let dir = TempDir::new("close");
+    let s = FileStorage::open(dir.path()).await.unwrap();
+    let (engine, _) = engine_on(s.clone(), |b| b);
+    let calls = Calls::default();
+    engine.get_or_fetch("k", calls.ok("v")).await.unwrap();
+    settle(&engine).await;
+    s.close();
+    assert!(s.get("k").await.is_err());
+    let r = engine
+        .get_or_fetch("k", calls.ok("from upstream"))
+        .await
+        .unwrap();
+    assert_eq!((r.status, text(&r.value)), (Status::Miss, "from upstream"));
+    settle(&engine).await;
+    assert!(engine.stats().storage_read_errors >= 1);
+    let _ = Duration::ZERO;
+}

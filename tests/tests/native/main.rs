@@ -1,0 +1,15 @@
+//! swre-native behaviour: the Go library's test suite ported, FileStorage,
+//! and the SIGKILL crash test.
+
+#![allow(
+    unreachable_pub,
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::alloc_instead_of_core
+)]
+
+mod common;
+mod crash;
+mod file_storage;
+mod go_port;
+mod go_port_breaker;
