@@ -3,8 +3,13 @@
 # check. Idempotent, no prompts. Usage: bash tests/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 
 step() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
+}
 
 ensure_target() {
   if ! rustup target list --installed | grep -qx "$1"; then
@@ -20,10 +25,40 @@ ensure_component() {
   fi
 }
 
+# Debian packages, installed together when any is missing.
+ensure_debs() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    step "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+# wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock.
+ensure_wasm_bindgen_cli() {
+  local want have
+  want=$(awk '$0 == "name = \"wasm-bindgen\"" { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
+  have=$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)
+  if [ -z "$want" ]; then
+    echo "cannot find wasm-bindgen in Cargo.lock" >&2
+    exit 1
+  fi
+  if [ "$have" != "$want" ]; then
+    step "installing wasm-bindgen-cli $want (found: ${have:-none})"
+    cargo install wasm-bindgen-cli --version "$want" --force
+  fi
+}
+
 ensure_component rustfmt
 ensure_component clippy
 ensure_target thumbv7em-none-eabihf
 ensure_target wasm32-unknown-unknown
+ensure_debs chromium chromium-driver
+ensure_wasm_bindgen_cli
 
 step "cargo fmt --check"
 cargo fmt --all --check
@@ -31,15 +66,27 @@ cargo fmt --all --check
 step "cargo clippy (workspace, all targets, -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "cargo clippy for wasm32 (swre-core with its testing feature; swre-wasm, all targets)"
+cargo clippy -p swre-core --lib --features testing --target wasm32-unknown-unknown -- -D warnings
+cargo clippy -p swre-wasm --all-targets --target wasm32-unknown-unknown -- -D warnings
+
 step "no_std: swre-core for thumbv7em-none-eabihf and wasm32-unknown-unknown"
 cargo build -p swre-core --no-default-features --target thumbv7em-none-eabihf
 cargo build -p swre-core --no-default-features --target wasm32-unknown-unknown
 
 step "rustdoc (warnings are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --exclude swre-wasm --no-deps --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc -p swre-wasm --no-deps --quiet --target wasm32-unknown-unknown
 
 step "native tests (unit, integration, doc)"
 cargo test --workspace
+
+step "browser tests: swre-wasm in headless Chromium (wasm-bindgen-test-runner)"
+CHROMEDRIVER=/usr/bin/chromedriver \
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+WASM_BINDGEN_TEST_WEBDRIVER_JSON="$ROOT/platform-wasm/webdriver.json" \
+WASM_BINDGEN_TEST_TIMEOUT=180 \
+  cargo test -p swre-wasm --target wasm32-unknown-unknown
 
 step "quickstart (the README's main job)"
 cargo run -q -p swre-native --example quickstart -- "${TMPDIR:-/tmp}/swre-quickstart-ci"

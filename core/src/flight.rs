@@ -146,6 +146,9 @@ impl FlightTable {
     }
 
     /// Joins the flight for `key`, or registers a new one.
+    // On wasm32 upstream errors need not be `Send`, so neither is `Flight`;
+    // there is one thread there, and native builds require `Send + Sync`.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub(crate) fn join_or_start(&self, key: &str) -> Joined {
         let mut map = self.shard(key).lock();
         if let Some(f) = map.get(key) {

@@ -1,0 +1,107 @@
+//! [`JsStorage`]: any JS object with async `get`, `put` and `delete`.
+
+use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
+use swre_core::{envelope, Clock, Entry, Storage, StorageError, StorageErrorKind};
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::js::{bytes_of, method, storage_error};
+use crate::runtime::JsClock;
+
+/// A [`Storage`] over a JS object: Workers KV, Durable Object storage, or
+/// anything with the same three methods.
+///
+/// - `get(key, "arrayBuffer")` may return (or resolve to) a `Uint8Array`, an
+///   `ArrayBuffer`, or `null`/`undefined`; the second argument is KV's type
+///   hint and is ignored by plain stores. Anything else — strings, objects,
+///   bytes that are not an intact envelope for `key` — reads as a miss.
+/// - `put(key, Uint8Array, options)` stores the [`envelope`]; `options` is
+///   `{ expirationTtl }` (seconds left until the entry is gone) when that is
+///   at least 60 s, as KV requires, and omitted otherwise.
+/// - `delete(key)`.
+///
+/// Methods may be sync or async; a throw or a rejection becomes a
+/// `StorageError` carrying the JS message, which the engine degrades.
+#[derive(Debug, Clone)]
+pub struct JsStorage {
+    target: JsValue,
+    get: Function,
+    put: Function,
+    delete: Function,
+}
+
+impl JsStorage {
+    /// Wraps `target`; fails, naming the method, if one of `get`, `put`,
+    /// `delete` is not a function.
+    pub fn new(target: JsValue) -> Result<Self, StorageError> {
+        Ok(Self {
+            get: method(&target, "get")?,
+            put: method(&target, "put")?,
+            delete: method(&target, "delete")?,
+            target,
+        })
+    }
+
+    /// The wrapped object.
+    pub fn target(&self) -> &JsValue {
+        &self.target
+    }
+
+    async fn call(
+        &self,
+        op: &str,
+        result: Result<JsValue, JsValue>,
+    ) -> Result<JsValue, StorageError> {
+        let value = result.map_err(|e| storage_error(StorageErrorKind::Io, op, &e))?;
+        JsFuture::from(Promise::resolve(&value))
+            .await
+            .map_err(|e| storage_error(StorageErrorKind::Io, op, &e))
+    }
+}
+
+impl Storage for JsStorage {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        let k = JsValue::from_str(key);
+        let got = self
+            .call(
+                "store.get",
+                self.get
+                    .call2(&self.target, &k, &JsValue::from_str("arrayBuffer")),
+            )
+            .await?;
+        Ok(bytes_of(&got).and_then(|b| envelope::decode_for(key, &b)))
+    }
+
+    async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
+        let bytes = envelope::encode(key, &entry).ok_or_else(|| {
+            StorageError::new(StorageErrorKind::TooLarge, "key or value over 4 GiB")
+        })?;
+        let value = Uint8Array::from(&bytes[..]);
+        let remaining_s = entry.expires_at.saturating_sub(JsClock.now_ms()) / 1000;
+        let options = if remaining_s >= 60 {
+            let o = Object::new();
+            let _ = Reflect::set(
+                &o,
+                &JsValue::from_str("expirationTtl"),
+                &JsValue::from_f64(remaining_s as f64),
+            );
+            JsValue::from(o)
+        } else {
+            JsValue::UNDEFINED
+        };
+        let k = JsValue::from_str(key);
+        self.call(
+            "store.put",
+            self.put.call3(&self.target, &k, &value, &options),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let k = JsValue::from_str(key);
+        self.call("store.delete", self.delete.call1(&self.target, &k))
+            .await
+            .map(|_| ())
+    }
+}

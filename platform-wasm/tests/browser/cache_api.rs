@@ -1,0 +1,69 @@
+//! CacheApiStorage against the browser's real Cache API.
+
+use swre_wasm::testing::conformance;
+use swre_wasm::{CacheApiStorage, Status, Storage};
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+use crate::common::*;
+
+#[wasm_bindgen_test]
+async fn passes_the_conformance_suite() {
+    let storage = CacheApiStorage::open(&unique("cache-conformance"))
+        .await
+        .unwrap();
+    conformance::run_all(&storage).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_garbage_body_is_a_miss_and_is_overwritten() {
+    let name = unique("cache-garbage");
+    let storage = CacheApiStorage::open(&name).await.unwrap();
+    let url = format!(
+        "https://swre.cache/k-{}",
+        String::from(js_sys::encode_uri_component("k"))
+    );
+    cachePutRaw(&name, &url, &JsValue::from_str("garbage body"))
+        .await
+        .expect("raw put");
+    assert_eq!(storage.get("k").await.unwrap(), None);
+    cachePutRaw(&name, &url, &garbageBytes())
+        .await
+        .expect("raw put");
+    assert_eq!(storage.get("k").await.unwrap(), None);
+    let (engine, _) = engine_on(storage, |b| b);
+    let calls = Calls::default();
+    assert_eq!(
+        engine
+            .get_or_fetch("k", calls.ok("clean"))
+            .await
+            .unwrap()
+            .status,
+        Status::Miss
+    );
+    settle(&engine).await;
+    assert_eq!(
+        engine
+            .get_or_fetch("k", calls.ok("x"))
+            .await
+            .unwrap()
+            .status,
+        Status::Hit
+    );
+}
+
+#[wasm_bindgen_test]
+async fn clear_empties_the_cache() {
+    let storage = CacheApiStorage::open(&unique("cache-clear")).await.unwrap();
+    storage
+        .set("k", swre_wasm::Entry::new("v", 4_000_000_000_000, ttl()))
+        .await
+        .unwrap();
+    storage.clear().await.unwrap();
+    assert_eq!(storage.get("k").await.unwrap(), None);
+    storage
+        .set("k", swre_wasm::Entry::new("v", 4_000_000_000_000, ttl()))
+        .await
+        .unwrap();
+    assert!(storage.get("k").await.unwrap().is_some());
+}

@@ -1,0 +1,54 @@
+//! JsStorage over plain JS objects.
+
+use swre_wasm::testing::conformance;
+use swre_wasm::{Entry, JsStorage, Status, Storage};
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+use crate::common::*;
+
+#[wasm_bindgen_test]
+async fn passes_the_conformance_suite_over_a_plain_object() {
+    let storage = JsStorage::new(makeMapStore()).unwrap();
+    conformance::run_all(&storage).await;
+}
+
+#[wasm_bindgen_test]
+async fn values_other_than_intact_envelopes_are_misses() {
+    let target = makeMapStore();
+    let storage = JsStorage::new(target.clone()).unwrap();
+    let map: js_sys::Map = js_sys::Reflect::get(&target, &"map".into()).unwrap().into();
+    map.set(&"s".into(), &JsValue::from_str("a string"));
+    map.set(&"b".into(), &garbageBytes());
+    map.set(&"o".into(), &js_sys::Object::new());
+    for k in ["s", "b", "o"] {
+        assert_eq!(storage.get(k).await.unwrap(), None, "{k}");
+    }
+    // Another key's envelope copied under this key is not served.
+    storage
+        .set("a", Entry::new("v", 4_000_000_000_000, ttl()))
+        .await
+        .unwrap();
+    map.set(&"copy".into(), &map.get(&"a".into()));
+    assert_eq!(storage.get("copy").await.unwrap(), None);
+}
+
+#[wasm_bindgen_test]
+async fn an_object_without_the_methods_is_rejected_by_name() {
+    let err = JsStorage::new(js_sys::Object::new().into()).unwrap_err();
+    assert!(err.to_string().contains("`get`"), "{err}");
+}
+
+#[wasm_bindgen_test]
+async fn a_throwing_store_degrades_to_upstream() {
+    let storage = JsStorage::new(makeThrowingStore()).unwrap();
+    let err = storage.get("k").await.unwrap_err();
+    assert!(err.to_string().contains("store is down"), "{err}");
+    let (engine, _) = engine_on(storage, |b| b);
+    let calls = Calls::default();
+    let r = engine.get_or_fetch("k", calls.ok("v")).await.unwrap();
+    assert_eq!((r.status, text(&r.value)), (Status::Miss, "v"));
+    settle(&engine).await;
+    let s = engine.stats();
+    assert_eq!((s.storage_read_errors, s.storage_write_errors), (1, 1));
+}
