@@ -22,11 +22,13 @@
 mod cache_api;
 mod idb;
 mod js;
+mod js_api;
 mod js_storage;
 mod runtime;
 
 pub use cache_api::CacheApiStorage;
 pub use idb::IndexedDbStorage;
+pub use js_api::SwrCache;
 pub use js_storage::JsStorage;
 pub use runtime::{BrowserRuntime, JsClock};
 pub use swre_core::*;

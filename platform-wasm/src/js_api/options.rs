@@ -1,0 +1,199 @@
+//! `SwrCache.open` options: parsed strictly, every rejection naming the option.
+
+use std::time::Duration;
+
+use js_sys::{Function, Object, Reflect};
+use swre_core::{BreakerConfig, CacheTtl, ExpiredMode};
+use wasm_bindgen::{JsCast, JsValue};
+
+/// Which storage to open.
+pub(crate) enum StorageChoice {
+    Memory,
+    IndexedDb,
+    Cache,
+    Object(JsValue),
+}
+
+pub(crate) struct Options {
+    pub(crate) name: String,
+    pub(crate) storage: StorageChoice,
+    pub(crate) ttl: CacheTtl,
+    pub(crate) max_entries: usize,
+    pub(crate) refresh_timeout: Duration,
+    pub(crate) breaker: BreakerConfig,
+    pub(crate) expired_mode: ExpiredMode,
+    pub(crate) wait_until: Option<Function>,
+}
+
+const KNOWN: [&str; 10] = [
+    "name",
+    "storage",
+    "fresh",
+    "stale",
+    "expired",
+    "maxEntries",
+    "refreshTimeout",
+    "breaker",
+    "expiredMode",
+    "waitUntil",
+];
+
+const BREAKER_KNOWN: [&str; 5] = [
+    "failureThreshold",
+    "successThreshold",
+    "openFor",
+    "maxHalfOpen",
+    "maxKeyBreakers",
+];
+
+fn field(obj: &JsValue, name: &str) -> Option<JsValue> {
+    Reflect::get(obj, &JsValue::from_str(name))
+        .ok()
+        .filter(|v| !v.is_undefined())
+}
+
+fn reject_unknown(obj: &JsValue, known: &[&str], prefix: &str) -> Result<(), String> {
+    let keys = Object::keys(obj.unchecked_ref::<Object>());
+    for k in keys.iter() {
+        let k = k.as_string().unwrap_or_default();
+        if !known.contains(&k.as_str()) {
+            return Err(format!(
+                "unknown option `{prefix}{k}` (known: {})",
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn millis(obj: &JsValue, name: &str, label: &str, allow_zero: bool) -> Result<Option<Duration>, String> {
+    let Some(v) = field(obj, name) else {
+        return Ok(None);
+    };
+    match v.as_f64() {
+        Some(ms) if ms.is_finite() && (ms > 0.0 || (allow_zero && ms == 0.0)) => {
+            Ok(Some(Duration::from_millis(ms as u64)))
+        }
+        _ => Err(format!(
+            "`{label}` must be a {} number of milliseconds (got {})",
+            if allow_zero { "non-negative" } else { "positive" },
+            shown(&v)
+        )),
+    }
+}
+
+fn count(obj: &JsValue, name: &str, label: &str) -> Result<Option<u64>, String> {
+    let Some(v) = field(obj, name) else {
+        return Ok(None);
+    };
+    match v.as_f64() {
+        Some(n) if n.is_finite() && n >= 1.0 && n.fract() == 0.0 && n <= 4_294_967_295.0 => Ok(Some(n as u64)),
+        _ => Err(format!("`{label}` must be a positive whole number (got {})", shown(&v))),
+    }
+}
+
+fn shown(v: &JsValue) -> String {
+    v.as_string()
+        .map(|s| format!("{s:?}"))
+        .or_else(|| v.as_f64().map(|n| n.to_string()))
+        .unwrap_or_else(|| v.js_typeof().as_string().unwrap_or_default())
+}
+
+/// Parses `SwrCache.open`'s argument.
+pub(crate) fn parse(value: &JsValue) -> Result<Options, String> {
+    let defaults = CacheTtl::default();
+    let mut o = Options {
+        name: "swre".to_owned(),
+        storage: StorageChoice::Memory,
+        ttl: defaults,
+        max_entries: 10_000,
+        refresh_timeout: Duration::from_secs(30),
+        breaker: BreakerConfig::default(),
+        expired_mode: ExpiredMode::Revalidate,
+        wait_until: None,
+    };
+    if value.is_undefined() || value.is_null() {
+        return Ok(o);
+    }
+    if !value.is_object() || value.is_function() {
+        return Err("options must be an object".to_owned());
+    }
+    reject_unknown(value, &KNOWN, "")?;
+    if let Some(name) = field(value, "name") {
+        match name.as_string() {
+            Some(n) if !n.is_empty() => o.name = n,
+            _ => return Err(format!("`name` must be a non-empty string (got {})", shown(&name))),
+        }
+    }
+    if let Some(storage) = field(value, "storage") {
+        o.storage = match storage.as_string().as_deref() {
+            Some("memory") => StorageChoice::Memory,
+            Some("indexeddb") => StorageChoice::IndexedDb,
+            Some("cache") => StorageChoice::Cache,
+            None if storage.is_object() => StorageChoice::Object(storage),
+            _ => {
+                return Err(format!(
+                    "`storage` must be \"memory\", \"indexeddb\", \"cache\" or an object with get/put/delete (got {})",
+                    shown(&storage)
+                ))
+            }
+        };
+    }
+    if let Some(d) = millis(value, "fresh", "fresh", true)? {
+        o.ttl.fresh = d;
+    }
+    if let Some(d) = millis(value, "stale", "stale", true)? {
+        o.ttl.stale = d;
+    }
+    if let Some(d) = millis(value, "expired", "expired", true)? {
+        o.ttl.expired = d;
+    }
+    if !o.ttl.is_valid() {
+        return Err("`fresh` + `stale` + `expired` must total at least 5000 milliseconds".to_owned());
+    }
+    if let Some(n) = count(value, "maxEntries", "maxEntries")? {
+        o.max_entries = n as usize;
+    }
+    if let Some(d) = millis(value, "refreshTimeout", "refreshTimeout", false)? {
+        o.refresh_timeout = d;
+    }
+    if let Some(mode) = field(value, "expiredMode") {
+        o.expired_mode = match mode.as_string().as_deref() {
+            Some("revalidate") => ExpiredMode::Revalidate,
+            Some("serveStale") => ExpiredMode::ServeStale,
+            _ => return Err(format!("`expiredMode` must be \"revalidate\" or \"serveStale\" (got {})", shown(&mode))),
+        };
+    }
+    if let Some(f) = field(value, "waitUntil") {
+        o.wait_until = Some(
+            f.dyn_into::<Function>()
+                .map_err(|v| format!("`waitUntil` must be a function (got {})", shown(&v)))?,
+        );
+    }
+    if let Some(b) = field(value, "breaker") {
+        if !b.is_object() {
+            return Err(format!("`breaker` must be an object (got {})", shown(&b)));
+        }
+        reject_unknown(&b, &BREAKER_KNOWN, "breaker.")?;
+        let c = &mut o.breaker;
+        if let Some(n) = count(&b, "failureThreshold", "breaker.failureThreshold")? {
+            c.failure_threshold = n as u32;
+        }
+        if let Some(n) = count(&b, "successThreshold", "breaker.successThreshold")? {
+            c.success_threshold = n as u32;
+        }
+        if let Some(d) = millis(&b, "openFor", "breaker.openFor", false)? {
+            c.open_for = d;
+        }
+        if let Some(n) = count(&b, "maxHalfOpen", "breaker.maxHalfOpen")? {
+            c.max_half_open = n as u32;
+        }
+        if let Some(n) = count(&b, "maxKeyBreakers", "breaker.maxKeyBreakers")? {
+            c.max_key_breakers = n as usize;
+        }
+        if c.max_half_open < c.success_threshold {
+            return Err("`breaker.maxHalfOpen` must be at least `breaker.successThreshold`".to_owned());
+        }
+    }
+    Ok(o)
+}

@@ -1,0 +1,76 @@
+//! The storage a `SwrCache` was opened with, as one type the engine can hold.
+
+use swre_core::{Entry, MemoryStorage, Storage, StorageError, Tiered};
+
+use crate::{CacheApiStorage, IndexedDbStorage, JsStorage};
+
+/// A persistent store behind the memory tier.
+pub(crate) enum Persistent {
+    IndexedDb(IndexedDbStorage),
+    Cache(CacheApiStorage),
+    Js(JsStorage),
+}
+
+/// `"memory"`, or memory in front of a persistent store.
+pub(crate) enum AnyStorage {
+    Memory(MemoryStorage),
+    Tiered(Tiered<MemoryStorage, Persistent>),
+}
+
+impl Storage for Persistent {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        match self {
+            Persistent::IndexedDb(s) => s.get(key).await,
+            Persistent::Cache(s) => s.get(key).await,
+            Persistent::Js(s) => s.get(key).await,
+        }
+    }
+    async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
+        match self {
+            Persistent::IndexedDb(s) => s.set(key, entry).await,
+            Persistent::Cache(s) => s.set(key, entry).await,
+            Persistent::Js(s) => s.set(key, entry).await,
+        }
+    }
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self {
+            Persistent::IndexedDb(s) => s.delete(key).await,
+            Persistent::Cache(s) => s.delete(key).await,
+            Persistent::Js(s) => s.delete(key).await,
+        }
+    }
+    async fn clear(&self) -> Result<(), StorageError> {
+        match self {
+            Persistent::IndexedDb(s) => s.clear().await,
+            Persistent::Cache(s) => s.clear().await,
+            Persistent::Js(s) => s.clear().await,
+        }
+    }
+}
+
+impl Storage for AnyStorage {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        match self {
+            AnyStorage::Memory(s) => s.get(key).await,
+            AnyStorage::Tiered(s) => s.get(key).await,
+        }
+    }
+    async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
+        match self {
+            AnyStorage::Memory(s) => s.set(key, entry).await,
+            AnyStorage::Tiered(s) => s.set(key, entry).await,
+        }
+    }
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self {
+            AnyStorage::Memory(s) => s.delete(key).await,
+            AnyStorage::Tiered(s) => s.delete(key).await,
+        }
+    }
+    async fn clear(&self) -> Result<(), StorageError> {
+        match self {
+            AnyStorage::Memory(s) => s.clear().await,
+            AnyStorage::Tiered(s) => s.clear().await,
+        }
+    }
+}

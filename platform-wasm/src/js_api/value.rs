@@ -1,0 +1,57 @@
+//! How JS values become cached bytes and back: strings and `Uint8Array`s pass
+//! through untouched, everything else goes through `JSON.stringify`.
+
+use js_sys::{Uint8Array, JSON};
+use wasm_bindgen::{JsCast, JsValue};
+
+const TEXT: u8 = b's';
+const BYTES: u8 = b'b';
+const JSON_VALUE: u8 = b'j';
+
+/// The bytes stored for `value`, or why it cannot be cached.
+pub(crate) fn encode(value: &JsValue) -> Result<Vec<u8>, String> {
+    if let Some(s) = value.as_string() {
+        return Ok(tagged(TEXT, s.as_bytes()));
+    }
+    if let Some(a) = value.dyn_ref::<Uint8Array>() {
+        return Ok(tagged(BYTES, &a.to_vec()));
+    }
+    if value.is_instance_of::<js_sys::ArrayBuffer>() {
+        return Ok(tagged(BYTES, &Uint8Array::new(value).to_vec()));
+    }
+    match JSON::stringify(value) {
+        Ok(s) => match s.as_string() {
+            Some(text) => Ok(tagged(JSON_VALUE, text.as_bytes())),
+            None => Err(format!(
+                "the fetcher's value ({}) is not JSON-serialisable; return a string, a Uint8Array or a JSON value",
+                value.js_typeof().as_string().unwrap_or_default()
+            )),
+        },
+        Err(e) => Err(format!(
+            "the fetcher's value is not JSON-serialisable: {}",
+            crate::js::describe(&e)
+        )),
+    }
+}
+
+/// The JS value for stored bytes, or why they cannot be read.
+pub(crate) fn decode(bytes: &[u8]) -> Result<JsValue, String> {
+    match bytes.split_first() {
+        Some((&TEXT, rest)) => std::str::from_utf8(rest)
+            .map(JsValue::from_str)
+            .map_err(|_| "a cached string is not valid UTF-8".to_owned()),
+        Some((&BYTES, rest)) => Ok(Uint8Array::from(rest).into()),
+        Some((&JSON_VALUE, rest)) => {
+            let text = std::str::from_utf8(rest).map_err(|_| "cached JSON is not valid UTF-8".to_owned())?;
+            JSON::parse(text).map_err(|e| format!("cached JSON does not parse: {}", crate::js::describe(&e)))
+        }
+        _ => Err("the cached value was not written by SwrCache".to_owned()),
+    }
+}
+
+fn tagged(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(body.len() + 1);
+    v.push(tag);
+    v.extend_from_slice(body);
+    v
+}
