@@ -58,6 +58,9 @@ ensure_component clippy
 ensure_target thumbv7em-none-eabihf
 ensure_target wasm32-unknown-unknown
 ensure_debs chromium chromium-driver
+if ! command -v npm >/dev/null 2>&1; then
+  ensure_debs nodejs npm
+fi
 ensure_wasm_bindgen_cli
 
 step "cargo fmt --check"
@@ -87,6 +90,15 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 WASM_BINDGEN_TEST_WEBDRIVER_JSON="$ROOT/platform-wasm/webdriver.json" \
 WASM_BINDGEN_TEST_TIMEOUT=180 \
   cargo test -p swre-wasm --target wasm32-unknown-unknown
+
+step "JavaScript package: wasm-bindgen --target web from the wasm-release profile"
+bash www/build.sh
+
+step "npm ci (www)"
+(cd www && npm ci --no-audit --no-fund --loglevel=error)
+
+step "JS API and the example Worker in workerd (Miniflare); the demo page end to end in Chromium (playwright-core)"
+(cd www && npm test)
 
 step "quickstart (the README's main job)"
 cargo run -q -p swre-native --example quickstart -- "${TMPDIR:-/tmp}/swre-quickstart-ci"

@@ -277,7 +277,17 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
     pub async fn peek(&self, key: &str) -> Result<Option<Cached<Bytes>>, Error> {
         self.check_key(key)?;
         let now = self.inner.runtime.now_ms();
-        let Some(entry) = self.read(key).await else {
+        let stored = self.read(key).await;
+        // A call that has completed but not yet stored its value knows better.
+        let newer = match &stored {
+            Some(e) if Phase::of(Some(e), now) == Phase::Fresh => None,
+            _ => self
+                .inner
+                .flights
+                .get(key)
+                .and_then(|f| f.completed_value()),
+        };
+        let Some(entry) = newer.or(stored) else {
             return Ok(None);
         };
         let status = match Phase::of(Some(&entry), now) {

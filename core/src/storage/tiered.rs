@@ -10,8 +10,11 @@ use core::time::Duration;
 ///
 /// - An L1 hit never touches L2.
 /// - An L1 read error is treated as an L1 miss.
-/// - `set` writes L2 first, then L1; it reports L2's error (L1 still holds the
-///   entry so the process keeps serving it) and ignores L1's.
+/// - An L2 hit fills L1 unless L1 meanwhile got an entry at least as new (a
+///   write that raced the read), so a fill never replaces a newer value.
+/// - `set` writes L1 first (the process serves the new value at once), then
+///   L2; it reports L2's error (L1 still holds the entry so the process keeps
+///   serving it) and ignores L1's.
 /// - `delete` and `clear` apply to both and report the first error.
 /// - Leases are L2's (the shared store decides).
 ///
@@ -54,18 +57,22 @@ impl<L1: Storage, L2: Storage> Storage for Tiered<L1, L2> {
         if let Ok(Some(e)) = self.l1.get(key).await {
             return Ok(Some(e));
         }
-        let found = self.l2.get(key).await?;
-        if let Some(e) = &found {
-            // Filling L1 is an optimisation; its failure changes nothing.
-            let _ = self.l1.set(key, e.clone()).await;
+        let Some(found) = self.l2.get(key).await? else {
+            return Ok(None);
+        };
+        if let Ok(Some(current)) = self.l1.get(key).await {
+            if current.created_at >= found.created_at {
+                return Ok(Some(current));
+            }
         }
-        Ok(found)
+        // Filling L1 is an optimisation; its failure changes nothing.
+        let _ = self.l1.set(key, found.clone()).await;
+        Ok(Some(found))
     }
 
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
-        let l2 = self.l2.set(key, entry.clone()).await;
-        let _ = self.l1.set(key, entry).await;
-        l2
+        let _ = self.l1.set(key, entry.clone()).await;
+        self.l2.set(key, entry).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

@@ -96,3 +96,57 @@ fn an_engine_over_tiered_storage_serves_hits_from_memory() {
         reads
     );
 }
+
+/// A memory store shared by handle, so a test can write to it from elsewhere.
+#[derive(Clone, Default)]
+struct SharedMemory(std::sync::Arc<MemoryStorage>);
+
+impl Storage for SharedMemory {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, swre_core::StorageError> {
+        self.0.get(key).await
+    }
+    async fn set(&self, key: &str, entry: Entry) -> Result<(), swre_core::StorageError> {
+        self.0.set(key, entry).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), swre_core::StorageError> {
+        self.0.delete(key).await
+    }
+}
+
+/// An L2 whose read races a write of a newer entry into L1.
+struct RacingL2 {
+    old: Entry,
+    l1: SharedMemory,
+    newer: Entry,
+}
+
+impl Storage for RacingL2 {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, swre_core::StorageError> {
+        self.l1.set(key, self.newer.clone()).await?;
+        Ok(Some(self.old.clone()))
+    }
+    async fn set(&self, _: &str, _: Entry) -> Result<(), swre_core::StorageError> {
+        Ok(())
+    }
+    async fn delete(&self, _: &str) -> Result<(), swre_core::StorageError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn tiered_never_fills_l1_over_a_newer_entry() {
+    let exec = TestExecutor::new();
+    let l1 = SharedMemory::default();
+    let old = Entry::new("old", START, CacheTtl::default());
+    let newer = Entry::new("newer", START + 1_000, CacheTtl::default());
+    let tiered = Tiered::new(
+        l1.clone(),
+        RacingL2 {
+            old,
+            l1: l1.clone(),
+            newer: newer.clone(),
+        },
+    );
+    assert_eq!(exec.block_on(tiered.get("k")).unwrap(), Some(newer.clone()));
+    assert_eq!(exec.block_on(l1.get("k")).unwrap(), Some(newer));
+}

@@ -146,7 +146,10 @@ fn engine_error(e: &Error) -> JsValue {
         _ => "other",
     };
     let cause = match e {
-        Error::Upstream(u) => u.inner().downcast_ref::<JsFetchError>().map(|f| f.thrown.clone()),
+        Error::Upstream(u) => u
+            .inner()
+            .downcast_ref::<JsFetchError>()
+            .map(|f| f.thrown.clone()),
         _ => None,
     };
     js_error(kind, &e.to_string(), cause.as_ref())
@@ -221,13 +224,21 @@ impl SwrCache {
                 ..MemoryLimits::default()
             });
             let open_error = |e: swre_core::StorageError| {
-                js_error("storage", &format!("SwrCache.open: cannot open the storage: {e}"), None)
+                js_error(
+                    "storage",
+                    &format!("SwrCache.open: cannot open the storage: {e}"),
+                    None,
+                )
             };
             let storage = match o.storage {
                 StorageChoice::Memory => AnyStorage::Memory(memory),
                 StorageChoice::IndexedDb => AnyStorage::Tiered(Tiered::new(
                     memory,
-                    Persistent::IndexedDb(IndexedDbStorage::open(&o.name, "entries").await.map_err(open_error)?),
+                    Persistent::IndexedDb(
+                        IndexedDbStorage::open(&o.name, "entries")
+                            .await
+                            .map_err(open_error)?,
+                    ),
                 )),
                 StorageChoice::Cache => AnyStorage::Tiered(Tiered::new(
                     memory,
@@ -236,7 +247,11 @@ impl SwrCache {
                 StorageChoice::Object(obj) => AnyStorage::Tiered(Tiered::new(
                     memory,
                     Persistent::Js(JsStorage::new(obj).map_err(|e| {
-                        js_error("options", &format!("SwrCache.open: `storage` object: {}", e.message()), None)
+                        js_error(
+                            "options",
+                            &format!("SwrCache.open: `storage` object: {}", e.message()),
+                            None,
+                        )
                     })?),
                 )),
             };
@@ -286,7 +301,9 @@ impl SwrCache {
                     thrown: v,
                 };
                 let returned = fetcher.call0(&JsValue::UNDEFINED).map_err(thrown)?;
-                let value = JsFuture::from(Promise::resolve(&returned)).await.map_err(thrown)?;
+                let value = JsFuture::from(Promise::resolve(&returned))
+                    .await
+                    .map_err(thrown)?;
                 value::encode(&value).map_err(|message| JsFetchError {
                     message,
                     thrown: JsValue::UNDEFINED,
@@ -316,7 +333,10 @@ impl SwrCache {
     }
 
     /// The stored value under `key` without fetching or refreshing, or `undefined`.
-    pub fn peek(&self, #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue) -> PeekPromise {
+    pub fn peek(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
+    ) -> PeekPromise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let key = string_key(&key)?;
@@ -350,7 +370,10 @@ impl SwrCache {
     }
 
     /// Removes `key`.
-    pub fn delete(&self, #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue) -> VoidPromise {
+    pub fn delete(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
+    ) -> VoidPromise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let key = string_key(&key)?;

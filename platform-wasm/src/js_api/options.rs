@@ -66,7 +66,12 @@ fn reject_unknown(obj: &JsValue, known: &[&str], prefix: &str) -> Result<(), Str
     Ok(())
 }
 
-fn millis(obj: &JsValue, name: &str, label: &str, allow_zero: bool) -> Result<Option<Duration>, String> {
+fn millis(
+    obj: &JsValue,
+    name: &str,
+    label: &str,
+    allow_zero: bool,
+) -> Result<Option<Duration>, String> {
     let Some(v) = field(obj, name) else {
         return Ok(None);
     };
@@ -76,7 +81,11 @@ fn millis(obj: &JsValue, name: &str, label: &str, allow_zero: bool) -> Result<Op
         }
         _ => Err(format!(
             "`{label}` must be a {} number of milliseconds (got {})",
-            if allow_zero { "non-negative" } else { "positive" },
+            if allow_zero {
+                "non-negative"
+            } else {
+                "positive"
+            },
             shown(&v)
         )),
     }
@@ -87,8 +96,13 @@ fn count(obj: &JsValue, name: &str, label: &str) -> Result<Option<u64>, String> 
         return Ok(None);
     };
     match v.as_f64() {
-        Some(n) if n.is_finite() && n >= 1.0 && n.fract() == 0.0 && n <= 4_294_967_295.0 => Ok(Some(n as u64)),
-        _ => Err(format!("`{label}` must be a positive whole number (got {})", shown(&v))),
+        Some(n) if n.is_finite() && n >= 1.0 && n.fract() == 0.0 && n <= 4_294_967_295.0 => {
+            Ok(Some(n as u64))
+        }
+        _ => Err(format!(
+            "`{label}` must be a positive whole number (got {})",
+            shown(&v)
+        )),
     }
 }
 
@@ -122,7 +136,12 @@ pub(crate) fn parse(value: &JsValue) -> Result<Options, String> {
     if let Some(name) = field(value, "name") {
         match name.as_string() {
             Some(n) if !n.is_empty() => o.name = n,
-            _ => return Err(format!("`name` must be a non-empty string (got {})", shown(&name))),
+            _ => {
+                return Err(format!(
+                    "`name` must be a non-empty string (got {})",
+                    shown(&name)
+                ))
+            }
         }
     }
     if let Some(storage) = field(value, "storage") {
@@ -149,7 +168,9 @@ pub(crate) fn parse(value: &JsValue) -> Result<Options, String> {
         o.ttl.expired = d;
     }
     if !o.ttl.is_valid() {
-        return Err("`fresh` + `stale` + `expired` must total at least 5000 milliseconds".to_owned());
+        return Err(
+            "`fresh` + `stale` + `expired` must total at least 5000 milliseconds".to_owned(),
+        );
     }
     if let Some(n) = count(value, "maxEntries", "maxEntries")? {
         o.max_entries = n as usize;
@@ -161,7 +182,12 @@ pub(crate) fn parse(value: &JsValue) -> Result<Options, String> {
         o.expired_mode = match mode.as_string().as_deref() {
             Some("revalidate") => ExpiredMode::Revalidate,
             Some("serveStale") => ExpiredMode::ServeStale,
-            _ => return Err(format!("`expiredMode` must be \"revalidate\" or \"serveStale\" (got {})", shown(&mode))),
+            _ => {
+                return Err(format!(
+                    "`expiredMode` must be \"revalidate\" or \"serveStale\" (got {})",
+                    shown(&mode)
+                ))
+            }
         };
     }
     if let Some(f) = field(value, "waitUntil") {
@@ -192,7 +218,9 @@ pub(crate) fn parse(value: &JsValue) -> Result<Options, String> {
             c.max_key_breakers = n as usize;
         }
         if c.max_half_open < c.success_threshold {
-            return Err("`breaker.maxHalfOpen` must be at least `breaker.successThreshold`".to_owned());
+            return Err(
+                "`breaker.maxHalfOpen` must be at least `breaker.successThreshold`".to_owned(),
+            );
         }
     }
     Ok(o)

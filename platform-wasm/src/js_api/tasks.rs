@@ -72,7 +72,10 @@ impl Spawn for JsApiRuntime {
             tracker.pending.borrow_mut().remove(&id);
             Ok(JsValue::UNDEFINED)
         });
-        self.tracker.pending.borrow_mut().insert(id, promise.clone());
+        self.tracker
+            .pending
+            .borrow_mut()
+            .insert(id, promise.clone());
         if let Some(f) = &self.wait_until {
             let _ = f.call1(&JsValue::UNDEFINED, &promise);
         }

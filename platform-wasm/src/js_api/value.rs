@@ -42,8 +42,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<JsValue, String> {
             .map_err(|_| "a cached string is not valid UTF-8".to_owned()),
         Some((&BYTES, rest)) => Ok(Uint8Array::from(rest).into()),
         Some((&JSON_VALUE, rest)) => {
-            let text = std::str::from_utf8(rest).map_err(|_| "cached JSON is not valid UTF-8".to_owned())?;
-            JSON::parse(text).map_err(|e| format!("cached JSON does not parse: {}", crate::js::describe(&e)))
+            let text = std::str::from_utf8(rest)
+                .map_err(|_| "cached JSON is not valid UTF-8".to_owned())?;
+            JSON::parse(text)
+                .map_err(|e| format!("cached JSON does not parse: {}", crate::js::describe(&e)))
         }
         _ => Err("the cached value was not written by SwrCache".to_owned()),
     }

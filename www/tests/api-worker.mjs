@@ -1,0 +1,91 @@
+// Runs SwrCache scenarios inside workerd and reports what it saw as JSON;
+// tests/js-api.test.mjs asserts on the report.
+import wasm from "../pkg/swre_bg.wasm";
+import { initSync, SwrCache } from "../pkg/swre.js";
+
+initSync({ module: wasm });
+
+async function outcome(promise) {
+  try {
+    return { ok: true, value: await promise };
+  } catch (e) {
+    return { ok: false, name: e?.name, kind: e?.kind, message: String(e?.message ?? e), cause: e?.cause?.message ?? null, isError: e instanceof Error };
+  }
+}
+
+const scenarios = {
+  async badOptions() {
+    const cases = {
+      negative: { fresh: -1 },
+      nan: { stale: "soon" },
+      storage: { storage: "bogus" },
+      unknown: { fersh: 1000 },
+      breaker: { breaker: { failureThreshold: 0 } },
+      total: { fresh: 1000, stale: 1000, expired: 1000 },
+      name: { storage: "cache", name: "" },
+      waitUntil: { waitUntil: 5 },
+      storeObject: { storage: { get() {} } },
+      notObject: 42,
+    };
+    const out = {};
+    for (const [k, v] of Object.entries(cases)) out[k] = await outcome(SwrCache.open(v));
+    return out;
+  },
+
+  async fetcherFailures() {
+    const cache = await SwrCache.open({ fresh: 60_000 });
+    const thrown = await outcome(cache.get("a", () => { throw new Error("sync boom"); }));
+    const rejected = await outcome(cache.get("b", () => Promise.reject(new TypeError("async boom"))));
+    const undef = await outcome(cache.get("c", async () => undefined));
+    const bigint = await outcome(cache.get("d", async () => 10n));
+    const notFn = await outcome(cache.get("e", 42));
+    const badKey = await outcome(cache.get(7, async () => "x"));
+    // The instance still works after every failure above.
+    const after = await outcome(cache.get("f", async () => ({ still: "working" })));
+    return { thrown, rejected, undef, bigint, notFn, badKey, after, stats: cache.stats() };
+  },
+
+  async fallback() {
+    const cache = await SwrCache.open({ fresh: 0, stale: 0, expired: 60_000 });
+    await cache.set("k", { version: 1 });
+    const r = await outcome(cache.get("k", async () => { throw new Error("upstream 503"); }));
+    return { r, stats: cache.stats() };
+  },
+
+  async passThrough() {
+    const cache = await SwrCache.open({ fresh: 60_000 });
+    const bytes = new Uint8Array([0, 1, 2, 250, 255]);
+    const s = await cache.get("s", async () => "plain text, not JSON");
+    const b = await cache.get("b", async () => bytes);
+    const j = await cache.get("j", async () => ({ n: 1, list: [true, null, "x"] }));
+    const s2 = await cache.get("s", async () => "never");
+    const b2 = await cache.get("b", async () => "never");
+    const j2 = await cache.get("j", async () => "never");
+    return {
+      s: [typeof s2.value, s2.value, s.status, s2.status],
+      b: [b2.value instanceof Uint8Array, Array.from(b2.value), b.status, b2.status],
+      j: [j2.value, j.status, j2.status],
+    };
+  },
+
+  async peekSetDelete() {
+    const cache = await SwrCache.open({ fresh: 60_000 });
+    const before = await cache.peek("k");
+    await cache.set("k", "v");
+    const peeked = await cache.peek("k");
+    await cache.delete("k");
+    const gone = await cache.peek("k");
+    const calls = [];
+    const r = await cache.get("k", async () => { calls.push(1); return "fetched"; });
+    return { before: before === undefined, peeked: [peeked.value, peeked.status], gone: gone === undefined, r: [r.value, r.status], calls: calls.length, stats: cache.stats() };
+  },
+};
+
+export default {
+  async fetch(request) {
+    const name = new URL(request.url).pathname.slice(1);
+    const run = scenarios[name];
+    if (!run) return new Response("no such scenario", { status: 404 });
+    return Response.json(await run());
+  },
+};

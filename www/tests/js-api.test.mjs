@@ -1,0 +1,95 @@
+// The JavaScript API (SwrCache) in workerd: option validation, fetcher
+// failures as clear rejections (never a trap), fallback, value pass-through,
+// peek/set/delete/stats.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { Miniflare } from "miniflare";
+
+const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+let mf;
+
+before(async () => {
+  mf = new Miniflare({
+    modulesRoot: root,
+    modules: [
+      { type: "ESModule", path: path.join(root, "tests/api-worker.mjs") },
+      { type: "ESModule", path: path.join(root, "pkg/swre.js") },
+      { type: "CompiledWasm", path: path.join(root, "pkg/swre_bg.wasm") },
+    ],
+    compatibilityDate: "2025-06-01",
+  });
+  await mf.ready;
+});
+
+after(async () => mf?.dispose());
+
+async function scenario(name) {
+  const res = await mf.dispatchFetch(`http://api.test/${name}`);
+  assert.equal(res.status, 200, await res.clone().text());
+  return res.json();
+}
+
+test("bad options reject with a message naming the option", async () => {
+  const r = await scenario("badOptions");
+  const expect = {
+    negative: "`fresh`",
+    nan: "`stale`",
+    storage: "`storage`",
+    unknown: "`fersh`",
+    breaker: "`breaker.failureThreshold`",
+    total: "5000",
+    name: "`name`",
+    waitUntil: "`waitUntil`",
+    storeObject: "`put`",
+    notObject: "options must be an object",
+  };
+  for (const [k, needle] of Object.entries(expect)) {
+    assert.equal(r[k].ok, false, `${k} was accepted`);
+    assert.equal(r[k].isError, true, `${k}: not an Error`);
+    assert.equal(r[k].name, "SwrError");
+    assert.ok(r[k].message.includes(needle), `${k}: ${r[k].message}`);
+  }
+});
+
+test("a throwing or rejecting fetcher is a clear rejection, and the instance keeps working", async () => {
+  const r = await scenario("fetcherFailures");
+  assert.deepEqual([r.thrown.ok, r.thrown.kind, r.thrown.cause], [false, "upstream", "sync boom"]);
+  assert.match(r.thrown.message, /sync boom/);
+  assert.deepEqual([r.rejected.ok, r.rejected.kind, r.rejected.cause], [false, "upstream", "async boom"]);
+  assert.match(r.undef.message, /not JSON-serialisable/);
+  assert.match(r.bigint.message, /not JSON-serialisable/);
+  assert.deepEqual([r.notFn.ok, r.notFn.kind], [false, "fetcher"]);
+  assert.deepEqual([r.badKey.ok, r.badKey.kind], [false, "invalidKey"]);
+  assert.equal(r.after.ok, true);
+  assert.deepEqual(r.after.value.value, { still: "working" });
+  assert.equal(r.after.value.status, "miss");
+  assert.equal(r.stats.upstreamErrors, 4);
+});
+
+test("an old value is served as a fallback when the fetcher fails", async () => {
+  const { r, stats } = await scenario("fallback");
+  assert.equal(r.ok, true);
+  assert.equal(r.value.status, "fallback");
+  assert.deepEqual(r.value.value, { version: 1 });
+  assert.equal(stats.fallbacks, 1);
+});
+
+test("strings and Uint8Arrays pass through untouched; other values as JSON", async () => {
+  const r = await scenario("passThrough");
+  assert.deepEqual(r.s, ["string", "plain text, not JSON", "miss", "hit"]);
+  assert.deepEqual(r.b, [true, [0, 1, 2, 250, 255], "miss", "hit"]);
+  assert.deepEqual(r.j, [{ n: 1, list: [true, null, "x"] }, "miss", "hit"]);
+});
+
+test("peek, set, delete and stats", async () => {
+  const r = await scenario("peekSetDelete");
+  assert.equal(r.before, true);
+  assert.deepEqual(r.peeked, ["v", "hit"]);
+  assert.equal(r.gone, true);
+  assert.deepEqual(r.r, ["fetched", "miss"]);
+  assert.equal(r.calls, 1);
+  assert.equal(r.stats.misses, 1);
+  assert.equal(r.stats.upstreamCalls, 1);
+});
