@@ -57,7 +57,7 @@ ensure_component rustfmt
 ensure_component clippy
 ensure_target thumbv7em-none-eabihf
 ensure_target wasm32-unknown-unknown
-ensure_debs chromium chromium-driver
+ensure_debs chromium chromium-driver redis-server
 if ! command -v npm >/dev/null 2>&1; then
   ensure_debs nodejs npm
 fi
@@ -102,5 +102,19 @@ step "JS API and the example Worker in workerd (Miniflare); the demo page end to
 
 step "quickstart (the README's main job)"
 cargo run -q -p swre-native --example quickstart -- "${TMPDIR:-/tmp}/swre-quickstart-ci"
+
+step "fleet example: two engines on a redis-server started here on a free loopback port"
+redis_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis_dir=$(mktemp -d)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$redis_dir" >/dev/null &
+redis_pid=$!
+trap 'kill "$redis_pid" 2>/dev/null || true; rm -rf "$redis_dir"' EXIT
+for _ in $(seq 1 100); do
+  redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+  sleep 0.1
+done
+cargo run -q -p swre-native --features redis --example fleet -- "redis://127.0.0.1:$redis_port/"
+kill "$redis_pid" 2>/dev/null || true
+wait "$redis_pid" 2>/dev/null || true
 
 step "all checks passed"

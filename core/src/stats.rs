@@ -78,6 +78,8 @@ counters! {
     oversized_values,
     /// Lookups rejected for an invalid key.
     invalid_keys,
+    /// Upstream calls not made here because another process held the key's lease.
+    lease_waits,
 }
 
 #[inline]

@@ -89,17 +89,35 @@ impl<S: Storage, R: Runtime, C> FlightGuard<S, R, C> {
         let timeout = inner.cfg.refresh_timeout;
         // A caller may have read storage just before another call for this key
         // stored its value and left the table: look once more before calling
-        // upstream, so a stampede makes exactly one call. Only an entry other
-        // than the one the caller saw counts (that one may be undecodable).
-        if let Some(Ok(Some(entry))) = self.bounded(inner.storage.get(&self.key), timeout).await {
-            let fresh = Phase::of(Some(&entry), inner.runtime.now_ms()) == Phase::Fresh;
-            if fresh && seen.as_ref() != Some(&entry) {
-                if let Some(p) = self.permit.take() {
-                    inner.breaker.abandon(&self.key, p);
+        // upstream, so a stampede makes exactly one call.
+        if let Some(entry) = self.stored_since(seen.as_ref(), timeout).await {
+            self.share_stored(entry);
+            return;
+        }
+        // Fleet-wide: one process per key calls upstream (stores that are not
+        // shared grant every lease; a store that cannot answer is not waited for).
+        let mut leased = false;
+        match self
+            .bounded(inner.storage.try_lease(&self.key, timeout), timeout)
+            .await
+        {
+            Some(Ok(true)) => leased = true,
+            Some(Ok(false)) => {
+                bump(&inner.counters.lease_waits);
+                if let Some(entry) = self.await_other_process(seen.as_ref(), timeout).await {
+                    self.share_stored(entry);
+                    return;
                 }
-                self.flight.complete_from_storage(entry);
-                return;
+                if self.background {
+                    // A stale value is being served; another process refreshes it.
+                    if let Some(p) = self.permit.take() {
+                        inner.breaker.abandon(&self.key, p);
+                    }
+                    self.flight.complete(Err(Error::Timeout { after: timeout }));
+                    return;
+                }
             }
+            Some(Err(_)) | None => {}
         }
         bump(&inner.counters.upstream_calls);
         let outcome = match self.bounded(job(), timeout).await {
@@ -147,6 +165,48 @@ impl<S: Storage, R: Runtime, C> FlightGuard<S, R, C> {
             // The guard's drop reports the abandoned call as a shutdown.
             Outcome::Aborted => {}
         }
+        if leased {
+            let _ = self
+                .bounded(inner.storage.release_lease(&self.key), timeout)
+                .await;
+        }
+    }
+
+    /// A fresh entry in storage other than `seen` (the one the caller read).
+    async fn stored_since(&self, seen: Option<&Entry>, timeout: Duration) -> Option<Entry> {
+        let inner = &self.inner;
+        let entry = self
+            .bounded(inner.storage.get(&self.key), timeout)
+            .await?
+            .ok()??;
+        let fresh = Phase::of(Some(&entry), inner.runtime.now_ms()) == Phase::Fresh;
+        (fresh && seen != Some(&entry)).then_some(entry)
+    }
+
+    /// Polls storage, with backoff and for at most `timeout` of timer time,
+    /// for the value another process (holding the lease) is fetching.
+    async fn await_other_process(&self, seen: Option<&Entry>, timeout: Duration) -> Option<Entry> {
+        let mut delay = Duration::from_millis(20);
+        let mut waited = Duration::ZERO;
+        while waited < timeout {
+            let step = delay.min(timeout - waited);
+            self.bounded(self.inner.runtime.sleep(step), timeout)
+                .await?;
+            waited += step;
+            if let Some(entry) = self.stored_since(seen, timeout).await {
+                return Some(entry);
+            }
+            delay = (delay * 2).min(Duration::from_millis(500));
+        }
+        None
+    }
+
+    /// Completes the flight with an entry another call stored.
+    fn share_stored(&mut self, entry: Entry) {
+        if let Some(p) = self.permit.take() {
+            self.inner.breaker.abandon(&self.key, p);
+        }
+        self.flight.complete_from_storage(entry);
     }
 
     /// `fut`'s output, or `None` if `timeout` passes or shutdown aborts first.

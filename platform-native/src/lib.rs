@@ -28,8 +28,12 @@
 #![warn(missing_docs)]
 
 mod file;
+#[cfg(feature = "redis")]
+mod redis_storage;
 mod runtime;
 
 pub use file::{Durability, FileOptions, FileStorage};
+#[cfg(feature = "redis")]
+pub use redis_storage::{RedisOptions, RedisStorage};
 pub use runtime::{SystemClock, TokioRuntime};
 pub use swre_core::*;

@@ -150,3 +150,92 @@ fn tiered_never_fills_l1_over_a_newer_entry() {
     assert_eq!(exec.block_on(tiered.get("k")).unwrap(), Some(newer.clone()));
     assert_eq!(exec.block_on(l1.get("k")).unwrap(), Some(newer));
 }
+
+/// A store whose refresh lease is always held by "another process".
+struct LeaseHeldElsewhere(MemoryStorage);
+
+impl Storage for LeaseHeldElsewhere {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, swre_core::StorageError> {
+        self.0.get(key).await
+    }
+    async fn set(&self, key: &str, entry: Entry) -> Result<(), swre_core::StorageError> {
+        self.0.set(key, entry).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), swre_core::StorageError> {
+        self.0.delete(key).await
+    }
+    async fn try_lease(
+        &self,
+        _: &str,
+        _: core::time::Duration,
+    ) -> Result<bool, swre_core::StorageError> {
+        Ok(false)
+    }
+}
+
+#[test]
+fn a_miss_waits_for_the_lease_holders_value_instead_of_calling_upstream() {
+    let h = harness_on(LeaseHeldElsewhere(MemoryStorage::new()), |b| {
+        b.refresh_timeout(10 * SEC)
+    });
+    let waiter = {
+        let engine = h.engine.clone();
+        let f = h.ok("mine");
+        h.exec
+            .spawn(async move { engine.get_or_fetch("k", f).await })
+    };
+    h.exec.run_until_stalled();
+    h.rt.timer.advance(core::time::Duration::from_millis(100));
+    h.exec.run_until_stalled();
+    assert!(!waiter.is_finished(), "still waiting for the other process");
+    // The other process stores its value.
+    let theirs = Entry::new("theirs", START, ttl());
+    h.exec
+        .block_on(h.engine.storage().0.set("k", theirs))
+        .unwrap();
+    h.rt.timer.advance(SEC);
+    h.exec.run_until_stalled();
+    let r = waiter.try_take().expect("answered").unwrap();
+    assert_eq!((value(&r), r.status, h.calls()), ("theirs", Status::Hit, 0));
+    assert_eq!(h.engine.stats().lease_waits, 1);
+}
+
+#[test]
+fn without_the_holders_value_a_miss_fetches_itself_after_refresh_timeout() {
+    let h = harness_on(LeaseHeldElsewhere(MemoryStorage::new()), |b| {
+        b.refresh_timeout(2 * SEC)
+    });
+    let waiter = {
+        let engine = h.engine.clone();
+        let f = h.ok("mine");
+        h.exec
+            .spawn(async move { engine.get_or_fetch("k", f).await })
+    };
+    for _ in 0..40 {
+        h.rt.timer.advance(core::time::Duration::from_millis(100));
+        h.exec.run_until_stalled();
+    }
+    let r = waiter.try_take().expect("answered").unwrap();
+    assert_eq!((value(&r), r.status, h.calls()), ("mine", Status::Miss, 1));
+}
+
+#[test]
+fn a_stale_lookup_does_not_refresh_while_another_process_holds_the_lease() {
+    let h = harness_on(LeaseHeldElsewhere(MemoryStorage::new()), |b| {
+        b.refresh_timeout(SEC)
+    });
+    h.exec.block_on(h.engine.set("k", "old")).unwrap();
+    h.rt.advance(10 * SEC);
+    let r = h
+        .exec
+        .block_on(h.engine.get_or_fetch("k", h.ok("new")))
+        .unwrap();
+    assert_eq!((value(&r), r.status), ("old", Status::Stale));
+    for _ in 0..20 {
+        h.rt.timer.advance(core::time::Duration::from_millis(100));
+        h.exec.run_until_stalled();
+    }
+    assert_eq!(h.calls(), 0, "the lease holder refreshes, not us");
+    let s = h.engine.stats();
+    assert_eq!((s.lease_waits, s.in_flight, s.refreshes_running), (1, 0, 0));
+}

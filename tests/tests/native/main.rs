@@ -13,3 +13,4 @@ mod crash;
 mod file_storage;
 mod go_port;
 mod go_port_breaker;
+mod redis;

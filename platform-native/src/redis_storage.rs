@@ -1,0 +1,264 @@
+//! [`RedisStorage`] (feature `redis`): entries and fleet-wide refresh leases
+//! in a shared Redis.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Client, Script};
+use swre_core::{envelope, Entry, Storage, StorageError, StorageErrorKind};
+
+/// Latest `expires_at` handed to Redis as an expiry (year 9999); later
+/// entries are stored without one (the engine still ages them).
+const MAX_PXAT: u64 = 253_402_300_799_999;
+
+/// Deletes a lease only if it still holds our token.
+const RELEASE: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
+
+/// Connection options for [`RedisStorage::connect_with`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// Prefix of every key this storage writes: values under
+    /// `<prefix>:v:<key>`, leases under `<prefix>:lease:<key>`. Default `swre`.
+    pub prefix: String,
+    /// Longest wait for one command before it fails (and the engine
+    /// degrades). Default 1 s.
+    pub response_timeout: Duration,
+    /// Longest wait to (re)connect. Default 1 s.
+    pub connection_timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            prefix: "swre".to_owned(),
+            response_timeout: Duration::from_secs(1),
+            connection_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A [`Storage`] in Redis, shared by every process of a fleet.
+///
+/// - Values are the versioned [`envelope`] under `<prefix>:v:<key>`, with the
+///   Redis key's own expiry set to the entry's `expires_at` (`PXAT`), so Redis
+///   drops entries that are gone. Anything else found there reads as a miss
+///   and is overwritten.
+/// - [`Storage::try_lease`] is `SET <prefix>:lease:<key> <token> NX PX <ttl>`;
+///   the release deletes the lease only while it still holds this process's
+///   token (a Lua script), so an expired lease taken over by another process
+///   is never released by the first.
+/// - The connection is a `redis` `ConnectionManager`: commands fail fast
+///   while Redis is down (the engine answers from upstream) and it reconnects
+///   by itself when Redis is back.
+#[derive(Clone)]
+pub struct RedisStorage {
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    tokens: Arc<Mutex<HashMap<String, String>>>,
+    token_base: Arc<str>,
+    token_seq: Arc<AtomicU64>,
+    release: Script,
+}
+
+impl std::fmt::Debug for RedisStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStorage")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+fn error(kind: StorageErrorKind, what: &str, e: redis::RedisError) -> StorageError {
+    StorageError::new(kind, format!("redis {what}: {e}"))
+}
+
+fn io(what: &str) -> impl Fn(redis::RedisError) -> StorageError + '_ {
+    move |e| {
+        let kind = if e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout()
+            || e.is_io_error()
+        {
+            StorageErrorKind::Unavailable
+        } else {
+            StorageErrorKind::Io
+        };
+        error(kind, what, e)
+    }
+}
+
+impl RedisStorage {
+    /// Connects to `url` (`redis://host:port/db`) with default options.
+    pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        Self::connect_with(url, RedisOptions::default()).await
+    }
+
+    /// Connects to `url` with `options`. Fails if the URL is invalid or the
+    /// server cannot be reached now; later outages are survived.
+    pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StorageError> {
+        if options.prefix.is_empty() {
+            return Err(StorageError::new(
+                StorageErrorKind::InvalidKey,
+                "redis prefix must not be empty",
+            ));
+        }
+        let client =
+            Client::open(url).map_err(|e| error(StorageErrorKind::InvalidKey, "url", e))?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(options.response_timeout))
+            .set_connection_timeout(Some(options.connection_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(io("connect"))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        Ok(Self {
+            conn,
+            prefix: options.prefix.into(),
+            tokens: Arc::default(),
+            token_base: format!("{}-{nanos:x}", std::process::id()).into(),
+            token_seq: Arc::default(),
+            release: Script::new(RELEASE),
+        })
+    }
+
+    /// The Redis key holding `key`'s value.
+    pub fn value_key(&self, key: &str) -> Vec<u8> {
+        self.namespaced("v", key)
+    }
+
+    /// The Redis key holding `key`'s refresh lease.
+    pub fn lease_key(&self, key: &str) -> Vec<u8> {
+        self.namespaced("lease", key)
+    }
+
+    fn namespaced(&self, kind: &str, key: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.prefix.len() + kind.len() + key.len() + 2);
+        k.extend_from_slice(self.prefix.as_bytes());
+        k.push(b':');
+        k.extend_from_slice(kind.as_bytes());
+        k.push(b':');
+        k.extend_from_slice(key.as_bytes());
+        k
+    }
+
+    fn tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// `prefix` with Redis glob metacharacters escaped, for `SCAN MATCH`.
+fn glob_escape(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 4);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl Storage for RedisStorage {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        let mut conn = self.conn.clone();
+        let bytes: Option<Vec<u8>> = conn.get(self.value_key(key)).await.map_err(io("GET"))?;
+        Ok(bytes.and_then(|b| envelope::decode_for(key, &b)))
+    }
+
+    async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
+        let bytes = envelope::encode(key, &entry).ok_or_else(|| {
+            StorageError::new(StorageErrorKind::TooLarge, "key or value over 4 GiB")
+        })?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.value_key(key)).arg(bytes);
+        if entry.expires_at <= MAX_PXAT {
+            cmd.arg("PXAT").arg(entry.expires_at.max(1));
+        }
+        let mut conn = self.conn.clone();
+        cmd.query_async::<()>(&mut conn).await.map_err(io("SET"))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let mut conn = self.conn.clone();
+        conn.del::<_, ()>(self.value_key(key))
+            .await
+            .map_err(io("DEL"))
+    }
+
+    async fn clear(&self) -> Result<(), StorageError> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}:*", glob_escape(&self.prefix));
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await
+                .map_err(io("SCAN"))?;
+            if !keys.is_empty() {
+                conn.del::<_, ()>(keys).await.map_err(io("DEL"))?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    async fn try_lease(&self, key: &str, ttl: Duration) -> Result<bool, StorageError> {
+        let seq = self.token_seq.fetch_add(1, Ordering::Relaxed);
+        let token = format!("{}-{seq}", self.token_base);
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut conn = self.conn.clone();
+        let granted: Option<String> = redis::cmd("SET")
+            .arg(self.lease_key(key))
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut conn)
+            .await
+            .map_err(io("SET NX"))?;
+        if granted.is_some() {
+            self.tokens().insert(key.to_owned(), token);
+        }
+        Ok(granted.is_some())
+    }
+
+    async fn release_lease(&self, key: &str) {
+        let Some(token) = self.tokens().remove(key) else {
+            return;
+        };
+        let mut conn = self.conn.clone();
+        let _: Result<i64, _> = self
+            .release
+            .key(self.lease_key(key))
+            .arg(token)
+            .invoke_async(&mut conn)
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_escape;
+
+    #[test]
+    fn glob_metacharacters_are_escaped() {
+        assert_eq!(glob_escape("a*b?[c]\\^"), "a\\*b\\?\\[c\\]\\\\\\^");
+        assert_eq!(glob_escape("swre"), "swre");
+    }
+}
