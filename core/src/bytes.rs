@@ -9,7 +9,7 @@ use core::ops::Deref;
 /// An immutable byte string whose clones share one allocation.
 ///
 /// Cloning bumps a reference count: a cache hit hands out the stored value
-/// without copying or allocating.
+/// without copying or allocating. The empty byte string allocates nothing.
 ///
 /// ```
 /// use swre_core::Bytes;
@@ -20,37 +20,53 @@ use core::ops::Deref;
 /// assert!(Bytes::ptr_eq(&a, &b));
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Bytes(Arc<[u8]>);
+pub struct Bytes(Option<Arc<[u8]>>);
 
 impl Bytes {
     /// An empty byte string.
-    pub fn new() -> Self {
-        Self(Arc::from(&[][..]))
+    pub const fn new() -> Self {
+        Self(None)
     }
 
     /// A copy of `data`.
     pub fn copy_from_slice(data: &[u8]) -> Self {
-        Self(Arc::from(data))
+        Self::from_arc(Arc::from(data))
+    }
+
+    fn from_arc(a: Arc<[u8]>) -> Self {
+        if a.is_empty() {
+            Self(None)
+        } else {
+            Self(Some(a))
+        }
     }
 
     /// The number of bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_slice().len()
     }
 
     /// Whether there are no bytes.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
     }
 
     /// The bytes as a slice.
+    #[inline]
     pub fn as_slice(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Some(a) => a,
+            None => &[],
+        }
     }
 
-    /// Whether `a` and `b` share one allocation.
+    /// Whether `a` and `b` share one allocation (two empty byte strings do).
     pub fn ptr_eq(a: &Bytes, b: &Bytes) -> bool {
-        Arc::ptr_eq(&a.0, &b.0)
+        match (&a.0, &b.0) {
+            (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+            (None, None) => true,
+            _ => false,
+        }
     }
 }
 
@@ -63,63 +79,67 @@ impl Default for Bytes {
 impl Deref for Bytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.0
+        self.as_slice()
     }
 }
 
 impl AsRef<[u8]> for Bytes {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        self.as_slice()
     }
 }
 
 impl fmt::Debug for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match core::str::from_utf8(&self.0) {
+        match core::str::from_utf8(self.as_slice()) {
             Ok(s) if s.len() <= 64 => write!(f, "Bytes({s:?})"),
-            _ => write!(f, "Bytes({} bytes)", self.0.len()),
+            _ => write!(f, "Bytes({} bytes)", self.len()),
         }
     }
 }
 
 impl From<Vec<u8>> for Bytes {
     fn from(v: Vec<u8>) -> Self {
-        Self(Arc::from(v))
+        if v.is_empty() {
+            Self(None)
+        } else {
+            Self(Some(Arc::from(v)))
+        }
     }
 }
 
 impl From<&[u8]> for Bytes {
     fn from(v: &[u8]) -> Self {
-        Self(Arc::from(v))
+        Self::copy_from_slice(v)
     }
 }
 
 impl<const N: usize> From<&[u8; N]> for Bytes {
     fn from(v: &[u8; N]) -> Self {
-        Self(Arc::from(&v[..]))
+        Self::copy_from_slice(v)
     }
 }
 
 impl From<&str> for Bytes {
     fn from(v: &str) -> Self {
-        Self(Arc::from(v.as_bytes()))
+        Self::copy_from_slice(v.as_bytes())
     }
 }
 
 impl From<String> for Bytes {
     fn from(v: String) -> Self {
-        Self(Arc::from(v.into_bytes()))
+        Self::from(v.into_bytes())
     }
 }
 
 impl From<Arc<[u8]>> for Bytes {
     fn from(v: Arc<[u8]>) -> Self {
-        Self(v)
+        Self::from_arc(v)
     }
 }
 
 impl From<Bytes> for Vec<u8> {
     fn from(b: Bytes) -> Self {
-        b.0.to_vec()
+        b.as_slice().to_vec()
     }
 }

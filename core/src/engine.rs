@@ -163,44 +163,46 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
     /// `fetch` runs at most once per key at a time across all callers, in a
     /// spawned task: dropping this future never cancels it. Its value may be
     /// anything `Into<Bytes>` (`Vec<u8>`, `&'static [u8]`, `&'static str`, `String`).
-    pub async fn get_or_fetch<F, Fut, T, E>(
-        &self,
-        key: &str,
+    ///
+    /// A fresh hit completes on the first poll, without allocating.
+    pub fn get_or_fetch<'a, F, Fut, T, E>(
+        &'a self,
+        key: &'a str,
         fetch: F,
-    ) -> Result<Cached<Bytes>, Error>
+    ) -> impl Future<Output = Result<Cached<Bytes>, Error>> + MaybeSend + 'a
     where
         F: FnOnce() -> Fut + MaybeSend + 'static,
         Fut: Future<Output = Result<T, E>> + MaybeSend + 'static,
         T: Into<Bytes>,
         E: FetchError,
     {
-        self.get_bytes(key, None, fetch).await
+        self.get_bytes(key, None, fetch)
     }
 
     /// [`get_or_fetch`](Self::get_or_fetch) with a TTL for this call's fetched
-    /// value instead of the engine's default and policy.
-    pub async fn get_or_fetch_with_ttl<F, Fut, T, E>(
-        &self,
-        key: &str,
+    /// value instead of the engine's default and policy. A TTL totalling under
+    /// 5 s is rejected with [`Error::Config`] before anything is read.
+    pub fn get_or_fetch_with_ttl<'a, F, Fut, T, E>(
+        &'a self,
+        key: &'a str,
         ttl: CacheTtl,
         fetch: F,
-    ) -> Result<Cached<Bytes>, Error>
+    ) -> impl Future<Output = Result<Cached<Bytes>, Error>> + MaybeSend + 'a
     where
         F: FnOnce() -> Fut + MaybeSend + 'static,
         Fut: Future<Output = Result<T, E>> + MaybeSend + 'static,
         T: Into<Bytes>,
         E: FetchError,
     {
-        let ttl = checked_ttl(ttl)?;
-        self.get_bytes(key, Some(ttl), fetch).await
+        self.get_bytes(key, Some(ttl), fetch)
     }
 
-    async fn get_bytes<F, Fut, T, E>(
-        &self,
-        key: &str,
+    fn get_bytes<'a, F, Fut, T, E>(
+        &'a self,
+        key: &'a str,
         ttl: Option<CacheTtl>,
         fetch: F,
-    ) -> Result<Cached<Bytes>, Error>
+    ) -> impl Future<Output = Result<Cached<Bytes>, Error>> + MaybeSend + 'a
     where
         F: FnOnce() -> Fut + MaybeSend + 'static,
         Fut: Future<Output = Result<T, E>> + MaybeSend + 'static,
@@ -213,46 +215,51 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
                 Err(e) => Err(Error::Upstream(UpstreamError::new(e))),
             }
         };
-        self.lookup(key, ttl, job, |e: &Entry| Ok(e.value.clone()))
-            .await
+        // The bytes move out of the entry: no second reference-count bump.
+        self.lookup(key, ttl, job, |e: &mut Entry| {
+            Ok(core::mem::take(&mut e.value))
+        })
     }
 
     /// The value under `key` decoded with the engine's codec, fetched with
     /// `fetch` (and encoded) when there is no usable one. A stored value that
     /// does not decode as `V` is treated as absent and overwritten.
-    pub async fn get<V, F, Fut, E>(&self, key: &str, fetch: F) -> Result<Cached<V>, Error>
+    pub fn get<'a, V, F, Fut, E>(
+        &'a self,
+        key: &'a str,
+        fetch: F,
+    ) -> impl Future<Output = Result<Cached<V>, Error>> + MaybeSend + 'a
     where
         V: Serialize + DeserializeOwned + MaybeSend + 'static,
         F: FnOnce() -> Fut + MaybeSend + 'static,
         Fut: Future<Output = Result<V, E>> + MaybeSend + 'static,
         E: FetchError,
     {
-        self.get_typed(key, None, fetch).await
+        self.get_typed(key, None, fetch)
     }
 
     /// [`get`](Self::get) with a TTL for this call's fetched value.
-    pub async fn get_with_ttl<V, F, Fut, E>(
-        &self,
-        key: &str,
+    pub fn get_with_ttl<'a, V, F, Fut, E>(
+        &'a self,
+        key: &'a str,
         ttl: CacheTtl,
         fetch: F,
-    ) -> Result<Cached<V>, Error>
+    ) -> impl Future<Output = Result<Cached<V>, Error>> + MaybeSend + 'a
     where
         V: Serialize + DeserializeOwned + MaybeSend + 'static,
         F: FnOnce() -> Fut + MaybeSend + 'static,
         Fut: Future<Output = Result<V, E>> + MaybeSend + 'static,
         E: FetchError,
     {
-        let ttl = checked_ttl(ttl)?;
-        self.get_typed(key, Some(ttl), fetch).await
+        self.get_typed(key, Some(ttl), fetch)
     }
 
-    async fn get_typed<V, F, Fut, E>(
-        &self,
-        key: &str,
+    fn get_typed<'a, V, F, Fut, E>(
+        &'a self,
+        key: &'a str,
         ttl: Option<CacheTtl>,
         fetch: F,
-    ) -> Result<Cached<V>, Error>
+    ) -> impl Future<Output = Result<Cached<V>, Error>> + MaybeSend + 'a
     where
         V: Serialize + DeserializeOwned + MaybeSend + 'static,
         F: FnOnce() -> Fut + MaybeSend + 'static,
@@ -267,8 +274,9 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
             codec.encode(&v).map(Bytes::from).map_err(Error::Codec)
         };
         let codec = &self.inner.codec;
-        self.lookup(key, ttl, job, |e: &Entry| codec.decode::<V>(&e.value))
-            .await
+        self.lookup(key, ttl, job, move |e: &mut Entry| {
+            codec.decode::<V>(&e.value)
+        })
     }
 
     /// The stored value under `key` and its status (`Hit`, `Stale` or
@@ -476,7 +484,7 @@ impl<S, R: Runtime, C> Inner<S, R, C> {
     }
 }
 
-fn checked_ttl(ttl: CacheTtl) -> Result<CacheTtl, Error> {
+pub(crate) fn checked_ttl(ttl: CacheTtl) -> Result<CacheTtl, Error> {
     if ttl.is_valid() {
         Ok(ttl)
     } else {

@@ -5,7 +5,7 @@ use core::future::Future;
 use crate::breaker::{BreakerState, Transitions};
 use crate::bytes::Bytes;
 use crate::codec::Codec;
-use crate::engine::{Cached, Engine, Inner};
+use crate::engine::{checked_ttl, Cached, Engine, Inner};
 use crate::entry::{CacheTtl, Entry};
 use crate::error::{CodecError, Error};
 use crate::flight::{Flight, Joined};
@@ -15,6 +15,7 @@ use crate::runtime::Runtime;
 use crate::stats::bump;
 use crate::storage::Storage;
 use crate::sync::MaybeSend;
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 
 impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
@@ -33,48 +34,84 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
     where
         J: FnOnce() -> JF + MaybeSend + 'static,
         JF: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
-        D: Fn(&Entry) -> Result<V, CodecError>,
+        D: Fn(&mut Entry) -> Result<V, CodecError>,
     {
-        let result = self.classify_and_serve(key, ttl, job, &decode).await;
-        let i = &self.inner;
-        match &result {
+        if let Err(e) = self.check_key(key) {
+            self.record_error(&e);
+            return Err(e);
+        }
+        if let Some(t) = ttl {
+            if let Err(e) = checked_ttl(t) {
+                self.record_error(&e);
+                return Err(e);
+            }
+        }
+        let now = self.inner.runtime.now_ms();
+        // A store that answers at once (memory) is read without an await.
+        let stored = match self.inner.storage.get_ready(key) {
+            Some(read) => self.degrade_read(read),
+            None => self.read(key).await,
+        };
+        let result = match self.serve_at_once(key, ttl, job, &decode, stored, now) {
+            Served::Now(result) => result,
+            // Boxed: the waiting paths stay out of this future, which every
+            // hit creates and moves.
+            Served::Later(wait) => {
+                Box::pin(self.serve_after_upstream(key, ttl, &decode, wait, now)).await
+            }
+        };
+        self.record(&result);
+        result
+    }
+
+    #[inline]
+    fn record<V>(&self, result: &Result<Cached<V>, Error>) {
+        match result {
             Ok(c) => {
+                let i = &self.inner;
                 i.counters.status(c.status);
                 if let Some(m) = &i.metrics {
                     m.lookup(c.status);
                 }
             }
-            Err(e) => {
-                bump(&i.counters.errors);
-                if let Some(m) = &i.metrics {
-                    m.lookup_error(e);
-                }
-            }
+            Err(e) => self.record_error(e),
         }
-        result
     }
 
-    async fn classify_and_serve<J, JF, V, D>(
+    fn record_error(&self, e: &Error) {
+        let i = &self.inner;
+        bump(&i.counters.errors);
+        if let Some(m) = &i.metrics {
+            m.lookup_error(e);
+        }
+    }
+
+    /// Everything a lookup can answer without waiting: fresh hits, stale
+    /// values (starting a background refresh), expired values in
+    /// `ServeStale` mode. The rest needs an upstream call.
+    #[inline(always)]
+    fn serve_at_once<J, JF, V, D>(
         &self,
         key: &str,
         ttl: Option<CacheTtl>,
         job: J,
         decode: &D,
-    ) -> Result<Cached<V>, Error>
+        mut stored: Option<Entry>,
+        now: u64,
+    ) -> Served<V, J>
     where
         J: FnOnce() -> JF + MaybeSend + 'static,
         JF: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
-        D: Fn(&Entry) -> Result<V, CodecError>,
+        D: Fn(&mut Entry) -> Result<V, CodecError>,
     {
-        self.check_key(key)?;
         let i = &self.inner;
-        let now = i.runtime.now_ms();
-        let stored = self.read(key).await;
-        let usable = match &stored {
+        // Decoding may move the value out of the entry (bytes lookups do, to
+        // avoid a second reference-count bump); the entry keeps its times.
+        let usable = match stored.as_mut() {
             Some(entry) => match Phase::of(Some(entry), now) {
                 Phase::Gone => None,
                 phase => match decode(entry) {
-                    Ok(value) => Some((phase, entry, value)),
+                    Ok(value) => Some((phase, value)),
                     Err(_) => {
                         bump(&i.counters.decode_errors);
                         None
@@ -83,42 +120,84 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
             },
             None => None,
         };
-        match usable {
-            Some((Phase::Fresh, entry, value)) => Ok(Cached::new(value, Status::Hit, entry, now)),
-            Some((Phase::Stale, entry, value)) => {
-                if let Some(newer) = self.refresh_in_background(key, ttl, job, now, entry) {
-                    if let Ok(v) = decode(&newer) {
-                        return Ok(Cached::new(v, Status::Hit, &newer, now));
+        match (usable, stored) {
+            (Some((Phase::Fresh, value)), Some(entry)) => {
+                Served::Now(Ok(Cached::new(value, Status::Hit, &entry, now)))
+            }
+            (Some((Phase::Stale, value)), Some(entry)) => {
+                if let Some(mut newer) = self.refresh_in_background(key, ttl, job, now, &entry) {
+                    if let Ok(v) = decode(&mut newer) {
+                        return Served::Now(Ok(Cached::new(v, Status::Hit, &newer, now)));
                     }
                 }
-                Ok(Cached::new(value, Status::Stale, entry, now))
+                Served::Now(Ok(Cached::new(value, Status::Stale, &entry, now)))
             }
-            Some((_, entry, value)) if i.cfg.expired_mode == ExpiredMode::ServeStale => {
-                self.refresh_in_background(key, ttl, job, now, entry);
-                Ok(Cached::new(value, Status::Expired, entry, now))
+            (Some((_, value)), Some(entry)) if i.cfg.expired_mode == ExpiredMode::ServeStale => {
+                self.refresh_in_background(key, ttl, job, now, &entry);
+                Served::Now(Ok(Cached::new(value, Status::Expired, &entry, now)))
             }
-            Some((_, entry, value)) => {
-                match self
-                    .fetch_shared(key, ttl, job, now, false, Some(entry.clone()))
-                    .await
-                {
-                    Ok((newer, status)) => {
-                        let v = decode(&newer).map_err(Error::Codec)?;
-                        Ok(Cached::new(v, status, &newer, i.runtime.now_ms()))
-                    }
-                    Err(_) => Ok(Cached::new(value, Status::Fallback, entry, now)),
-                }
+            (Some((_, value)), Some(entry)) => {
+                Served::Later(Wait::Revalidate { job, value, entry })
             }
-            None => {
+            (_, stored) => {
                 if i.cfg.negative_ttl.is_some() {
                     if let Some(e) = i.negatives.get(key, now) {
                         bump(&i.counters.negative_hits);
-                        return Err(e);
+                        return Served::Now(Err(e));
                     }
                 }
-                let (newer, status) = self.fetch_shared(key, ttl, job, now, true, stored).await?;
-                let v = decode(&newer).map_err(Error::Codec)?;
+                Served::Later(Wait::Fetch { job, seen: stored })
+            }
+        }
+    }
+
+    /// The lookups that wait for an upstream call: expired (revalidate) and gone.
+    async fn serve_after_upstream<J, JF, V, D>(
+        &self,
+        key: &str,
+        ttl: Option<CacheTtl>,
+        decode: &D,
+        wait: Wait<V, J>,
+        now: u64,
+    ) -> Result<Cached<V>, Error>
+    where
+        J: FnOnce() -> JF + MaybeSend + 'static,
+        JF: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
+        D: Fn(&mut Entry) -> Result<V, CodecError>,
+    {
+        let i = &self.inner;
+        match wait {
+            Wait::Revalidate { job, value, entry } => {
+                match self.fetch_shared(key, ttl, job, now, false, None).await {
+                    Ok((mut newer, status)) => {
+                        let v = decode(&mut newer).map_err(Error::Codec)?;
+                        Ok(Cached::new(v, status, &newer, i.runtime.now_ms()))
+                    }
+                    Err(_) => Ok(Cached::new(value, Status::Fallback, &entry, now)),
+                }
+            }
+            Wait::Fetch { job, seen } => {
+                let (mut newer, status) = self.fetch_shared(key, ttl, job, now, true, seen).await?;
+                let v = decode(&mut newer).map_err(Error::Codec)?;
                 Ok(Cached::new(v, status, &newer, i.runtime.now_ms()))
+            }
+        }
+    }
+
+    /// A read's result, degraded per rule 5: an error reads as absent.
+    #[inline(always)]
+    fn degrade_read(
+        &self,
+        read: Result<Option<Entry>, crate::error::StorageError>,
+    ) -> Option<Entry> {
+        match read {
+            Ok(e) => e,
+            Err(_) => {
+                self.inner.storage_error(
+                    crate::metrics::StorageOp::Get,
+                    &self.inner.counters.storage_read_errors,
+                );
+                None
             }
         }
     }
@@ -236,6 +315,21 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         }
         None
     }
+}
+
+/// What a lookup could answer at once, or what it must wait for.
+enum Served<V, J> {
+    Now(Result<Cached<V>, Error>),
+    Later(Wait<V, J>),
+}
+
+/// A lookup that needs an upstream call.
+enum Wait<V, J> {
+    /// Expired (revalidate mode): wait, and fall back to `value` on failure.
+    Revalidate { job: J, value: V, entry: Entry },
+    /// Nothing usable: wait for the value. `seen` is what storage held, if
+    /// anything (an undecodable or gone entry).
+    Fetch { job: J, seen: Option<Entry> },
 }
 
 /// Waits on a flight another caller started; `Hit` if it had already completed.

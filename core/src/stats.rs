@@ -5,11 +5,15 @@ use portable_atomic::{AtomicU64, Ordering};
 use crate::phase::Status;
 
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+    (
+        striped { $( $(#[$sdoc:meta])* $striped:ident ),* $(,)? }
+        $( $(#[$doc:meta])* $name:ident ),* $(,)?
+    ) => {
         /// A snapshot of the engine's counters (`engine.stats()`).
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         #[non_exhaustive]
         pub struct Stats {
+            $( $(#[$sdoc])* pub $striped: u64, )*
             $( $(#[$doc])* pub $name: u64, )*
             /// Upstream calls running now (foreground and background).
             pub in_flight: u64,
@@ -23,12 +27,14 @@ macro_rules! counters {
 
         #[derive(Default)]
         pub(crate) struct Counters {
+            $( pub(crate) $striped: Striped, )*
             $( pub(crate) $name: AtomicU64, )*
         }
 
         impl Counters {
             pub(crate) fn snapshot(&self) -> Stats {
                 Stats {
+                    $( $striped: self.$striped.sum(), )*
                     $( $name: self.$name.load(Ordering::Relaxed), )*
                     ..Stats::default()
                 }
@@ -38,10 +44,12 @@ macro_rules! counters {
 }
 
 counters! {
-    /// Lookups answered with [`Status::Hit`].
-    hits,
-    /// Lookups answered with [`Status::Stale`].
-    stale,
+    striped {
+        /// Lookups answered with [`Status::Hit`].
+        hits,
+        /// Lookups answered with [`Status::Stale`].
+        stale,
+    }
     /// Lookups answered with [`Status::Miss`].
     misses,
     /// Lookups answered with [`Status::Expired`].
@@ -82,6 +90,37 @@ counters! {
     lease_waits,
 }
 
+/// A counter spread over cache-line-padded slots, so threads counting hits at
+/// the same time rarely write the same line (a single shared counter would make
+/// every hit on every core contend).
+///
+/// The slot is chosen from the address of the caller's stack frame: threads
+/// run on stacks megabytes apart, so the address (above 64 KiB granularity)
+/// tells them apart cheaply without thread-locals, which `no_std` lacks. Two
+/// threads may share a slot by chance; that only costs speed, never counts.
+#[derive(Default)]
+pub(crate) struct Striped([Slot; STRIPES]);
+
+const STRIPES: usize = 16;
+
+#[derive(Default)]
+#[repr(align(128))]
+struct Slot(AtomicU64);
+
+impl Striped {
+    #[inline]
+    pub(crate) fn add(&self) {
+        let marker = 0u8;
+        let addr = core::ptr::addr_of!(marker) as usize as u64;
+        let slot = ((addr >> 16).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize % STRIPES;
+        self.0[slot].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn sum(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
 #[inline]
 pub(crate) fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
@@ -90,13 +129,13 @@ pub(crate) fn bump(c: &AtomicU64) {
 impl Counters {
     #[inline]
     pub(crate) fn status(&self, s: Status) {
-        bump(match s {
-            Status::Hit => &self.hits,
-            Status::Stale => &self.stale,
-            Status::Miss => &self.misses,
-            Status::Expired => &self.expired,
-            Status::Fallback => &self.fallbacks,
-        });
+        match s {
+            Status::Hit => self.hits.add(),
+            Status::Stale => self.stale.add(),
+            Status::Miss => bump(&self.misses),
+            Status::Expired => bump(&self.expired),
+            Status::Fallback => bump(&self.fallbacks),
+        }
     }
 }
 

@@ -175,10 +175,13 @@ impl<S: Storage, R: Runtime, C> FlightGuard<S, R, C> {
     /// A fresh entry in storage other than `seen` (the one the caller read).
     async fn stored_since(&self, seen: Option<&Entry>, timeout: Duration) -> Option<Entry> {
         let inner = &self.inner;
-        let entry = self
-            .bounded(inner.storage.get(&self.key), timeout)
-            .await?
-            .ok()??;
+        let entry = match self.bounded(inner.storage.get(&self.key), timeout).await? {
+            Ok(found) => found?,
+            Err(_) => {
+                inner.storage_error(StorageOp::Get, &inner.counters.storage_read_errors);
+                return None;
+            }
+        };
         let fresh = Phase::of(Some(&entry), inner.runtime.now_ms()) == Phase::Fresh;
         (fresh && seen != Some(&entry)).then_some(entry)
     }

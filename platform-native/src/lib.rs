@@ -35,5 +35,5 @@ mod runtime;
 pub use file::{Durability, FileOptions, FileStorage};
 #[cfg(feature = "redis")]
 pub use redis_storage::{RedisOptions, RedisStorage};
-pub use runtime::{SystemClock, TokioRuntime};
+pub use runtime::{CoarseClock, SystemClock, TokioRuntime};
 pub use swre_core::*;

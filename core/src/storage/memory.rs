@@ -237,6 +237,11 @@ impl Storage for MemoryStorage {
         Ok(self.get_now(key))
     }
 
+    #[inline]
+    fn get_ready(&self, key: &str) -> Option<Result<Option<Entry>, StorageError>> {
+        Some(Ok(self.get_now(key)))
+    }
+
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
         self.set_now(key, entry)
     }

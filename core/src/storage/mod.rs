@@ -40,6 +40,17 @@ pub trait Storage: MaybeSend + MaybeSync + 'static {
         entry: Entry,
     ) -> impl Future<Output = Result<(), StorageError>> + MaybeSend;
 
+    /// A read that completes without waiting, for stores that can answer at
+    /// once (memory): `Some(result)` with what [`get`](Storage::get) would
+    /// return, or `None` to make the caller await `get`. The engine tries it
+    /// first so that a memory hit never builds or awaits a storage future.
+    /// The default is `None`.
+    #[inline]
+    fn get_ready(&self, key: &str) -> Option<Result<Option<Entry>, StorageError>> {
+        let _ = key;
+        None
+    }
+
     /// Removes `key`; removing a missing key succeeds.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + MaybeSend;
 

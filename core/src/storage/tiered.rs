@@ -70,6 +70,15 @@ impl<L1: Storage, L2: Storage> Storage for Tiered<L1, L2> {
         Ok(Some(found))
     }
 
+    /// Ready when L1 holds the key; an L1 miss needs L2, so it is not.
+    #[inline]
+    fn get_ready(&self, key: &str) -> Option<Result<Option<Entry>, StorageError>> {
+        match self.l1.get_ready(key) {
+            Some(Ok(Some(e))) => Some(Ok(Some(e))),
+            _ => None,
+        }
+    }
+
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
         let _ = self.l1.set(key, entry.clone()).await;
         self.l2.set(key, entry).await

@@ -27,6 +27,7 @@ struct Queue {
     ready: Mutex<VecDeque<Arc<Task>>>,
     live: AtomicUsize,
     polls: AtomicUsize,
+    panics: AtomicUsize,
 }
 
 impl ArcWake for Task {
@@ -71,6 +72,11 @@ impl TestExecutor {
         self.queue.live.load(Ordering::Acquire)
     }
 
+    /// Tasks that panicked and were dropped (feature `std`).
+    pub fn panics(&self) -> usize {
+        self.queue.panics.load(Ordering::Acquire)
+    }
+
     /// Total task polls so far.
     pub fn polls(&self) -> usize {
         self.queue.polls.load(Ordering::Acquire)
@@ -89,7 +95,23 @@ impl TestExecutor {
             if let Some(fut) = slot.as_mut() {
                 let waker = waker_ref(&task);
                 let mut cx = Context::from_waker(&waker);
-                if fut.as_mut().poll(&mut cx).is_ready() {
+                #[cfg(feature = "std")]
+                let finished = {
+                    let polled = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+                        fut.as_mut().poll(&mut cx)
+                    }));
+                    // A task that panicked is dropped, as tokio does.
+                    polled.map_or_else(
+                        |_| {
+                            self.queue.panics.fetch_add(1, Ordering::Relaxed);
+                            true
+                        },
+                        |p| p.is_ready(),
+                    )
+                };
+                #[cfg(not(feature = "std"))]
+                let finished = fut.as_mut().poll(&mut cx).is_ready();
+                if finished {
                     *slot = None;
                     self.queue.live.fetch_sub(1, Ordering::AcqRel);
                 }

@@ -190,7 +190,7 @@ fn rule5_read_errors_are_misses_and_write_errors_still_return_the_value() {
     let s = h.engine.stats();
     assert_eq!(
         (s.storage_read_errors, s.storage_write_errors, s.errors),
-        (3, 3, 0)
+        (6, 3, 0)
     );
     // The store recovers: values are kept again.
     h.engine.storage().fail_get.store(false, Ordering::SeqCst);

@@ -55,6 +55,12 @@ impl Storage for AnyStorage {
             AnyStorage::Tiered(s) => s.get(key).await,
         }
     }
+    fn get_ready(&self, key: &str) -> Option<Result<Option<Entry>, StorageError>> {
+        match self {
+            AnyStorage::Memory(s) => s.get_ready(key),
+            AnyStorage::Tiered(s) => s.get_ready(key),
+        }
+    }
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
         match self {
             AnyStorage::Memory(s) => s.set(key, entry).await,

@@ -96,7 +96,7 @@ async fn a_closed_database_degrades_to_upstream() {
     let s = engine.stats();
     assert_eq!(
         (s.storage_read_errors, s.storage_write_errors, s.errors),
-        (3, 3, 0)
+        (6, 3, 0)
     );
 }
 

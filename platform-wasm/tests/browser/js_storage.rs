@@ -50,5 +50,9 @@ async fn a_throwing_store_degrades_to_upstream() {
     assert_eq!((r.status, text(&r.value)), (Status::Miss, "v"));
     settle(&engine).await;
     let s = engine.stats();
-    assert_eq!((s.storage_read_errors, s.storage_write_errors), (1, 1));
+    assert_eq!(
+        (s.storage_read_errors, s.storage_write_errors),
+        (2, 1),
+        "the lookup's read and the fetch's re-check both failed"
+    );
 }

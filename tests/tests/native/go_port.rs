@@ -236,7 +236,7 @@ async fn storage_errors_still_answer_from_upstream() {
     let s = engine.stats();
     assert_eq!(
         (s.storage_read_errors, s.storage_write_errors, s.errors),
-        (3, 3, 0)
+        (6, 3, 0)
     );
     assert!(matches!(engine.set("k", "v").await, Err(Error::Storage(_))));
 }

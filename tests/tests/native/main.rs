@@ -13,4 +13,5 @@ mod crash;
 mod file_storage;
 mod go_port;
 mod go_port_breaker;
+mod model;
 mod redis;

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the benchmarks in quick mode and rewrites BENCHMARKS.md (and the hit
+# latency chart) from that run. Usage: bash benches/run.sh [criterion filter]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+rm -rf "$target_dir/criterion"
+cargo bench -p swre-benches --bench cache -- --warm-up-time 0.5 --measurement-time 2 --noplot "$@"
+python3 benches/report.py "$target_dir/criterion" BENCHMARKS.md benches/hit-latency.svg
+echo "wrote BENCHMARKS.md and benches/hit-latency.svg"
