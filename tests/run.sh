@@ -81,7 +81,10 @@ step "rustdoc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --exclude swre-wasm --no-deps --quiet
 RUSTDOCFLAGS="-D warnings" cargo doc -p swre-wasm --no-deps --quiet --target wasm32-unknown-unknown
 
-step "native tests (unit, integration, doc)"
+step "benchmarks build (they are run by benches/run.sh, never timed here)"
+cargo build -q -p swre-benches --all-targets
+
+step "native tests (unit, integration, doc; property tests, fuzz corpus, fault injection, short soak)"
 cargo test --workspace
 
 step "browser tests: swre-wasm in headless Chromium (wasm-bindgen-test-runner)"

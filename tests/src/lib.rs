@@ -6,6 +6,9 @@
     clippy::alloc_instead_of_core
 )]
 
+pub mod fuzzing;
+pub mod soak;
+
 /// The value the crash writer stores for `key` in round `i`: a header naming
 /// both, padded to a length that varies with `i`, so a torn or mixed write
 /// can be recognised.

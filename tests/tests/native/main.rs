@@ -10,8 +10,11 @@
 
 mod common;
 mod crash;
+mod faults;
 mod file_storage;
+mod fuzz_corpus;
 mod go_port;
 mod go_port_breaker;
 mod model;
 mod redis;
+mod soak;
