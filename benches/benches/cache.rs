@@ -51,7 +51,6 @@ struct Peers {
 
 fn peers(len: usize) -> Peers {
     let keys = keys(KEYS);
-    let v = Bytes::from(value(len));
     let swre = Engine::builder(MemoryStorage::new(), TokioRuntime::new())
         .ttl(long_ttl())
         .build()
@@ -60,6 +59,9 @@ fn peers(len: usize) -> Peers {
     let moka_future = moka::future::Cache::new(100_000);
     let quick = quick_cache::sync::Cache::new(100_000);
     for k in &keys {
+        // A value of its own per key, as in a real cache: one shared value
+        // would make every hit on every thread write the same reference count.
+        let v = Bytes::from(value(len));
         ready(swre.set(k, v.clone())).unwrap();
         moka_sync.insert(k.clone(), v.clone());
         ready(moka_future.insert(k.clone(), v.clone()));
@@ -135,14 +137,28 @@ fn fresh_hit(c: &mut Criterion) {
         for (which, name) in NAMES.iter().enumerate() {
             g.bench_function(*name, |b| {
                 two_threads(b, |t, n| {
-                    let mut i = t * (KEYS / 2);
+                    let half = KEYS / 2;
+                    let mut i = 0;
                     for _ in 0..n {
-                        i = (i + 1) % KEYS;
-                        black_box(lookup(&p, which, &p.keys[i]));
+                        i = (i + 1) % half;
+                        black_box(lookup(&p, which, &p.keys[t * half + i]));
                     }
                 })
             });
         }
+        // Control: nothing shared between the threads (an engine each), to
+        // show what this machine's cores give when no cache line is shared.
+        let own = [peers(len), peers(len)];
+        g.bench_function("swre_one_engine_per_thread", |b| {
+            two_threads(b, |t, n| {
+                let p = &own[t];
+                let mut i = 0;
+                for _ in 0..n {
+                    i = (i + 1) % KEYS;
+                    black_box(lookup(p, 0, &p.keys[i]));
+                }
+            })
+        });
         g.finish();
     }
 }

@@ -72,6 +72,19 @@ fn factory() -> Result<IdbFactory, StorageError> {
         })
 }
 
+/// Waits for `req`'s `success` (`true`) or `error` (`false`) event, then
+/// detaches the handlers.
+async fn request_done(req: &IdbRequest) -> bool {
+    let done = EventWait::new(|ok, err| {
+        req.set_onsuccess(Some(ok));
+        req.set_onerror(Some(err));
+    });
+    let ok = done.wait().await;
+    req.set_onsuccess(None);
+    req.set_onerror(None);
+    ok
+}
+
 async fn open_version(
     factory: &IdbFactory,
     name: &str,
@@ -94,14 +107,8 @@ async fn open_version(
         }
     });
     req.set_onupgradeneeded(Some(on_upgrade.as_ref().unchecked_ref()));
-    let done = EventWait::new(|ok, err| {
-        req.set_onsuccess(Some(ok));
-        req.set_onerror(Some(err));
-    });
-    let ok = done.wait().await;
+    let ok = request_done(&req).await;
     req.set_onupgradeneeded(None);
-    req.set_onsuccess(None);
-    req.set_onerror(None);
     drop(on_upgrade);
     if !ok {
         let why = req
@@ -144,14 +151,7 @@ impl IndexedDbStorage {
         let req = factory()?
             .delete_database(db_name)
             .map_err(|e| unavailable("delete IndexedDB", &e))?;
-        let done = EventWait::new(|ok, err| {
-            req.set_onsuccess(Some(ok));
-            req.set_onerror(Some(err));
-        });
-        let ok = done.wait().await;
-        req.set_onsuccess(None);
-        req.set_onerror(None);
-        if ok {
+        if request_done(&req).await {
             Ok(())
         } else {
             Err(StorageError::new(
@@ -245,14 +245,7 @@ impl IndexedDbStorage {
             .object_store(store_name)
             .map_err(|e| unavailable(op, &e))?;
         let req = request(&store).map_err(|e| storage_error(StorageErrorKind::Io, op, &e))?;
-        let answered = EventWait::new(|ok, err| {
-            req.set_onsuccess(Some(ok));
-            req.set_onerror(Some(err));
-        });
-        let req_ok = answered.wait().await;
-        req.set_onsuccess(None);
-        req.set_onerror(None);
-        let result = if req_ok {
+        let result = if request_done(&req).await {
             Ok(req.result().unwrap_or(JsValue::UNDEFINED))
         } else {
             let why = req
