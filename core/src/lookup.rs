@@ -1,6 +1,10 @@
 //! The lookup flow: the phase table and engine rules 1–8 applied to one call.
 
 use core::future::Future;
+use core::pin::Pin;
+use core::task::Poll;
+
+use futures::future::poll_fn;
 
 use crate::breaker::{BreakerState, Transitions};
 use crate::bytes::Bytes;
@@ -24,42 +28,114 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
     /// `job` is the upstream call producing the bytes to store; `decode` turns
     /// a stored entry into the caller's value (an entry that fails to decode is
     /// treated as absent).
-    pub(crate) async fn lookup<J, JF, V, D>(
-        &self,
-        key: &str,
+    ///
+    /// The first poll does everything that needs no waiting — a read from a
+    /// store that answers at once, fresh and stale hits — without building
+    /// any further future; only a store read that must be awaited or an
+    /// upstream call to wait for continues in a boxed future.
+    pub(crate) fn lookup<'a, J, JF, V, D>(
+        &'a self,
+        key: &'a str,
         ttl: Option<CacheTtl>,
         job: J,
         decode: D,
+    ) -> impl Future<Output = Result<Cached<V>, Error>> + 'a
+    where
+        J: FnOnce() -> JF + MaybeSend + 'static,
+        JF: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
+        D: Fn(&mut Entry) -> Result<V, CodecError> + 'a,
+        V: 'a,
+    {
+        let mut start = Some((job, decode));
+        let mut waiting = None;
+        poll_fn(move |cx| {
+            if let Some((job, decode)) = start.take() {
+                match self.begin(key, ttl, job, decode) {
+                    Begun::Done(result) => return Poll::Ready(result),
+                    Begun::Waiting(rest) => waiting = Some(rest),
+                }
+            }
+            match waiting.as_mut() {
+                Some(rest) => rest.as_mut().poll(cx),
+                // Polled again after completing: stay pending, never panic.
+                None => Poll::Pending,
+            }
+        })
+    }
+
+    /// The first poll of a lookup.
+    #[inline(always)]
+    fn begin<'a, J, JF, V, D>(
+        &'a self,
+        key: &'a str,
+        ttl: Option<CacheTtl>,
+        job: J,
+        decode: D,
+    ) -> Begun<V, Pin<Box<impl Future<Output = Result<Cached<V>, Error>> + 'a>>>
+    where
+        J: FnOnce() -> JF + MaybeSend + 'static,
+        JF: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
+        D: Fn(&mut Entry) -> Result<V, CodecError> + 'a,
+        V: 'a,
+    {
+        if let Err(e) = self.check_key(key) {
+            self.record_error(&e);
+            return Begun::Done(Err(e));
+        }
+        if let Some(t) = ttl {
+            if let Err(e) = checked_ttl(t) {
+                self.record_error(&e);
+                return Begun::Done(Err(e));
+            }
+        }
+        let now = self.inner.runtime.now_ms();
+        let pending = match self.inner.storage.get_ready(key) {
+            Some(read) => {
+                let stored = self.degrade_read(read);
+                match self.serve_at_once(key, ttl, job, &decode, stored, now) {
+                    Served::Now(result) => {
+                        self.record(&result);
+                        return Begun::Done(result);
+                    }
+                    Served::Later(wait) => Pending::Upstream(wait),
+                }
+            }
+            None => Pending::Read(job),
+        };
+        Begun::Waiting(Box::pin(self.finish(key, ttl, decode, pending, now)))
+    }
+
+    /// The rest of a lookup that has to wait: for a store read, then (if
+    /// needed) for an upstream call.
+    async fn finish<J, JF, V, D>(
+        &self,
+        key: &str,
+        ttl: Option<CacheTtl>,
+        decode: D,
+        pending: Pending<V, J>,
+        now: u64,
     ) -> Result<Cached<V>, Error>
     where
         J: FnOnce() -> JF + MaybeSend + 'static,
         JF: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
         D: Fn(&mut Entry) -> Result<V, CodecError>,
     {
-        if let Err(e) = self.check_key(key) {
-            self.record_error(&e);
-            return Err(e);
-        }
-        if let Some(t) = ttl {
-            if let Err(e) = checked_ttl(t) {
-                self.record_error(&e);
-                return Err(e);
-            }
-        }
-        let now = self.inner.runtime.now_ms();
-        // A store that answers at once (memory) is read without an await.
-        let stored = match self.inner.storage.get_ready(key) {
-            Some(read) => self.degrade_read(read),
-            None => self.read(key).await,
-        };
-        let result = match self.serve_at_once(key, ttl, job, &decode, stored, now) {
-            Served::Now(result) => result,
-            // Boxed: the waiting paths stay out of this future, which every
-            // hit creates and moves.
-            Served::Later(wait) => {
-                Box::pin(self.serve_after_upstream(key, ttl, &decode, wait, now)).await
+        let wait = match pending {
+            Pending::Upstream(wait) => wait,
+            Pending::Read(job) => {
+                let stored = self.read(key).await;
+                match self.serve_at_once(key, ttl, job, &decode, stored, now) {
+                    Served::Now(result) => {
+                        self.record(&result);
+                        return result;
+                    }
+                    Served::Later(wait) => wait,
+                }
             }
         };
+        let result = self
+            .serve_after_upstream(key, ttl, &decode, wait, now)
+            .await;
         self.record(&result);
         result
     }
@@ -315,6 +391,20 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         }
         None
     }
+}
+
+/// A lookup's first poll: answered, or continuing in a boxed future.
+enum Begun<V, F> {
+    Done(Result<Cached<V>, Error>),
+    Waiting(F),
+}
+
+/// What a lookup still has to wait for.
+enum Pending<V, J> {
+    /// A read from a store that cannot answer at once.
+    Read(J),
+    /// An upstream call.
+    Upstream(Wait<V, J>),
 }
 
 /// What a lookup could answer at once, or what it must wait for.
