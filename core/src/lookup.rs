@@ -71,7 +71,7 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         ttl: Option<CacheTtl>,
         job: J,
         decode: D,
-    ) -> Begun<V, Pin<Box<impl Future<Output = Result<Cached<V>, Error>> + 'a>>>
+    ) -> Begun<V, impl Future<Output = Result<Cached<V>, Error>> + 'a>
     where
         J: FnOnce() -> JF + MaybeSend + 'static,
         JF: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
@@ -396,7 +396,7 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
 /// A lookup's first poll: answered, or continuing in a boxed future.
 enum Begun<V, F> {
     Done(Result<Cached<V>, Error>),
-    Waiting(F),
+    Waiting(Pin<Box<F>>),
 }
 
 /// What a lookup still has to wait for.
