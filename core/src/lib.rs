@@ -19,7 +19,7 @@
 //! See [`Engine`] for an example.
 
 #![no_std]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 extern crate alloc;
@@ -43,6 +43,7 @@ mod policy;
 mod runtime;
 mod stats;
 pub mod storage;
+mod stripe;
 mod sync;
 mod task;
 mod time;

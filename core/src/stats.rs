@@ -3,6 +3,7 @@
 use portable_atomic::{AtomicU64, Ordering};
 
 use crate::phase::Status;
+use crate::stripe::stripe;
 
 macro_rules! counters {
     (
@@ -90,14 +91,10 @@ counters! {
     lease_waits,
 }
 
-/// A counter spread over cache-line-padded slots, so threads counting hits at
-/// the same time rarely write the same line (a single shared counter would make
-/// every hit on every core contend).
-///
-/// The slot is chosen from the address of the caller's stack frame: threads
-/// run on stacks megabytes apart, so the address (above 64 KiB granularity)
-/// tells them apart cheaply without thread-locals, which `no_std` lacks. Two
-/// threads may share a slot by chance; that only costs speed, never counts.
+/// A counter spread over cache-line-padded slots (one per thread, as far as
+/// [`stripe`] can tell), so threads counting hits at the same time rarely
+/// write the same line; a single shared counter would make every hit on every
+/// core contend.
 #[derive(Default)]
 pub(crate) struct Striped([Slot; STRIPES]);
 
@@ -110,10 +107,7 @@ struct Slot(AtomicU64);
 impl Striped {
     #[inline]
     pub(crate) fn add(&self) {
-        let marker = 0u8;
-        let addr = core::ptr::addr_of!(marker) as usize as u64;
-        let slot = ((addr >> 16).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize % STRIPES;
-        self.0[slot].0.fetch_add(1, Ordering::Relaxed);
+        self.0[stripe(STRIPES)].0.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn sum(&self) -> u64 {

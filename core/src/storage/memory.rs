@@ -18,11 +18,15 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use hashbrown::hash_table::HashTable;
 use hashbrown::DefaultHashBuilder;
-use spin::RwLock;
 
 use crate::entry::Entry;
 use crate::error::{StorageError, StorageErrorKind};
 use crate::storage::Storage;
+
+// The one module of swre-core with `unsafe`: a lock needs it; see its docs.
+#[allow(unsafe_code)]
+mod lock;
+use lock::ShardLock;
 
 /// Bytes charged per entry on top of its key and value (node, table slot, heap record).
 pub const ENTRY_OVERHEAD: usize = 96;
@@ -94,14 +98,11 @@ fn prev_power_of_two(n: usize) -> usize {
 /// });
 /// ```
 pub struct MemoryStorage {
-    shards: Box<[Padded<RwLock<Shard>>]>,
+    shards: Box<[ShardLock<Shard>]>,
     mask: u64,
     hasher: DefaultHashBuilder,
     limits: MemoryLimits,
 }
-
-#[repr(align(64))]
-struct Padded<T>(T);
 
 impl Default for MemoryStorage {
     fn default() -> Self {
@@ -137,7 +138,7 @@ impl MemoryStorage {
         let per_bytes = limits.max_bytes / n;
         let per_entries = (limits.max_entries / n).max(1);
         let shards = (0..n)
-            .map(|_| Padded(RwLock::new(Shard::new(per_bytes, per_entries))))
+            .map(|_| ShardLock::new(Shard::new(per_bytes, per_entries)))
             .collect::<Vec<_>>()
             .into_boxed_slice();
         Self {
@@ -155,7 +156,7 @@ impl MemoryStorage {
 
     /// The number of entries held.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.0.read().len).sum()
+        self.shards.iter().map(|s| s.read().len).sum()
     }
 
     /// Whether no entry is held.
@@ -165,15 +166,15 @@ impl MemoryStorage {
 
     /// The bytes charged for the entries held (key + value + [`ENTRY_OVERHEAD`] each).
     pub fn bytes(&self) -> usize {
-        self.shards.iter().map(|s| s.0.read().bytes).sum()
+        self.shards.iter().map(|s| s.read().bytes).sum()
     }
 
     #[inline]
-    fn locate(&self, key: &str) -> (u64, &RwLock<Shard>) {
+    fn locate(&self, key: &str) -> (u64, &ShardLock<Shard>) {
         let hash = self.hasher.hash_one(key);
         // The table uses the low and top bits; pick the shard from the middle.
         let shard = ((hash >> 32) & self.mask) as usize;
-        (hash, &self.shards[shard].0)
+        (hash, &self.shards[shard])
     }
 
     /// The entry under `key`, without going through a future (the read never waits).
@@ -225,7 +226,7 @@ impl MemoryStorage {
     /// Removes everything at once.
     pub fn clear_now(&self) {
         for s in self.shards.iter() {
-            let mut s = s.0.write();
+            let mut s = s.write();
             let (b, e) = (s.max_bytes, s.max_entries);
             *s = Shard::new(b, e);
         }

@@ -148,7 +148,7 @@ fn overwrites_do_not_grow_the_expiry_heap_without_bound() {
     for i in 0..10_000u64 {
         s.set_now("same", entry("v", i, 1_000)).unwrap();
     }
-    let shard = s.shards[0].0.read();
+    let shard = s.shards[0].read();
     assert!(shard.expiry.len() <= 2 * shard.len + 17);
 }
 
