@@ -11,6 +11,7 @@ use alloc::vec::Vec;
 use core::future::Future;
 use core::hash::BuildHasher;
 use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Context, Poll};
 
 use hashbrown::{DefaultHashBuilder, HashMap};
@@ -27,10 +28,13 @@ pub(crate) type FlightResult = Result<Entry, Error>;
 #[derive(Default)]
 pub(crate) struct Flight {
     result: Mutex<Option<FlightResult>>,
+    /// Set once `result` holds the result, so a look at a running call's
+    /// value takes no lock.
+    done: AtomicBool,
     waiters: WaitList,
     /// Set when the result came from storage (another call had just stored
     /// it), not from an upstream call made for this flight.
-    from_storage: core::sync::atomic::AtomicBool,
+    from_storage: AtomicBool,
 }
 
 impl Flight {
@@ -42,6 +46,7 @@ impl Flight {
                 return false;
             }
             *slot = Some(result);
+            self.done.store(true, Ordering::Release);
         }
         self.waiters.wake_all();
         true
@@ -49,15 +54,13 @@ impl Flight {
 
     /// Completes with an entry found in storage rather than fetched.
     pub(crate) fn complete_from_storage(&self, entry: Entry) {
-        self.from_storage
-            .store(true, core::sync::atomic::Ordering::Release);
+        self.from_storage.store(true, Ordering::Release);
         self.complete(Ok(entry));
     }
 
     /// Whether the result was found in storage rather than fetched.
     pub(crate) fn came_from_storage(&self) -> bool {
-        self.from_storage
-            .load(core::sync::atomic::Ordering::Acquire)
+        self.from_storage.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_complete(&self) -> bool {
@@ -73,7 +76,11 @@ impl Flight {
     }
 
     /// The value, if the call has completed successfully.
+    #[inline]
     pub(crate) fn completed_value(&self) -> Option<Entry> {
+        if !self.done.load(Ordering::Acquire) {
+            return None;
+        }
         match &*self.result.lock() {
             Some(Ok(e)) => Some(e.clone()),
             _ => None,
@@ -143,6 +150,14 @@ impl FlightTable {
     /// The running flight for `key`, if any.
     pub(crate) fn get(&self, key: &str) -> Option<Arc<Flight>> {
         self.shard(key).lock().get(key).cloned()
+    }
+
+    /// Whether a flight for `key` is in the table and, if so, its value if it
+    /// has completed with one: [`Flight::completed_value`] without taking a
+    /// reference to the flight (the stale-hit path).
+    #[inline(always)]
+    pub(crate) fn running_value(&self, key: &str) -> Option<Option<Entry>> {
+        self.shard(key).lock().get(key).map(|f| f.completed_value())
     }
 
     /// Joins the flight for `key`, or registers a new one.

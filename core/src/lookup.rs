@@ -96,11 +96,27 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
                 // `serve_at_once` its result takes more moves, and a hit costs
                 // half as much again.
                 if let Some(entry) = stored.as_mut() {
-                    if Phase::of(Some(entry), now) == Phase::Fresh {
-                        if let Ok(value) = decode(entry) {
-                            self.record_hit();
-                            return Begun::Done(Ok(Cached::new(value, Status::Hit, entry, now)));
+                    match Phase::of(Some(entry), now) {
+                        Phase::Fresh => {
+                            if let Ok(value) = decode(entry) {
+                                self.record_status(Status::Hit);
+                                return Begun::Done(Ok(Cached::new(
+                                    value,
+                                    Status::Hit,
+                                    entry,
+                                    now,
+                                )));
+                            }
                         }
+                        Phase::Stale => {
+                            if let Ok(value) = decode(entry) {
+                                let cached =
+                                    self.serve_stale(key, ttl, job, &decode, value, entry, now);
+                                self.record_status(cached.status);
+                                return Begun::Done(Ok(cached));
+                            }
+                        }
+                        _ => {}
                     }
                 }
                 match self.serve_at_once(key, ttl, job, &decode, stored, now) {
@@ -154,23 +170,17 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
     #[inline]
     fn record<V>(&self, result: &Result<Cached<V>, Error>) {
         match result {
-            Ok(c) => {
-                let i = &self.inner;
-                i.counters.status(c.status);
-                if let Some(m) = &i.metrics {
-                    m.lookup(c.status);
-                }
-            }
+            Ok(c) => self.record_status(c.status),
             Err(e) => self.record_error(e),
         }
     }
 
     #[inline(always)]
-    fn record_hit(&self) {
+    fn record_status(&self, status: Status) {
         let i = &self.inner;
-        i.counters.hits.add();
+        i.counters.status(status);
         if let Some(m) = &i.metrics {
-            m.lookup(Status::Hit);
+            m.lookup(status);
         }
     }
 
@@ -220,14 +230,9 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
             (Some((Phase::Fresh, value)), Some(entry)) => {
                 Served::Now(Ok(Cached::new(value, Status::Hit, &entry, now)))
             }
-            (Some((Phase::Stale, value)), Some(entry)) => {
-                if let Some(mut newer) = self.refresh_in_background(key, ttl, job, now, &entry) {
-                    if let Ok(v) = decode(&mut newer) {
-                        return Served::Now(Ok(Cached::new(v, Status::Hit, &newer, now)));
-                    }
-                }
-                Served::Now(Ok(Cached::new(value, Status::Stale, &entry, now)))
-            }
+            (Some((Phase::Stale, value)), Some(entry)) => Served::Now(Ok(
+                self.serve_stale(key, ttl, job, decode, value, &entry, now)
+            )),
             (Some((_, value)), Some(entry)) if i.cfg.expired_mode == ExpiredMode::ServeStale => {
                 self.refresh_in_background(key, ttl, job, now, &entry);
                 Served::Now(Ok(Cached::new(value, Status::Expired, &entry, now)))
@@ -245,6 +250,33 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
                 Served::Later(Wait::Fetch { job, seen: stored })
             }
         }
+    }
+
+    /// A stale value, served at once while a background refresh starts (or
+    /// runs); a value that refresh already fetched, if any, is served instead.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn serve_stale<J, JF, V, D>(
+        &self,
+        key: &str,
+        ttl: Option<CacheTtl>,
+        job: J,
+        decode: &D,
+        value: V,
+        entry: &Entry,
+        now: u64,
+    ) -> Cached<V>
+    where
+        J: FnOnce() -> JF + MaybeSend + 'static,
+        JF: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
+        D: Fn(&mut Entry) -> Result<V, CodecError>,
+    {
+        if let Some(mut newer) = self.refresh_in_background(key, ttl, job, now, entry) {
+            if let Ok(v) = decode(&mut newer) {
+                return Cached::new(v, Status::Hit, &newer, now);
+            }
+        }
+        Cached::new(value, Status::Stale, entry, now)
     }
 
     /// The lookups that wait for an upstream call: expired (revalidate) and gone.
@@ -373,8 +405,8 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         JF: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
     {
         let i = &self.inner;
-        if let Some(running) = i.flights.get(key) {
-            return running.completed_value();
+        if let Some(value) = i.flights.running_value(key) {
+            return value;
         }
         if self.is_shutting_down() {
             return None;
