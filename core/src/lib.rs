@@ -19,6 +19,7 @@
 //! See [`Engine`] for an example.
 
 #![no_std]
+// `unsafe` is denied everywhere but `storage/memory/lock.rs` (see its docs).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
