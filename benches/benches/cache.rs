@@ -16,7 +16,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use swre_benches::{keys, ready, record, value, Never, Record};
+use swre_benches::{keys, make_stale, ready, record, stale_bench_engine, value, Never, Record};
 use swre_native::testing::{TestExecutor, TestRuntime};
 use swre_native::{
     Bytes, CacheTtl, Clock, Codec, Compressed, Engine, Entry, FileStorage, Json, MemoryStorage,
@@ -198,38 +198,14 @@ fn two_threads(b: &mut criterion::Bencher<'_>, work: impl Fn(usize, u64) + Sync)
 fn stale_hit(c: &mut Criterion) {
     let exec = TestExecutor::new();
     let rt = TestRuntime::new(&exec, SystemClock.now_ms());
-    let ttl = CacheTtl::new(
-        Duration::from_secs(10),
-        Duration::from_secs(3600),
-        Duration::from_secs(3600),
-    );
-    let build = || {
-        Engine::builder(MemoryStorage::new(), rt.clone())
-            .ttl(ttl)
-            .max_concurrent_refreshes(10_000)
-            .refresh_timeout(Duration::from_secs(3600))
-            .build()
-            .unwrap()
-    };
     let keys = keys(KEYS);
     let v = Bytes::from(value(64));
-    let fresh = build();
-    let stale = build();
+    let fresh = stale_bench_engine(&rt);
+    let stale = stale_bench_engine(&rt);
     for k in &keys {
         ready(fresh.set(k, v.clone())).unwrap();
-        ready(stale.set(k, v.clone())).unwrap();
     }
-    // Age the stale engine's entries by writing them 20 s in the past.
-    let past = rt.clock.now_ms() - 20_000;
-    for k in &keys {
-        ready(stale.storage().set(k, Entry::new(v.clone(), past, ttl))).unwrap();
-    }
-    // One lookup per key starts its refresh; the executor never runs it, so
-    // every later lookup is a stale hit while that refresh is in flight.
-    for k in &keys {
-        let r = ready(stale.get_or_fetch(k, || async { Ok::<_, Never>(Bytes::new()) })).unwrap();
-        assert_eq!(r.status, Status::Stale);
-    }
+    make_stale(&stale, &rt, &keys, &v);
     assert_eq!(stale.stats().in_flight, KEYS as u64);
     let mut g = c.benchmark_group("stale_hit/refresh_in_flight/64B");
     g.throughput(Throughput::Elements(1));

@@ -9,6 +9,10 @@
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use swre_native::testing::TestRuntime;
+use swre_native::{Bytes, CacheTtl, Clock, Engine, Entry, MemoryStorage, Status, Storage};
 
 /// `n` keys shaped like real cache keys.
 pub fn keys(n: usize) -> Vec<String> {
@@ -63,5 +67,48 @@ pub fn record(kib: usize) -> Record {
         name: "a reasonably long display name".to_owned(),
         tags: (0..kib * 12).map(|i| format!("tag-{i}")).collect(),
         scores: (0..kib * 96).map(|i| (i * 7) as u32).collect(),
+    }
+}
+
+/// The stale-hit benchmarks' TTL: 10 s fresh, then an hour each of stale and expired.
+pub fn stale_bench_ttl() -> CacheTtl {
+    CacheTtl::new(
+        Duration::from_secs(10),
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    )
+}
+
+/// An engine for the stale-hit benchmarks: memory storage, [`stale_bench_ttl`],
+/// and refreshes neither bounded nor timed out during a run.
+pub fn stale_bench_engine(rt: &TestRuntime) -> Engine<MemoryStorage, TestRuntime> {
+    Engine::builder(MemoryStorage::new(), rt.clone())
+        .ttl(stale_bench_ttl())
+        .max_concurrent_refreshes(10_000)
+        .refresh_timeout(Duration::from_secs(3600))
+        .build()
+        .expect("the benchmark configuration is valid")
+}
+
+/// Makes every key stale with a refresh in flight: writes each 20 s in the
+/// past, then looks it up once, which starts its refresh; the caller's
+/// executor never runs that refresh, so every later lookup is a stale hit.
+pub fn make_stale(
+    engine: &Engine<MemoryStorage, TestRuntime>,
+    rt: &TestRuntime,
+    keys: &[String],
+    v: &Bytes,
+) {
+    let past = rt.clock.now_ms() - 20_000;
+    for k in keys {
+        ready(
+            engine
+                .storage()
+                .set(k, Entry::new(v.clone(), past, stale_bench_ttl())),
+        )
+        .expect("memory set");
+        let r = ready(engine.get_or_fetch(k, || async { Ok::<_, Never>(Bytes::new()) }))
+            .expect("a stale value is served");
+        assert_eq!(r.status, Status::Stale);
     }
 }
