@@ -191,3 +191,84 @@ fn automatic_sharding_keeps_shards_useful() {
         4
     );
 }
+
+/// Threads reading, writing, overwriting and deleting overlapping keys of a
+/// small, evicting store: every value read is whole and belongs to its key,
+/// and the bounds hold at the end.
+#[test]
+fn threads_sharing_a_store_never_see_a_foreign_or_torn_value() {
+    extern crate std;
+    use alloc::string::String;
+    use alloc::sync::Arc;
+    use alloc::vec::Vec;
+
+    const THREADS: usize = 4;
+    const OPS: usize = 20_000;
+    const KEYS: usize = 300;
+    let store = Arc::new(MemoryStorage::with_limits(MemoryLimits {
+        max_bytes: 64 * 1024,
+        max_entries: 200,
+        shards: 4,
+    }));
+    // The value for (key, version): the key and version repeated, so a read
+    // can tell a whole value of its own key from anything else.
+    fn value_for(key: &str, version: usize) -> String {
+        let unit = format!("{key}#{version};");
+        unit.repeat(1 + version % 5)
+    }
+    fn whole_value_of(key: &str, bytes: &[u8]) -> bool {
+        let Ok(text) = core::str::from_utf8(bytes) else {
+            return false;
+        };
+        let Some(unit_end) = text.find(';') else {
+            return false;
+        };
+        let unit = &text[..=unit_end];
+        let Some((k, version)) = unit[..unit.len() - 1].split_once('#') else {
+            return false;
+        };
+        let Ok(version) = version.parse::<usize>() else {
+            return false;
+        };
+        k == key && text == unit.repeat(1 + version % 5)
+    }
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let (mut reads, mut bad) = (0usize, 0usize);
+                for i in 0..OPS {
+                    let n = (i * 7 + t * 13) % KEYS;
+                    let key = format!("k{n}");
+                    match (i + t) % 10 {
+                        0..=2 => {
+                            let v = value_for(&key, i);
+                            store
+                                .set_now(&key, entry(&v, 0, 1_000_000))
+                                .expect("every value fits a shard");
+                        }
+                        3 => store.delete_now(&key),
+                        _ => {
+                            if let Some(e) = store.get_now(&key) {
+                                reads += 1;
+                                if !whole_value_of(&key, e.value.as_slice()) {
+                                    bad += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+                (reads, bad)
+            })
+        })
+        .collect();
+    let (mut reads, mut bad) = (0, 0);
+    for h in handles {
+        let (r, b) = h.join().expect("no thread panics");
+        reads += r;
+        bad += b;
+    }
+    assert_eq!(bad, 0, "{bad} of {reads} reads saw a foreign or torn value");
+    assert!(reads > 1_000, "the readers must have found values: {reads}");
+    assert!(store.len() <= 200 && store.bytes() <= 64 * 1024);
+}
