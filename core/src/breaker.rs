@@ -3,11 +3,12 @@
 //!
 //! A fresh hit never consults it; only the start of an upstream call does.
 
-use alloc::boxed::Box;
 use core::time::Duration;
 
-use hashbrown::HashMap;
 use spin::Mutex;
+
+mod keys;
+use keys::KeyTable;
 
 use crate::time::duration_ms;
 
@@ -162,21 +163,11 @@ pub(crate) type Transition = (BreakerScope, BreakerState);
 /// The changes one event made: the key's breaker's, then the global one's.
 pub(crate) type Transitions = [Option<Transition>; 2];
 
-struct KeyBreaker {
-    machine: Machine,
-    last_used: u64,
-}
-
-struct Keys {
-    map: HashMap<Box<str>, KeyBreaker>,
-    tick: u64,
-}
-
 /// The global breaker and the per-key breakers.
 pub(crate) struct Breaker {
     cfg: BreakerConfig,
     global: Mutex<Machine>,
-    keys: Mutex<Keys>,
+    keys: Mutex<KeyTable>,
 }
 
 impl Breaker {
@@ -184,10 +175,7 @@ impl Breaker {
         Self {
             cfg,
             global: Mutex::new(Machine::CLOSED),
-            keys: Mutex::new(Keys {
-                map: HashMap::new(),
-                tick: 0,
-            }),
+            keys: Mutex::new(KeyTable::new()),
         }
     }
 
@@ -196,16 +184,13 @@ impl Breaker {
         let mut transition = [None, None];
         let key_trial = {
             let mut keys = self.keys.lock();
-            keys.tick += 1;
-            let tick = keys.tick;
-            match keys.map.get_mut(key) {
+            match keys.use_existing(key) {
                 None => false,
                 Some(k) => {
-                    k.last_used = tick;
-                    let before = k.machine.state();
-                    let trial = k.machine.try_acquire(&self.cfg, now)?;
-                    if before != k.machine.state() {
-                        transition[0] = Some((BreakerScope::Key, k.machine.state()));
+                    let before = k.state();
+                    let trial = k.try_acquire(&self.cfg, now)?;
+                    if before != k.state() {
+                        transition[0] = Some((BreakerScope::Key, k.state()));
                     }
                     trial
                 }
@@ -223,8 +208,8 @@ impl Breaker {
                 }
                 None => {
                     drop(g);
-                    if let Some(k) = self.keys.lock().map.get_mut(key) {
-                        k.machine.release(key_trial);
+                    if let Some(k) = self.keys.lock().get_mut(key) {
+                        k.release(key_trial);
                     }
                     return None;
                 }
@@ -251,14 +236,14 @@ impl Breaker {
             }
         }
         let mut keys = self.keys.lock();
-        if let Some(k) = keys.map.get_mut(key) {
-            let before = k.machine.state();
-            k.machine.on_success(&self.cfg);
-            if before != k.machine.state() {
-                transition[0] = Some((BreakerScope::Key, k.machine.state()));
+        if let Some(k) = keys.get_mut(key) {
+            let before = k.state();
+            k.on_success(&self.cfg);
+            if before != k.state() {
+                transition[0] = Some((BreakerScope::Key, k.state()));
             }
-            if k.machine.is_pristine() {
-                keys.map.remove(key);
+            if k.is_pristine() {
+                keys.remove(key);
             }
         }
         let _ = permit;
@@ -276,28 +261,12 @@ impl Breaker {
         let mut transition = [None, None];
         let first_failure_of_key = {
             let mut keys = self.keys.lock();
-            keys.tick += 1;
-            let tick = keys.tick;
-            if !keys.map.contains_key(key) && keys.map.len() >= self.cfg.max_key_breakers {
-                let victim = keys
-                    .map
-                    .iter()
-                    .min_by_key(|(_, k)| k.last_used)
-                    .map(|(name, _)| name.clone());
-                if let Some(victim) = victim {
-                    keys.map.remove(&victim);
-                }
-            }
-            let k = keys.map.entry(Box::from(key)).or_insert(KeyBreaker {
-                machine: Machine::CLOSED,
-                last_used: tick,
-            });
-            k.last_used = tick;
-            let first = k.machine.is_pristine();
-            let before = k.machine.state();
-            k.machine.on_failure(&self.cfg, now);
-            if before != k.machine.state() {
-                transition[0] = Some((BreakerScope::Key, k.machine.state()));
+            let k = keys.use_or_insert(key, self.cfg.max_key_breakers);
+            let first = k.is_pristine();
+            let before = k.state();
+            k.on_failure(&self.cfg, now);
+            if before != k.state() {
+                transition[0] = Some((BreakerScope::Key, k.state()));
             }
             first
         };
@@ -316,15 +285,15 @@ impl Breaker {
     /// Gives back a permit whose call ended without a result.
     pub(crate) fn abandon(&self, key: &str, permit: Permit) {
         self.global.lock().release(permit.global_trial);
-        if let Some(k) = self.keys.lock().map.get_mut(key) {
-            k.machine.release(permit.key_trial);
+        if let Some(k) = self.keys.lock().get_mut(key) {
+            k.release(permit.key_trial);
         }
     }
 
     /// Closes every breaker and forgets every key.
     pub(crate) fn reset(&self) {
         *self.global.lock() = Machine::CLOSED;
-        self.keys.lock().map.clear();
+        self.keys.lock().clear();
     }
 
     /// The global breaker's state (an open breaker whose period ended reads `HalfOpen`).
@@ -337,7 +306,7 @@ impl Breaker {
 
     /// `key`'s breaker state (`Closed` if none is kept).
     pub(crate) fn key_state(&self, key: &str, now: u64) -> BreakerState {
-        match self.keys.lock().map.get(key).map(|k| k.machine) {
+        match self.keys.lock().get(key).copied() {
             Some(Machine::Open { until }) if now >= until => BreakerState::HalfOpen,
             Some(m) => m.state(),
             None => BreakerState::Closed,
@@ -346,7 +315,7 @@ impl Breaker {
 
     /// The number of per-key breakers kept.
     pub(crate) fn key_count(&self) -> usize {
-        self.keys.lock().map.len()
+        self.keys.lock().len()
     }
 }
 
