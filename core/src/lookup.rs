@@ -92,9 +92,10 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         let pending = match self.inner.storage.get_ready(key) {
             Some(read) => {
                 let mut stored = self.degrade_read(read);
-                // A fresh hit answers here, on its own short path: through
-                // `serve_at_once` its result takes more moves, and a hit costs
-                // half as much again.
+                // Fresh and stale hits answer here, on a short path of their
+                // own: through `serve_at_once` the result takes more moves,
+                // which made a fresh hit cost half as much again. The other
+                // phases, and values that fail to decode, go on below.
                 if let Some(entry) = stored.as_mut() {
                     match Phase::of(Some(entry), now) {
                         Phase::Fresh => {
