@@ -1,8 +1,8 @@
 //! The storage conformance suite against the core storages, and Tiered's own rules.
 
 use swre_core::storage::memory::MemoryLimits;
-use swre_core::testing::{conformance, TestExecutor};
-use swre_core::{CacheTtl, Entry, MemoryStorage, Status, Storage, Tiered};
+use swre_core::testing::{conformance, JoinHandle, TestExecutor};
+use swre_core::{Bytes, CacheTtl, Cached, Entry, Error, MemoryStorage, Status, Storage, Tiered};
 
 use crate::common::*;
 
@@ -173,17 +173,28 @@ impl Storage for LeaseHeldElsewhere {
     }
 }
 
+/// An engine whose store reports the lease held elsewhere, and a lookup of
+/// the cold key `"k"` (whose own fetch would return "mine") spawned on it.
+fn miss_while_the_lease_is_held(
+    refresh_timeout: core::time::Duration,
+) -> (
+    H<LeaseHeldElsewhere>,
+    JoinHandle<Result<Cached<Bytes>, Error>>,
+) {
+    let h = harness_on(LeaseHeldElsewhere(MemoryStorage::new()), |b| {
+        b.refresh_timeout(refresh_timeout)
+    });
+    let engine = h.engine.clone();
+    let f = h.ok("mine");
+    let waiter = h
+        .exec
+        .spawn(async move { engine.get_or_fetch("k", f).await });
+    (h, waiter)
+}
+
 #[test]
 fn a_miss_waits_for_the_lease_holders_value_instead_of_calling_upstream() {
-    let h = harness_on(LeaseHeldElsewhere(MemoryStorage::new()), |b| {
-        b.refresh_timeout(10 * SEC)
-    });
-    let waiter = {
-        let engine = h.engine.clone();
-        let f = h.ok("mine");
-        h.exec
-            .spawn(async move { engine.get_or_fetch("k", f).await })
-    };
+    let (h, waiter) = miss_while_the_lease_is_held(10 * SEC);
     h.exec.run_until_stalled();
     h.rt.timer.advance(core::time::Duration::from_millis(100));
     h.exec.run_until_stalled();
@@ -202,15 +213,7 @@ fn a_miss_waits_for_the_lease_holders_value_instead_of_calling_upstream() {
 
 #[test]
 fn without_the_holders_value_a_miss_fetches_itself_after_refresh_timeout() {
-    let h = harness_on(LeaseHeldElsewhere(MemoryStorage::new()), |b| {
-        b.refresh_timeout(2 * SEC)
-    });
-    let waiter = {
-        let engine = h.engine.clone();
-        let f = h.ok("mine");
-        h.exec
-            .spawn(async move { engine.get_or_fetch("k", f).await })
-    };
+    let (h, waiter) = miss_while_the_lease_is_held(2 * SEC);
     for _ in 0..40 {
         h.rt.timer.advance(core::time::Duration::from_millis(100));
         h.exec.run_until_stalled();
