@@ -3,6 +3,7 @@
 //!
 //! A fresh hit never consults it; only the start of an upstream call does.
 
+use core::sync::atomic::{AtomicU32, Ordering};
 use core::time::Duration;
 
 use spin::Mutex;
@@ -62,10 +63,25 @@ pub enum BreakerScope {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Machine {
-    Closed { failures: u32 },
-    Open { until: u64 },
-    HalfOpen { started: u32, successes: u32 },
+    Closed {
+        failures: u32,
+    },
+    /// `period` numbers this opening: the half-open period that follows has
+    /// the same number, and only trials of that period count in it.
+    Open {
+        until: u64,
+        period: u32,
+    },
+    HalfOpen {
+        started: u32,
+        successes: u32,
+        period: u32,
+    },
 }
+
+/// A call's standing with one breaker: `Some(period)` when it is a trial of
+/// that half-open period, `None` when it was let through a closed breaker.
+pub(crate) type Trial = Option<u32>;
 
 impl Machine {
     const CLOSED: Machine = Machine::Closed { failures: 0 };
@@ -78,48 +94,66 @@ impl Machine {
         }
     }
 
-    /// `Some(trial)` if a call may start (`trial` when it is a half-open trial).
-    fn try_acquire(&mut self, cfg: &BreakerConfig, now: u64) -> Option<bool> {
+    /// `Some(trial)` if a call may start.
+    fn try_acquire(&mut self, cfg: &BreakerConfig, now: u64) -> Option<Trial> {
         match *self {
-            Machine::Closed { .. } => Some(false),
-            Machine::Open { until } if now >= until => {
+            Machine::Closed { .. } => Some(None),
+            Machine::Open { until, period } if now >= until => {
                 *self = Machine::HalfOpen {
                     started: 1,
                     successes: 0,
+                    period,
                 };
-                Some(true)
+                Some(Some(period))
             }
             Machine::Open { .. } => None,
-            Machine::HalfOpen { started, successes } if started < cfg.max_half_open => {
+            Machine::HalfOpen {
+                started,
+                successes,
+                period,
+            } if started < cfg.max_half_open => {
                 *self = Machine::HalfOpen {
                     started: started + 1,
                     successes,
+                    period,
                 };
-                Some(true)
+                Some(Some(period))
             }
             Machine::HalfOpen { .. } => None,
         }
     }
 
-    fn on_success(&mut self, cfg: &BreakerConfig) {
+    /// A call succeeded. In a half-open period only that period's trials
+    /// count: a call let through before the breaker opened is no evidence
+    /// that upstream recovered.
+    fn on_success(&mut self, cfg: &BreakerConfig, trial: Trial) {
         match *self {
             Machine::Closed { .. } => *self = Machine::CLOSED,
-            Machine::HalfOpen { started, successes } => {
+            Machine::HalfOpen {
+                started,
+                successes,
+                period,
+            } if trial == Some(period) => {
                 let successes = successes + 1;
                 *self = if successes >= cfg.success_threshold {
                     Machine::CLOSED
                 } else {
-                    Machine::HalfOpen { started, successes }
+                    Machine::HalfOpen {
+                        started,
+                        successes,
+                        period,
+                    }
                 };
             }
-            // A call let through before the breaker opened: no evidence for the trial.
-            Machine::Open { .. } => {}
+            Machine::HalfOpen { .. } | Machine::Open { .. } => {}
         }
     }
 
-    fn on_failure(&mut self, cfg: &BreakerConfig, now: u64) {
+    /// A call failed; `period` numbers the opening this failure may cause.
+    fn on_failure(&mut self, cfg: &BreakerConfig, now: u64, trial: Trial, period: u32) {
         let open = Machine::Open {
             until: now.saturating_add(duration_ms(cfg.open_for)),
+            period,
         };
         match *self {
             Machine::Closed { failures } => {
@@ -130,18 +164,26 @@ impl Machine {
                     Machine::Closed { failures }
                 };
             }
-            Machine::HalfOpen { .. } => *self = open,
-            Machine::Open { .. } => {}
+            Machine::HalfOpen { period: p, .. } if trial == Some(p) => *self = open,
+            Machine::HalfOpen { .. } | Machine::Open { .. } => {}
         }
     }
 
     /// Gives back a trial that ended without a result (shutdown, dropped task).
-    fn release(&mut self, trial: bool) {
-        if let (true, Machine::HalfOpen { started, successes }) = (trial, *self) {
-            *self = Machine::HalfOpen {
-                started: started.saturating_sub(1),
-                successes,
-            };
+    fn release(&mut self, trial: Trial) {
+        if let Machine::HalfOpen {
+            started,
+            successes,
+            period,
+        } = *self
+        {
+            if trial == Some(period) {
+                *self = Machine::HalfOpen {
+                    started: started.saturating_sub(1),
+                    successes,
+                    period,
+                };
+            }
         }
     }
 
@@ -153,8 +195,8 @@ impl Machine {
 /// A started call's claim on the breakers; report its outcome or drop it.
 #[derive(Debug)]
 pub(crate) struct Permit {
-    key_trial: bool,
-    global_trial: bool,
+    key_trial: Trial,
+    global_trial: Trial,
 }
 
 /// A state change worth reporting.
@@ -168,6 +210,8 @@ pub(crate) struct Breaker {
     cfg: BreakerConfig,
     global: Mutex<Machine>,
     keys: Mutex<KeyTable>,
+    /// Numbers each opening of any breaker.
+    periods: AtomicU32,
 }
 
 impl Breaker {
@@ -176,6 +220,7 @@ impl Breaker {
             cfg,
             global: Mutex::new(Machine::CLOSED),
             keys: Mutex::new(KeyTable::new()),
+            periods: AtomicU32::new(1),
         }
     }
 
@@ -185,7 +230,7 @@ impl Breaker {
         let key_trial = {
             let mut keys = self.keys.lock();
             match keys.use_existing(key) {
-                None => false,
+                None => None,
                 Some(k) => {
                     let before = k.state();
                     let trial = k.try_acquire(&self.cfg, now)?;
@@ -230,7 +275,7 @@ impl Breaker {
         {
             let mut g = self.global.lock();
             let before = g.state();
-            g.on_success(&self.cfg);
+            g.on_success(&self.cfg, permit.global_trial);
             if before != g.state() {
                 transition[1] = Some((BreakerScope::Global, g.state()));
             }
@@ -238,7 +283,7 @@ impl Breaker {
         let mut keys = self.keys.lock();
         if let Some(k) = keys.get_mut(key) {
             let before = k.state();
-            k.on_success(&self.cfg);
+            k.on_success(&self.cfg, permit.key_trial);
             if before != k.state() {
                 transition[0] = Some((BreakerScope::Key, k.state()));
             }
@@ -246,7 +291,6 @@ impl Breaker {
                 keys.remove(key);
             }
         }
-        let _ = permit;
         transition
     }
 
@@ -264,22 +308,25 @@ impl Breaker {
             let k = keys.use_or_insert(key, self.cfg.max_key_breakers);
             let first = k.is_pristine();
             let before = k.state();
-            k.on_failure(&self.cfg, now);
+            k.on_failure(&self.cfg, now, permit.key_trial, self.next_period());
             if before != k.state() {
                 transition[0] = Some((BreakerScope::Key, k.state()));
             }
             first
         };
         let mut g = self.global.lock();
-        if first_failure_of_key || permit.global_trial || !matches!(*g, Machine::Closed { .. }) {
+        if first_failure_of_key || permit.global_trial.is_some() {
             let before = g.state();
-            g.on_failure(&self.cfg, now);
+            g.on_failure(&self.cfg, now, permit.global_trial, self.next_period());
             if before != g.state() {
                 transition[1] = Some((BreakerScope::Global, g.state()));
             }
         }
-        let _ = permit.key_trial;
         transition
+    }
+
+    fn next_period(&self) -> u32 {
+        self.periods.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Gives back a permit whose call ended without a result.
@@ -299,7 +346,7 @@ impl Breaker {
     /// The global breaker's state (an open breaker whose period ended reads `HalfOpen`).
     pub(crate) fn global_state(&self, now: u64) -> BreakerState {
         match *self.global.lock() {
-            Machine::Open { until } if now >= until => BreakerState::HalfOpen,
+            Machine::Open { until, .. } if now >= until => BreakerState::HalfOpen,
             m => m.state(),
         }
     }
@@ -307,7 +354,7 @@ impl Breaker {
     /// `key`'s breaker state (`Closed` if none is kept).
     pub(crate) fn key_state(&self, key: &str, now: u64) -> BreakerState {
         match self.keys.lock().get(key).copied() {
-            Some(Machine::Open { until }) if now >= until => BreakerState::HalfOpen,
+            Some(Machine::Open { until, .. }) if now >= until => BreakerState::HalfOpen,
             Some(m) => m.state(),
             None => BreakerState::Closed,
         }

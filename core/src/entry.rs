@@ -82,6 +82,10 @@ pub struct Entry {
     pub stale_until: u64,
     /// End of the expired phase: from here on the entry is gone.
     pub expires_at: u64,
+    /// Whether its TTL was chosen by a caller (a per-call TTL): refreshes of
+    /// the entry keep that TTL rather than the engine's default or policy,
+    /// until a later write or call chooses another.
+    pub pinned_ttl: bool,
 }
 
 impl Entry {
@@ -104,7 +108,31 @@ impl Entry {
             fresh_until,
             stale_until,
             expires_at,
+            pinned_ttl: false,
         }
+    }
+
+    /// The entry with its TTL marked as chosen by a caller (or not).
+    pub fn pinned(mut self, pinned: bool) -> Self {
+        self.pinned_ttl = pinned;
+        self
+    }
+
+    /// The phase lengths the entry was written with.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use swre_core::{CacheTtl, Entry};
+    ///
+    /// let ttl = CacheTtl::new(Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(3));
+    /// assert_eq!(Entry::new("v", 1_000, ttl).ttl(), ttl);
+    /// ```
+    pub fn ttl(&self) -> CacheTtl {
+        CacheTtl::new(
+            Duration::from_millis(self.fresh_until.saturating_sub(self.created_at)),
+            Duration::from_millis(self.stale_until.saturating_sub(self.fresh_until)),
+            Duration::from_millis(self.expires_at.saturating_sub(self.stale_until)),
+        )
     }
 
     /// Whether the times are ordered `created_at <= fresh_until <= stale_until <= expires_at`.

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | 4 | magic `SWRE` |
 //! | 1 | version, currently 1 |
-//! | 1 | flags, 0 (reserved) |
+//! | 1 | flags: bit 0 set when the TTL was chosen per call (`Entry::pinned_ttl`); the other bits 0 |
 //! | 4 | key length `k` |
 //! | 4 | value length `v` |
 //! | 8 × 4 | `created_at`, `fresh_until`, `stale_until`, `expires_at` |
@@ -61,7 +61,7 @@ pub fn encode(key: &str, entry: &Entry) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(HEADER_LEN + key.len() + entry.value.len() + TRAILER_LEN);
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
-    out.push(0);
+    out.push(u8::from(entry.pinned_ttl));
     out.extend_from_slice(&key_len.to_le_bytes());
     out.extend_from_slice(&value_len.to_le_bytes());
     for t in [
@@ -85,7 +85,7 @@ pub fn encode(key: &str, entry: &Entry) -> Option<Vec<u8>> {
 pub fn decode(bytes: &[u8]) -> Option<Decoded<'_>> {
     let body_len = bytes.len().checked_sub(TRAILER_LEN)?;
     let (body, crc) = bytes.split_at(body_len);
-    if body.len() < HEADER_LEN || body[..4] != MAGIC || body[4] != VERSION || body[5] != 0 {
+    if body.len() < HEADER_LEN || body[..4] != MAGIC || body[4] != VERSION || body[5] > 1 {
         return None;
     }
     if crc32fast::hash(body).to_le_bytes() != crc {
@@ -108,6 +108,7 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded<'_>> {
         fresh_until,
         stale_until,
         expires_at,
+        pinned_ttl: body[5] == 1,
     };
     entry.times_are_ordered().then_some(Decoded { key, entry })
 }
@@ -136,7 +137,7 @@ impl Header {
 /// [`HEADER_LEN`] bytes of a file), or `None` if magic or version differ.
 /// Cheap: for indexing a store; use [`decode`] before trusting an entry.
 pub fn header(bytes: &[u8]) -> Option<Header> {
-    if bytes.len() < HEADER_LEN || bytes[..4] != MAGIC || bytes[4] != VERSION || bytes[5] != 0 {
+    if bytes.len() < HEADER_LEN || bytes[..4] != MAGIC || bytes[4] != VERSION || bytes[5] > 1 {
         return None;
     }
     Some(Header {

@@ -1,12 +1,11 @@
 //! Errors: one public enum per concern, each with a message that says what
 //! happened and what to do.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use core::fmt;
 use core::time::Duration;
-
-use crate::sync::{MaybeSend, MaybeSync};
 
 /// An error from a lookup or from building an engine.
 ///
@@ -34,9 +33,10 @@ pub enum Error {
     /// The engine is shutting down: no new upstream calls are made, and a call
     /// still running when the shutdown grace period ended was dropped.
     Shutdown,
-    /// The fetch task ended without a result: the fetch panicked, or the
-    /// platform dropped the task.
-    Panicked,
+    /// The upstream call ended without a result: the fetch panicked, or the
+    /// platform dropped (or stopped polling) its task. Counted as
+    /// `upstream_abandoned`; JS `kind: "abandoned"`.
+    Abandoned,
     /// A value given to `set` is larger than `max_value_bytes`; nothing was stored.
     ValueTooLarge {
         /// The value's length in bytes.
@@ -64,7 +64,7 @@ impl fmt::Display for Error {
             Error::Storage(e) => write!(f, "storage error: {e}"),
             Error::Codec(e) => write!(f, "codec error: {e}"),
             Error::Shutdown => f.write_str("cache engine is shutting down; no upstream call was made or the call was abandoned"),
-            Error::Panicked => f.write_str("upstream fetch ended without a result (it panicked or its task was dropped)"),
+            Error::Abandoned => f.write_str("upstream fetch was abandoned without a result (it panicked, or its task was dropped or never polled again)"),
             Error::ValueTooLarge { len, max } => write!(
                 f,
                 "value of {len} bytes is over max_value_bytes ({max}); it was not stored"
@@ -87,38 +87,111 @@ impl core::error::Error for Error {
     }
 }
 
-/// An error type an upstream fetch may return: any `core::error::Error` that can
-/// cross tasks on this target.
-pub trait FetchError: core::error::Error + MaybeSend + MaybeSync + 'static {}
-impl<T: core::error::Error + MaybeSend + MaybeSync + 'static> FetchError for T {}
+/// A boxed error as fetches return them: `Send + Sync` on every target but
+/// `wasm32` (where JS errors are neither).
+#[cfg(not(target_arch = "wasm32"))]
+pub type BoxError = Box<dyn core::error::Error + Send + Sync>;
+/// A boxed error as fetches return them: `Send + Sync` on every target but
+/// `wasm32` (where JS errors are neither).
+#[cfg(target_arch = "wasm32")]
+pub type BoxError = Box<dyn core::error::Error>;
+
+/// An error type an upstream fetch may return: anything that converts into a
+/// [`BoxError`] — every `core::error::Error + Send + Sync` type,
+/// `Box<dyn Error + Send + Sync>`, `anyhow::Error`, `String` and `&str`.
+///
+/// Every error counts against the circuit breaker unless the fetch wraps it
+/// in [`NotCounted`] (not found, the caller's own bad request).
+pub trait FetchError: Into<BoxError> + 'static {}
+impl<T: Into<BoxError> + 'static> FetchError for T {}
+
+/// A fetch error that says nothing about upstream's health — "not found", or
+/// a request the caller got wrong — so it never moves a circuit breaker.
+/// Waiters still receive it as [`Error::Upstream`].
+///
+/// ```
+/// use swre_core::{NotCounted, UpstreamError};
+///
+/// let e = UpstreamError::new(NotCounted::new("no user 42"));
+/// assert!(!e.counts_against_breaker());
+/// assert_eq!(e.to_string(), "no user 42");
+/// assert!(UpstreamError::new("connection refused").counts_against_breaker());
+/// ```
+#[derive(Debug)]
+pub struct NotCounted(BoxError);
+
+impl NotCounted {
+    /// Wraps `e`.
+    pub fn new(e: impl Into<BoxError>) -> Self {
+        Self(e.into())
+    }
+
+    /// The wrapped error.
+    pub fn inner(&self) -> &(dyn core::error::Error + 'static) {
+        &*self.0
+    }
+}
+
+impl fmt::Display for NotCounted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl core::error::Error for NotCounted {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+type SharedError = Arc<dyn core::error::Error + Send + Sync>;
+#[cfg(target_arch = "wasm32")]
+type SharedError = Arc<dyn core::error::Error>;
 
 /// The error an upstream fetch returned, shared by every waiter.
 #[derive(Clone)]
-pub struct UpstreamError(Arc<dyn FetchError>);
+pub struct UpstreamError {
+    error: SharedError,
+    counts: bool,
+}
 
 impl UpstreamError {
-    /// Wraps `e`.
-    pub fn new(e: impl FetchError) -> Self {
-        Self(Arc::new(e))
+    /// Wraps `e`; a [`NotCounted`] error is marked as not counting against
+    /// the breaker.
+    pub fn new(e: impl Into<BoxError>) -> Self {
+        let boxed: BoxError = e.into();
+        let counts = !boxed.is::<NotCounted>();
+        Self {
+            error: Arc::from(boxed),
+            counts,
+        }
     }
 
-    /// The original error.
+    /// The original error (inside [`NotCounted`], the wrapped one).
     pub fn inner(&self) -> &(dyn core::error::Error + 'static) {
-        // Upcast through the supertrait; no allocation.
-        let e: &dyn FetchError = &*self.0;
-        e
+        match self.error.downcast_ref::<NotCounted>() {
+            Some(nc) => nc.inner(),
+            None => &*self.error,
+        }
+    }
+
+    /// Whether the error counts against the circuit breaker (it does unless
+    /// the fetch wrapped it in [`NotCounted`]).
+    pub fn counts_against_breaker(&self) -> bool {
+        self.counts
     }
 }
 
 impl fmt::Debug for UpstreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(&*self.error, f)
     }
 }
 
 impl fmt::Display for UpstreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&*self.0, f)
+        fmt::Display::fmt(&*self.error, f)
     }
 }
 
@@ -167,6 +240,36 @@ pub enum StorageErrorKind {
     Other,
 }
 
+impl fmt::Display for StorageErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StorageErrorKind::Unavailable => "store unavailable",
+            StorageErrorKind::Io => "I/O error",
+            StorageErrorKind::TooLarge => "value too large for the store",
+            StorageErrorKind::InvalidKey => "key not usable with the store",
+            StorageErrorKind::Other => "store error",
+        })
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        Error::Storage(e)
+    }
+}
+
+impl From<CodecError> for Error {
+    fn from(e: CodecError) -> Self {
+        Error::Codec(e)
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::Config(e)
+    }
+}
+
 /// A storage failure: a kind and a message from the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StorageError {
@@ -196,7 +299,7 @@ impl StorageError {
 
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {}", self.kind, self.message)
+        write!(f, "{}: {}", self.kind, self.message)
     }
 }
 

@@ -1,31 +1,65 @@
-//! Singleflight: one in-flight upstream call per key, shared by every caller.
+//! Singleflight: one live upstream call per key, shared by every caller.
 //!
-//! A [`Flight`] holds the call's eventual result; [`FlightTable`] maps keys to
-//! the flights in progress, in shards so that callers of different keys rarely
-//! meet on a lock. The call itself runs in a spawned task (see `task.rs`), so a
-//! caller that stops waiting only leaves the waiter list.
+//! A [`Flight`] holds the call's eventual result, the deadline it must end by,
+//! what it claimed from the engine ([`Claims`]) and where its store stands;
+//! [`FlightTable`] maps keys to the flights in progress, in shards so that
+//! callers of different keys rarely meet on a lock. The call itself runs in a
+//! spawned task (see `engine/task.rs`), so a caller that stops waiting only
+//! leaves the waiter list.
+//!
+//! A flight past its deadline is abandoned: the next lookup takes its place in
+//! the table ("one deadline per call") and fences it, so if its task ever
+//! resumes, it stores nothing ("the latest write wins").
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::future::Future;
 use core::hash::BuildHasher;
 use core::pin::Pin;
 use core::sync::atomic::{AtomicBool, Ordering};
+
 use core::task::{Context, Poll};
+use portable_atomic::AtomicU64;
 
 use hashbrown::{DefaultHashBuilder, HashMap};
 use spin::Mutex;
 
+use crate::breaker::Permit;
 use crate::entry::Entry;
 use crate::error::Error;
-use crate::wait::WaitList;
+use crate::storage::LeaseToken;
+use crate::wait::{Latch, WaitList};
 
 /// The shared result of one upstream call.
 pub(crate) type FlightResult = Result<Entry, Error>;
 
+/// What one upstream call holds from the engine. Given back exactly once: by
+/// the call's ticket when it ends, or by the lookup that takes over the call
+/// when it is abandoned (whichever takes them from the flight first).
+#[derive(Debug, Default)]
+pub(crate) struct Claims {
+    /// The breaker's passage for this call.
+    pub(crate) permit: Option<Permit>,
+    /// One of `max_concurrent_refreshes` slots (background refreshes only).
+    pub(crate) refresh_slot: bool,
+    /// One count in the engine's running tasks.
+    pub(crate) task: bool,
+    /// The fleet-wide lease, once taken.
+    pub(crate) lease: Option<LeaseToken>,
+}
+
+/// Where a flight's write to storage stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Write {
+    /// Not started; the flight may still store.
+    Open,
+    /// Storing now; a later write waits until it has settled.
+    Storing,
+    /// A later write (or a takeover) superseded the flight: it stores nothing.
+    Fenced,
+}
+
 /// One upstream call's rendezvous: its result once known, and who waits for it.
-#[derive(Default)]
 pub(crate) struct Flight {
     result: Mutex<Option<FlightResult>>,
     /// Set once `result` holds the result, so a look at a running call's
@@ -35,9 +69,49 @@ pub(crate) struct Flight {
     /// Set when the result came from storage (another call had just stored
     /// it), not from an upstream call made for this flight.
     from_storage: AtomicBool,
+    /// Set when a later write or a takeover fenced the flight: its value is
+    /// no longer the newest, so it is never served from the flight again.
+    fenced: AtomicBool,
+    write: Mutex<Write>,
+    /// Set when the flight's task has ended (or was abandoned): nothing of it
+    /// will be written any more.
+    settled: Latch,
+    claims: Mutex<Option<Claims>>,
+    generation: u64,
+    deadline_ms: u64,
 }
 
 impl Flight {
+    fn new(generation: u64, deadline_ms: u64, claims: Claims) -> Self {
+        Self {
+            result: Mutex::new(None),
+            done: AtomicBool::new(false),
+            waiters: WaitList::default(),
+            from_storage: AtomicBool::new(false),
+            fenced: AtomicBool::new(false),
+            write: Mutex::new(Write::Open),
+            settled: Latch::default(),
+            claims: Mutex::new(Some(claims)),
+            generation,
+            deadline_ms,
+        }
+    }
+
+    /// The wall-clock time (Unix ms) by which the call must have ended.
+    pub(crate) fn deadline_ms(&self) -> u64 {
+        self.deadline_ms
+    }
+
+    /// The flight's number: later flights of a key have higher ones.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether the call is past its deadline at `now`: abandoned, to be taken over.
+    pub(crate) fn is_abandoned(&self, now: u64) -> bool {
+        now >= self.deadline_ms
+    }
+
     /// Records the result and wakes every waiter; the first result wins.
     pub(crate) fn complete(&self, result: FlightResult) -> bool {
         {
@@ -64,7 +138,7 @@ impl Flight {
     }
 
     pub(crate) fn is_complete(&self) -> bool {
-        self.result.lock().is_some()
+        self.done.load(Ordering::Acquire)
     }
 
     /// A future for the result; dropping it only stops this caller waiting.
@@ -75,10 +149,11 @@ impl Flight {
         }
     }
 
-    /// The value, if the call has completed successfully.
+    /// The value, if the call has completed successfully and no later write
+    /// has superseded it.
     #[inline]
     pub(crate) fn completed_value(&self) -> Option<Entry> {
-        if !self.done.load(Ordering::Acquire) {
+        if !self.done.load(Ordering::Acquire) || self.fenced.load(Ordering::Acquire) {
             return None;
         }
         match &*self.result.lock() {
@@ -89,6 +164,58 @@ impl Flight {
 
     fn peek(&self) -> Option<FlightResult> {
         self.result.lock().clone()
+    }
+
+    /// Takes what the call claimed, if nobody has yet.
+    pub(crate) fn take_claims(&self) -> Option<Claims> {
+        self.claims.lock().take()
+    }
+
+    /// Runs `f` on the claims if they are still held by the flight.
+    pub(crate) fn with_claims<T>(&self, f: impl FnOnce(&mut Claims) -> T) -> Option<T> {
+        self.claims.lock().as_mut().map(f)
+    }
+
+    /// Starts the flight's store: `false` if a later write fenced it first.
+    pub(crate) fn begin_store(&self) -> bool {
+        let mut w = self.write.lock();
+        match *w {
+            Write::Open => {
+                *w = Write::Storing;
+                true
+            }
+            Write::Storing | Write::Fenced => false,
+        }
+    }
+
+    /// Supersedes the flight: it will store nothing more and its value is no
+    /// longer served. Returns `true` if a store is in progress, which the
+    /// caller must let settle ([`settled`](Self::settled)) before writing.
+    pub(crate) fn fence(&self) -> bool {
+        self.fenced.store(true, Ordering::Release);
+        let mut w = self.write.lock();
+        match *w {
+            Write::Open | Write::Fenced => {
+                *w = Write::Fenced;
+                false
+            }
+            Write::Storing => !self.settled.is_set(),
+        }
+    }
+
+    /// Whether a later write or a takeover fenced the flight.
+    pub(crate) fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+
+    /// Marks the flight's writes as over and wakes writers waiting for that.
+    pub(crate) fn settle(&self) {
+        self.settled.set();
+    }
+
+    /// Resolves once the flight's writes are over.
+    pub(crate) fn settled(&self) -> impl Future<Output = ()> + '_ {
+        self.settled.wait()
     }
 }
 
@@ -120,10 +247,13 @@ impl Drop for FlightWait {
 
 const SHARDS: usize = 16;
 
+type Shard = Mutex<HashMap<Box<str>, Arc<Flight>>>;
+
 /// The flights in progress, by key.
 pub(crate) struct FlightTable {
-    shards: [Mutex<HashMap<Box<str>, Arc<Flight>>>; SHARDS],
+    shards: [Shard; SHARDS],
     hasher: DefaultHashBuilder,
+    generations: AtomicU64,
 }
 
 impl Default for FlightTable {
@@ -131,55 +261,68 @@ impl Default for FlightTable {
         Self {
             shards: core::array::from_fn(|_| Mutex::new(HashMap::new())),
             hasher: DefaultHashBuilder::default(),
+            generations: AtomicU64::new(1),
         }
     }
 }
 
-/// Whether [`FlightTable::join_or_start`] joined a running flight or started one.
-pub(crate) enum Joined {
-    Running(Arc<Flight>),
-    Started(Arc<Flight>),
+/// What [`FlightTable::register`] did.
+pub(crate) enum Registered {
+    /// A live flight was running: join it (the claims come back unused).
+    Running(Arc<Flight>, Claims),
+    /// A new flight holds the claims; `replaced` is the abandoned flight it
+    /// took the place of, if any.
+    Started {
+        flight: Arc<Flight>,
+        replaced: Option<Arc<Flight>>,
+    },
 }
 
 impl FlightTable {
-    fn shard(&self, key: &str) -> &Mutex<HashMap<Box<str>, Arc<Flight>>> {
+    fn shard(&self, key: &str) -> &Shard {
         let i = (self.hasher.hash_one(key) >> 40) as usize % SHARDS;
         &self.shards[i]
     }
 
-    /// The running flight for `key`, if any.
+    /// The flight for `key`, if any (live or abandoned).
     pub(crate) fn get(&self, key: &str) -> Option<Arc<Flight>> {
         self.shard(key).lock().get(key).cloned()
     }
 
-    /// Whether a flight for `key` is in the table and, if so, its value if it
-    /// has completed with one: [`Flight::completed_value`] without taking a
-    /// reference to the flight (the stale-hit path).
+    /// Whether a live flight for `key` is in the table at `now` and, if so,
+    /// its value if it has completed with one: [`Flight::completed_value`]
+    /// without taking a reference to the flight (the stale-hit path).
     #[inline(always)]
-    pub(crate) fn running_value(&self, key: &str) -> Option<Option<Entry>> {
-        self.shard(key).lock().get(key).map(|f| f.completed_value())
+    pub(crate) fn running_value(&self, key: &str, now: u64) -> Option<Option<Entry>> {
+        self.shard(key)
+            .lock()
+            .get(key)
+            .filter(|f| !f.is_abandoned(now))
+            .map(|f| f.completed_value())
     }
 
-    /// Joins the flight for `key`, or registers a new one.
+    /// Registers a new flight for `key` holding `claims`, unless a live one
+    /// is running; a flight past its deadline at `now` is replaced.
     // On wasm32 upstream errors need not be `Send`, so neither is `Flight`;
     // there is one thread there, and native builds require `Send + Sync`.
     #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
-    pub(crate) fn join_or_start(&self, key: &str) -> Joined {
+    pub(crate) fn register(
+        &self,
+        key: &str,
+        now: u64,
+        deadline_ms: u64,
+        claims: Claims,
+    ) -> Registered {
         let mut map = self.shard(key).lock();
-        if let Some(f) = map.get(key) {
-            return Joined::Running(f.clone());
-        }
-        let f = Arc::new(Flight::default());
-        map.insert(Box::from(key), f.clone());
-        Joined::Started(f)
-    }
-
-    /// Registers a new flight for `key` unless one is running.
-    pub(crate) fn start(&self, key: &str) -> Option<Arc<Flight>> {
-        match self.join_or_start(key) {
-            Joined::Started(f) => Some(f),
-            Joined::Running(_) => None,
-        }
+        let replaced = match map.get(key) {
+            Some(f) if !f.is_abandoned(now) => return Registered::Running(f.clone(), claims),
+            Some(f) => Some(f.clone()),
+            None => None,
+        };
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed);
+        let flight = Arc::new(Flight::new(generation, deadline_ms, claims));
+        map.insert(Box::from(key), flight.clone());
+        Registered::Started { flight, replaced }
     }
 
     /// Removes `key`'s entry if it is still `flight`.
@@ -190,17 +333,8 @@ impl FlightTable {
         }
     }
 
-    /// The number of flights in progress.
+    /// The number of flights in the table.
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()
-    }
-
-    /// The keys in flight (diagnostics and tests).
-    #[allow(dead_code)]
-    pub(crate) fn keys(&self) -> Vec<Box<str>> {
-        self.shards
-            .iter()
-            .flat_map(|s| s.lock().keys().cloned().collect::<Vec<_>>())
-            .collect()
     }
 }

@@ -28,7 +28,6 @@ extern crate alloc;
 extern crate std;
 
 mod breaker;
-mod builder;
 mod bytes;
 pub mod codec;
 mod engine;
@@ -36,7 +35,7 @@ mod entry;
 pub mod envelope;
 mod error;
 mod flight;
-mod lookup;
+mod log;
 mod metrics;
 mod negative;
 mod phase;
@@ -46,7 +45,6 @@ mod stats;
 pub mod storage;
 mod stripe;
 mod sync;
-mod task;
 mod time;
 mod wait;
 
@@ -54,22 +52,21 @@ mod wait;
 pub mod testing;
 
 pub use breaker::{BreakerConfig, BreakerScope, BreakerState};
-pub use builder::EngineBuilder;
 pub use bytes::Bytes;
 pub use codec::{Codec, Compressed, Json, Postcard};
-pub use engine::{Cached, Engine};
+pub use engine::{Cached, CallOptions, Engine, EngineBuilder, WithOptions};
 pub use entry::{CacheTtl, Entry};
 pub use error::{
-    CodecError, ConfigError, Error, FetchError, KeyError, StorageError, StorageErrorKind,
-    UpstreamError,
+    BoxError, CodecError, ConfigError, Error, FetchError, KeyError, NotCounted, StorageError,
+    StorageErrorKind, UpstreamError,
 };
 pub use metrics::{Metrics, NoMetrics, StorageOp, UpstreamOutcome};
 pub use phase::{Phase, Status};
 pub use policy::{ExpiredMode, TtlPolicy};
 pub use runtime::{Runtime, Spawn};
 pub use stats::Stats;
-pub use storage::memory::MemoryStorage;
+pub use storage::memory::{MemoryLimits, MemoryStorage};
 pub use storage::tiered::Tiered;
-pub use storage::Storage;
+pub use storage::{LeaseToken, Storage};
 pub use sync::{MaybeSend, MaybeSync};
 pub use time::{Clock, ManualClock, Timer};

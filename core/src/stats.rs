@@ -89,6 +89,10 @@ counters! {
     invalid_keys,
     /// Upstream calls not made here because another process held the key's lease.
     lease_waits,
+    /// Upstream calls abandoned past their deadline and taken over by a later lookup.
+    flights_taken_over,
+    /// Values that could not be stored whose older stored entry could not be removed either.
+    store_cleanup_failures,
 }
 
 /// A counter spread over cache-line-padded slots (one per thread, as far as

@@ -1,14 +1,13 @@
 //! [`RedisStorage`] (feature `redis`): entries and fleet-wide refresh leases
 //! in a shared Redis.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Client, Script};
-use swre_core::{envelope, Entry, Storage, StorageError, StorageErrorKind};
+use swre_core::{envelope, Entry, LeaseToken, Storage, StorageError, StorageErrorKind};
 
 /// Latest `expires_at` handed to Redis as an expiry (year 9999); later
 /// entries are stored without one (the engine still ages them).
@@ -57,7 +56,6 @@ impl Default for RedisOptions {
 pub struct RedisStorage {
     conn: ConnectionManager,
     prefix: Arc<str>,
-    tokens: Arc<Mutex<HashMap<String, String>>>,
     token_base: Arc<str>,
     token_seq: Arc<AtomicU64>,
     release: Script,
@@ -123,7 +121,6 @@ impl RedisStorage {
         Ok(Self {
             conn,
             prefix: options.prefix.into(),
-            tokens: Arc::default(),
             token_base: format!("{}-{nanos:x}", std::process::id()).into(),
             token_seq: Arc::default(),
             release: Script::new(RELEASE),
@@ -133,6 +130,12 @@ impl RedisStorage {
     /// The Redis key holding `key`'s value.
     pub fn value_key(&self, key: &str) -> Vec<u8> {
         self.namespaced("v", key)
+    }
+
+    /// The value a lease grant `token` is written as: unique to this storage
+    /// (and its clones) by its base, and to the grant by the number.
+    fn token_string(&self, token: LeaseToken) -> String {
+        format!("{}-{}", self.token_base, token.0)
     }
 
     /// The Redis key holding `key`'s refresh lease.
@@ -148,10 +151,6 @@ impl RedisStorage {
         k.push(b':');
         k.extend_from_slice(key.as_bytes());
         k
-    }
-
-    fn tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -218,9 +217,18 @@ impl Storage for RedisStorage {
         }
     }
 
-    async fn try_lease(&self, key: &str, ttl: Duration) -> Result<bool, StorageError> {
-        let seq = self.token_seq.fetch_add(1, Ordering::Relaxed);
-        let token = format!("{}-{seq}", self.token_base);
+    async fn try_lease(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<LeaseToken>, StorageError> {
+        // Unique per grant: the process's base and a sequence number, so two
+        // engines sharing this storage (or a clone of it) never hold one token.
+        let seq = self
+            .token_seq
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1);
+        let token = self.token_string(LeaseToken(seq));
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut conn = self.conn.clone();
         let granted: Option<String> = redis::cmd("SET")
@@ -232,16 +240,11 @@ impl Storage for RedisStorage {
             .query_async(&mut conn)
             .await
             .map_err(io("SET NX"))?;
-        if granted.is_some() {
-            self.tokens().insert(key.to_owned(), token);
-        }
-        Ok(granted.is_some())
+        Ok(granted.map(|_| LeaseToken(seq)))
     }
 
-    async fn release_lease(&self, key: &str) {
-        let Some(token) = self.tokens().remove(key) else {
-            return;
-        };
+    async fn release_lease(&self, key: &str, token: LeaseToken) {
+        let token = self.token_string(token);
         let mut conn = self.conn.clone();
         let _: Result<i64, _> = self
             .release

@@ -60,21 +60,38 @@ pub trait Storage: MaybeSend + MaybeSync + 'static {
         async { Ok(()) }
     }
 
-    /// Tries to take the fleet-wide refresh lease for `key` for `ttl`: `true`
-    /// if this process may call upstream for it. Stores not shared between
-    /// processes keep the default, which always grants it.
+    /// Tries to take the fleet-wide refresh lease for `key` for `ttl`:
+    /// `Some(token)` if this process may call upstream for it, `None` while
+    /// another holder has it. Stores not shared between processes keep the
+    /// default, which always grants it.
+    ///
+    /// Contract: a granted lease MUST expire by itself after `ttl` (its
+    /// holder may die), and each grant MUST carry a token no other grant of
+    /// the key carries while it lives.
     fn try_lease(
         &self,
         key: &str,
         ttl: Duration,
-    ) -> impl Future<Output = Result<bool, StorageError>> + MaybeSend {
+    ) -> impl Future<Output = Result<Option<LeaseToken>, StorageError>> + MaybeSend {
         let _ = (key, ttl);
-        async { Ok(true) }
+        async { Ok(Some(LeaseToken::LOCAL)) }
     }
 
-    /// Releases a lease taken with [`Storage::try_lease`]. The default does nothing.
-    fn release_lease(&self, key: &str) -> impl Future<Output = ()> + MaybeSend {
-        let _ = key;
+    /// Releases the lease on `key` granted with `token`. It MUST NOT release
+    /// a lease granted to another token (a later holder's, after this one
+    /// expired). The default does nothing.
+    fn release_lease(&self, key: &str, token: LeaseToken) -> impl Future<Output = ()> + MaybeSend {
+        let _ = (key, token);
         async {}
     }
+}
+
+/// Names one grant of a fleet-wide refresh lease ([`Storage::try_lease`]),
+/// so that only its holder can release it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LeaseToken(pub u64);
+
+impl LeaseToken {
+    /// The token of leases granted by stores no other process shares.
+    pub const LOCAL: LeaseToken = LeaseToken(0);
 }

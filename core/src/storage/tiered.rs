@@ -2,7 +2,7 @@
 
 use crate::entry::Entry;
 use crate::error::StorageError;
-use crate::storage::Storage;
+use crate::storage::{LeaseToken, Storage};
 use core::time::Duration;
 
 /// Two storages as one: reads try L1 and then L2 (filling L1 on an L2 hit);
@@ -96,11 +96,15 @@ impl<L1: Storage, L2: Storage> Storage for Tiered<L1, L2> {
         l2.and(l1)
     }
 
-    async fn try_lease(&self, key: &str, ttl: Duration) -> Result<bool, StorageError> {
+    async fn try_lease(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<LeaseToken>, StorageError> {
         self.l2.try_lease(key, ttl).await
     }
 
-    async fn release_lease(&self, key: &str) {
-        self.l2.release_lease(key).await
+    async fn release_lease(&self, key: &str, token: LeaseToken) {
+        self.l2.release_lease(key, token).await
     }
 }

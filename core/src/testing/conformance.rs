@@ -91,6 +91,7 @@ pub async fn times_are_preserved_exactly<S: Storage>(s: &S) {
         fresh_until: NOW + 4_567,
         stale_until: NOW + 89_012,
         expires_at: u64::MAX / 2 + 7,
+        pinned_ttl: true,
     };
     s.set(k, e.clone())
         .await

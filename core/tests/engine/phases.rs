@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use swre_core::{CacheTtl, Error, ExpiredMode, Phase, Status};
+use swre_core::{CacheTtl, CallOptions, Error, ExpiredMode, Phase, Status};
 
 use crate::common::*;
 
@@ -175,7 +175,11 @@ fn per_call_ttl_override_sets_the_entry_times() {
     let custom = CacheTtl::new(SEC, 2 * SEC, 3 * SEC);
     let r = h
         .exec
-        .block_on(h.engine.get_or_fetch_with_ttl("k", custom, h.ok("v")))
+        .block_on(
+            h.engine
+                .with(CallOptions::new().ttl(custom))
+                .get_or_fetch("k", h.ok("v")),
+        )
         .unwrap();
     assert_eq!(
         (r.fresh_until, r.stale_until, r.expires_at),
@@ -189,9 +193,11 @@ fn per_call_ttl_override_sets_the_entry_times() {
 fn an_invalid_ttl_override_is_rejected_before_any_call() {
     let h = harness();
     let bad = CacheTtl::new(SEC, SEC, SEC);
-    let r = h
-        .exec
-        .block_on(h.engine.get_or_fetch_with_ttl("k", bad, h.ok("v")));
+    let r = h.exec.block_on(
+        h.engine
+            .with(CallOptions::new().ttl(bad))
+            .get_or_fetch("k", h.ok("v")),
+    );
     match r {
         Err(Error::Config(e)) => assert_eq!(e.option, "ttl"),
         other => panic!("expected a ttl config error, got {other:?}"),
@@ -226,11 +232,11 @@ fn ttl_policy_chooses_from_key_and_value() {
     // A per-call override beats the policy.
     let r = h
         .exec
-        .block_on(h.engine.get_or_fetch_with_ttl(
-            "long/c",
-            CacheTtl::new(5 * SEC, SEC, SEC),
-            h.ok("v"),
-        ))
+        .block_on(
+            h.engine
+                .with(CallOptions::new().ttl(CacheTtl::new(5 * SEC, SEC, SEC)))
+                .get_or_fetch("long/c", h.ok("v")),
+        )
         .unwrap();
     assert_eq!(r.fresh_until - r.created_at, 5_000);
 }

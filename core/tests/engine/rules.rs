@@ -213,15 +213,18 @@ fn rule5_an_undecodable_entry_is_a_miss_and_is_overwritten() {
     let calls = h.calls.clone();
     let r = h
         .exec
-        .block_on(h.engine.get::<User, _, _, Boom>("user", move || {
-            calls.fetch_add(1, Ordering::SeqCst);
-            async {
-                Ok(User {
-                    id: 7,
-                    name: "Ada".into(),
-                })
-            }
-        }))
+        .block_on(
+            h.engine
+                .get_or_fetch_as::<User, _, _, _, Boom>("user", move || {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        Ok(User {
+                            id: 7,
+                            name: "Ada".into(),
+                        })
+                    }
+                }),
+        )
         .unwrap();
     h.exec.run_until_stalled();
     assert_eq!((r.status, r.value.id), (Status::Miss, 7));
@@ -230,7 +233,9 @@ fn rule5_an_undecodable_entry_is_a_miss_and_is_overwritten() {
         .exec
         .block_on(
             h.engine
-                .get::<User, _, _, Boom>("user", || async { Err(Boom("not called")) }),
+                .get_or_fetch_as::<User, _, _, _, Boom>("user", || async {
+                    Err(Boom("not called"))
+                }),
         )
         .unwrap();
     assert_eq!(
@@ -249,8 +254,11 @@ fn typed_lookups_round_trip_through_json_and_compressed_codecs() {
         .unwrap();
     let long: Vec<String> = (0..50).map(|i| format!("item {i}")).collect();
     let expected = long.clone();
-    let r = exec
-        .block_on(engine.get::<Vec<String>, _, _, Boom>("list", move || async move { Ok(long) }))
+    let r =
+        exec.block_on(engine.get_or_fetch_as::<Vec<String>, _, _, _, Boom>(
+            "list",
+            move || async move { Ok(long) },
+        ))
         .unwrap();
     exec.run_until_stalled();
     assert_eq!(r.value, expected);

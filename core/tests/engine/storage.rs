@@ -168,8 +168,8 @@ impl Storage for LeaseHeldElsewhere {
         &self,
         _: &str,
         _: core::time::Duration,
-    ) -> Result<bool, swre_core::StorageError> {
-        Ok(false)
+    ) -> Result<Option<swre_core::LeaseToken>, swre_core::StorageError> {
+        Ok(None)
     }
 }
 
@@ -212,14 +212,24 @@ fn a_miss_waits_for_the_lease_holders_value_instead_of_calling_upstream() {
 }
 
 #[test]
-fn without_the_holders_value_a_miss_fetches_itself_after_refresh_timeout() {
+fn without_the_holders_value_a_miss_times_out_at_its_one_deadline() {
+    // "One deadline per call": waiting on another process's lease is part of
+    // the call, so it ends at `refresh_timeout` — no second full timeout for
+    // a fetch of our own after it.
     let (h, waiter) = miss_while_the_lease_is_held(2 * SEC);
-    for _ in 0..40 {
-        h.rt.timer.advance(core::time::Duration::from_millis(100));
+    h.exec.run_until_stalled();
+    for _ in 0..19 {
+        h.rt.advance(core::time::Duration::from_millis(100));
         h.exec.run_until_stalled();
     }
-    let r = waiter.try_take().expect("answered").unwrap();
-    assert_eq!((value(&r), r.status, h.calls()), ("mine", Status::Miss, 1));
+    assert!(!waiter.is_finished(), "still within the deadline at 1.9 s");
+    h.rt.advance(core::time::Duration::from_millis(100));
+    h.exec.run_until_stalled();
+    let r = waiter.try_take().expect("answered at the deadline");
+    assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+    assert_eq!(h.calls(), 0, "the lease holder fetches, not us");
+    let s = h.engine.stats();
+    assert_eq!((s.in_flight, s.tasks_running), (0, 0));
 }
 
 #[test]

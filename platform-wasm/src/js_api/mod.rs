@@ -141,7 +141,7 @@ fn engine_error(e: &Error) -> JsValue {
         Error::Storage(_) => "storage",
         Error::Codec(_) => "codec",
         Error::Shutdown => "shutdown",
-        Error::Panicked => "abandoned",
+        Error::Abandoned => "abandoned",
         Error::ValueTooLarge { .. } => "valueTooLarge",
         _ => "other",
     };

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use swre_native::{CacheTtl, Clock, Error, ExpiredMode, Json, Status, Storage};
+use swre_native::{CacheTtl, CallOptions, Clock, Error, ExpiredMode, Json, Status, Storage};
 use tokio::sync::Notify;
 
 use crate::common::*;
@@ -98,7 +98,7 @@ async fn a_panicking_callback_is_an_error_for_every_waiter() {
     for w in waiters {
         assert!(matches!(
             w.await.expect("waiter task"),
-            Err(Error::Panicked)
+            Err(Error::Abandoned)
         ));
     }
     settle(&engine).await;
@@ -130,7 +130,7 @@ async fn custom_serializer() {
     .build()
     .unwrap();
     let r = engine
-        .get::<User, _, _, Boom>("u", || async {
+        .get_or_fetch_as::<User, _, _, _, Boom>("u", || async {
             Ok(User {
                 id: 1,
                 name: "Ada".into(),
@@ -217,7 +217,8 @@ async fn key_with_ttl_override() {
     let (engine, _) = engine_with(|b| b);
     let calls = Calls::default();
     let r = engine
-        .get_or_fetch_with_ttl("k", CacheTtl::new(2 * SEC, 3 * SEC, 4 * SEC), calls.ok("v"))
+        .with(CallOptions::new().ttl(CacheTtl::new(2 * SEC, 3 * SEC, 4 * SEC)))
+        .get_or_fetch("k", calls.ok("v"))
         .await
         .unwrap();
     assert_eq!(r.fresh_until - r.created_at, 2_000);
@@ -234,9 +235,16 @@ async fn storage_errors_still_answer_from_upstream() {
         settle(&engine).await;
     }
     let s = engine.stats();
+    // Each fetch: two failed reads (lookup, re-read), a failed write and a
+    // failed removal of the older entry it could not replace.
     assert_eq!(
-        (s.storage_read_errors, s.storage_write_errors, s.errors),
-        (6, 3, 0)
+        (
+            s.storage_read_errors,
+            s.storage_write_errors,
+            s.store_cleanup_failures,
+            s.errors
+        ),
+        (6, 6, 3, 0)
     );
     assert!(matches!(engine.set("k", "v").await, Err(Error::Storage(_))));
 }
@@ -433,7 +441,7 @@ fn engine_futures_are_send() {
     let (engine, _) = engine_with(|b| b);
     let calls = Calls::default();
     is_send(&engine.get_or_fetch("k", calls.ok("v")));
-    is_send(&engine.get::<String, _, _, Boom>("k", || async { Ok(String::new()) }));
+    is_send(&engine.get_or_fetch_as::<String, _, _, _, Boom>("k", || async { Ok(String::new()) }));
     is_send(&engine.peek("k"));
     is_send(&engine.set("k", "v"));
     is_send(&engine.invalidate("k"));

@@ -332,7 +332,7 @@ fn agree(expect: &Expect, got: &Result<(Status, String), Error>) -> bool {
         (Expect::Value(s, v), Ok((gs, gv))) => s == gs && v == gv,
         (Expect::Upstream, Err(Error::Upstream(_))) => true,
         (Expect::Timeout, Err(Error::Timeout { .. })) => true,
-        (Expect::Panicked, Err(Error::Panicked)) => true,
+        (Expect::Panicked, Err(Error::Abandoned)) => true,
         (Expect::CircuitOpen, Err(Error::CircuitOpen)) => true,
         _ => false,
     }

@@ -338,19 +338,60 @@ async fn a_lease_is_exclusive_and_released_only_by_its_holder() {
     let server = RedisServer::start();
     let a = server.storage("lease").await;
     let b = server.storage("lease").await;
-    assert!(a.try_lease("k", Duration::from_secs(30)).await.unwrap());
-    assert!(!b.try_lease("k", Duration::from_secs(30)).await.unwrap());
-    b.release_lease("k").await; // not b's: must not release a's lease
-    assert!(!b.try_lease("k", Duration::from_secs(30)).await.unwrap());
-    a.release_lease("k").await;
-    assert!(b.try_lease("k", Duration::from_secs(30)).await.unwrap());
+    let thirty = Duration::from_secs(30);
+    let ta = a.try_lease("k", thirty).await.unwrap().expect("granted");
+    assert_eq!(b.try_lease("k", thirty).await.unwrap(), None);
+    b.release_lease("k", ta).await; // a's token, but not b's grant
+    assert_eq!(b.try_lease("k", thirty).await.unwrap(), None);
+    a.release_lease("k", ta).await;
+    assert!(b.try_lease("k", thirty).await.unwrap().is_some());
     // Leases expire on their own.
     assert!(a
         .try_lease("short", Duration::from_millis(50))
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
     tokio::time::sleep(Duration::from_millis(120)).await;
-    assert!(b.try_lease("short", Duration::from_secs(1)).await.unwrap());
+    assert!(b
+        .try_lease("short", Duration::from_secs(1))
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_released_late_never_frees_the_next_holders() {
+    // Two engines sharing one storage through clones: the first one's lease
+    // expires, the second takes the key, then the first releases its own
+    // (expired) grant. The second's lease must survive it.
+    let server = RedisServer::start();
+    let a = server.storage("lease-clones").await;
+    let a2 = a.clone();
+    let other = server.storage("lease-clones").await;
+    let first = a
+        .try_lease("k", Duration::from_millis(50))
+        .await
+        .unwrap()
+        .expect("granted");
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let second = a2
+        .try_lease("k", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("granted after expiry");
+    assert_ne!(first, second, "each grant has its own token");
+    a.release_lease("k", first).await;
+    assert_eq!(
+        other.try_lease("k", Duration::from_secs(30)).await.unwrap(),
+        None,
+        "the late release freed the live lease: a third process got the key"
+    );
+    a2.release_lease("k", second).await;
+    assert!(other
+        .try_lease("k", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_some());
 }
 
 #[tokio::test]

@@ -4,95 +4,29 @@
 use alloc::sync::Arc;
 use core::time::Duration;
 
+use super::config::Config;
+use super::shared::Shared;
+use super::Engine;
 use crate::breaker::BreakerConfig;
 use crate::codec::{Codec, Postcard};
-use crate::engine::Engine;
 use crate::entry::CacheTtl;
-use crate::error::{ConfigError, Error};
+use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::policy::{ExpiredMode, TtlPolicy};
 use crate::runtime::Runtime;
 use crate::storage::Storage;
 
-/// The settled options of an engine.
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub(crate) ttl: CacheTtl,
-    pub(crate) refresh_timeout: Duration,
-    pub(crate) max_concurrent_refreshes: usize,
-    pub(crate) expired_mode: ExpiredMode,
-    pub(crate) breaker: BreakerConfig,
-    pub(crate) max_value_bytes: usize,
-    pub(crate) max_key_bytes: usize,
-    pub(crate) negative_ttl: Option<Duration>,
-    pub(crate) shutdown_timeout: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            ttl: CacheTtl::default(),
-            refresh_timeout: Duration::from_secs(30),
-            max_concurrent_refreshes: 1000,
-            expired_mode: ExpiredMode::Revalidate,
-            breaker: BreakerConfig::default(),
-            max_value_bytes: 16 << 20,
-            max_key_bytes: 8192,
-            negative_ttl: None,
-            shutdown_timeout: Duration::from_secs(30),
+impl<S: Storage, R: Runtime> Engine<S, R, Postcard> {
+    /// A builder over `storage` and `runtime`, with every option at its default.
+    pub fn builder(storage: S, runtime: R) -> EngineBuilder<S, R, Postcard> {
+        EngineBuilder {
+            storage,
+            runtime,
+            codec: Postcard,
+            cfg: Config::default(),
+            metrics: None,
+            ttl_policy: None,
         }
-    }
-}
-
-fn reject(option: &'static str, reason: &'static str) -> Error {
-    Error::Config(ConfigError { option, reason })
-}
-
-impl Config {
-    /// The builder's rules: durations and counts that would make the engine
-    /// useless or unsafe are rejected rather than silently fixed.
-    fn validate(&self) -> Result<(), Error> {
-        if !self.ttl.is_valid() {
-            return Err(reject(
-                "ttl",
-                "must total at least 5 s (fresh + stale + expired)",
-            ));
-        }
-        if self.refresh_timeout.is_zero() {
-            return Err(reject("refresh_timeout", "must be greater than zero"));
-        }
-        let b = &self.breaker;
-        if b.failure_threshold == 0 {
-            return Err(reject("breaker.failure_threshold", "must be at least 1"));
-        }
-        if b.success_threshold == 0 {
-            return Err(reject("breaker.success_threshold", "must be at least 1"));
-        }
-        if b.max_half_open < b.success_threshold {
-            return Err(reject(
-                "breaker.max_half_open",
-                "must be at least breaker.success_threshold, or a half-open breaker could never close",
-            ));
-        }
-        if b.open_for.is_zero() {
-            return Err(reject("breaker.open_for", "must be greater than zero"));
-        }
-        if b.max_key_breakers == 0 {
-            return Err(reject("breaker.max_key_breakers", "must be at least 1"));
-        }
-        if self.max_value_bytes == 0 {
-            return Err(reject("max_value_bytes", "must be at least 1"));
-        }
-        if self.max_key_bytes == 0 {
-            return Err(reject("max_key_bytes", "must be at least 1"));
-        }
-        if self.negative_ttl.is_some_and(|d| d.is_zero()) {
-            return Err(reject(
-                "negative_ttl",
-                "must be greater than zero (leave it unset to disable)",
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -111,6 +45,7 @@ impl Config {
 /// `negative_ttl`. `max_concurrent_refreshes(0)` is accepted and turns
 /// background refresh off (stale values are still served; skips are counted).
 /// A zero `shutdown_timeout` makes shutdown abandon running calls at once.
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct EngineBuilder<S, R, C = Postcard> {
     storage: S,
     runtime: R,
@@ -118,19 +53,6 @@ pub struct EngineBuilder<S, R, C = Postcard> {
     cfg: Config,
     metrics: Option<Arc<dyn Metrics>>,
     ttl_policy: Option<Arc<dyn TtlPolicy>>,
-}
-
-impl<S: Storage, R: Runtime> EngineBuilder<S, R, Postcard> {
-    pub(crate) fn new(storage: S, runtime: R) -> Self {
-        Self {
-            storage,
-            runtime,
-            codec: Postcard,
-            cfg: Config::default(),
-            metrics: None,
-            ttl_policy: None,
-        }
-    }
 }
 
 impl<S: Storage, R: Runtime, C: Codec + Clone> EngineBuilder<S, R, C> {
@@ -164,7 +86,7 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> EngineBuilder<S, R, C> {
         self
     }
 
-    /// The codec for [`Engine::get`] and [`Engine::set_typed`].
+    /// The codec for the typed calls ([`Engine::get_or_fetch_as`], [`Engine::set_as`], [`Engine::peek_as`]).
     pub fn codec<C2: Codec + Clone>(self, codec: C2) -> EngineBuilder<S, R, C2> {
         EngineBuilder {
             storage: self.storage,
@@ -216,13 +138,13 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> EngineBuilder<S, R, C> {
     /// The engine, or [`Error::Config`] naming the first rejected option.
     pub fn build(self) -> Result<Engine<S, R, C>, Error> {
         self.cfg.validate()?;
-        Ok(Engine::from_parts(
+        Ok(Engine::from_shared(Shared::new(
             self.storage,
             self.runtime,
             self.codec,
             self.cfg,
             self.metrics,
             self.ttl_policy,
-        ))
+        )))
     }
 }

@@ -1,0 +1,425 @@
+//! One lookup: read, [`decide`], and serve, join or start an upstream call.
+//!
+//! The first poll does everything that needs no waiting — a read from a
+//! store that answers at once, fresh and stale hits — without building any
+//! further future; only a store read that must be awaited or an upstream call
+//! to wait for continues in a boxed future.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::future::Future;
+use core::pin::{pin, Pin};
+use core::task::Poll;
+use core::time::Duration;
+
+use futures::future::{poll_fn, select, Either};
+
+use super::config::checked_ttl;
+use super::decide::{decide, Decision};
+use super::shared::Shared;
+use super::task::{self, Call, Job};
+use super::ticket::{admit_fetch, admit_refresh, Admission};
+use super::Cached;
+use crate::entry::{CacheTtl, Entry};
+use crate::error::{CodecError, Error};
+use crate::flight::Flight;
+use crate::phase::Status;
+use crate::runtime::Runtime;
+use crate::stats::bump;
+use crate::storage::Storage;
+use crate::sync::{MaybeSend, MaybeSync};
+
+/// Turns a stored entry into the caller's value; an entry that fails to
+/// decode is treated as absent. It may move the value out of the entry
+/// (bytes lookups do, to avoid a second reference-count bump); the entry
+/// keeps its times.
+pub(crate) trait Decode<V>: Fn(&mut Entry) -> Result<V, CodecError> {}
+impl<V, D: Fn(&mut Entry) -> Result<V, CodecError>> Decode<V> for D {}
+
+/// The lookup of `key`: `job` is the upstream call producing the bytes to
+/// store, `ttl` the TTL the caller chose, if any.
+pub(crate) fn lookup<'a, S, R, C, K, J, V, D>(
+    shared: &'a Arc<Shared<S, R, C>>,
+    key: K,
+    ttl: Option<CacheTtl>,
+    job: J,
+    decode: D,
+) -> impl Future<Output = Result<Cached<V>, Error>> + 'a
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+    K: AsRef<str> + 'a,
+    J: Job,
+    D: Decode<V> + 'a,
+    V: 'a,
+{
+    let mut start = Some((job, decode));
+    let mut waiting = None;
+    poll_fn(move |cx| {
+        if let Some((job, decode)) = start.take() {
+            match begin(shared, key.as_ref(), ttl, job, decode) {
+                Begun::Done(result) => return Poll::Ready(result),
+                Begun::Waiting(rest) => waiting = Some(rest),
+            }
+        }
+        let Some(rest) = waiting.as_mut() else {
+            // Polled again after completing: stay pending, never panic.
+            return Poll::Pending;
+        };
+        let result = rest.as_mut().poll(cx);
+        if result.is_ready() {
+            waiting = None;
+        }
+        result
+    })
+}
+
+/// A lookup's first poll: answered, or continuing in a boxed future.
+enum Begun<V, F> {
+    Done(Result<Cached<V>, Error>),
+    Waiting(Pin<Box<F>>),
+}
+
+/// What a lookup still has to wait for.
+enum Pending<V, J> {
+    /// A read from a store that cannot answer at once.
+    Read(J),
+    /// An upstream call.
+    Upstream(Wait<V, J>),
+}
+
+/// What a lookup could answer at once, or what it must wait for.
+enum Served<V, J> {
+    Now(Result<Cached<V>, Error>),
+    Later(Wait<V, J>),
+}
+
+/// A lookup that needs an upstream call.
+enum Wait<V, J> {
+    /// Expired (revalidate mode): wait, and fall back to `value` on failure.
+    Revalidate { job: J, value: V, entry: Entry },
+    /// Nothing usable: wait for the value. `seen` is what storage held, if
+    /// anything (an undecodable or gone entry).
+    Fetch { job: J, seen: Option<Entry> },
+}
+
+#[inline(always)]
+fn begin<'a, S, R, C, J, V, D>(
+    shared: &'a Arc<Shared<S, R, C>>,
+    key: &str,
+    ttl: Option<CacheTtl>,
+    job: J,
+    decode: D,
+) -> Begun<V, impl Future<Output = Result<Cached<V>, Error>> + 'a>
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+    J: Job,
+    D: Decode<V> + 'a,
+    V: 'a,
+{
+    if let Err(e) = shared.check_key(key).and_then(|()| checked_ttl(ttl)) {
+        shared.record_error(&e);
+        return Begun::Done(Err(e));
+    }
+    let now = shared.now();
+    let pending = match shared.storage().get_ready(key) {
+        Some(read) => {
+            let mut stored = shared.degrade_read(read);
+            // Fresh and stale hits answer here, on a short path of their
+            // own: through `serve_at_once` the result takes more moves,
+            // which made a fresh hit cost half as much again. The other
+            // decisions, and values that fail to decode, go on below.
+            if let Some(entry) = stored.as_mut() {
+                match decide(Some(entry), now, shared.cfg().expired_mode) {
+                    Decision::Serve => {
+                        if let Ok(value) = decode(entry) {
+                            shared.record_status(Status::Hit);
+                            return Begun::Done(Ok(Cached::new(value, Status::Hit, entry, now)));
+                        }
+                    }
+                    Decision::ServeAndRefresh(status) => {
+                        if let Ok(value) = decode(entry) {
+                            let cached = serve_and_refresh(
+                                shared, key, ttl, job, &decode, value, status, entry, now,
+                            );
+                            shared.record_status(cached.status);
+                            return Begun::Done(Ok(cached));
+                        }
+                    }
+                    Decision::Revalidate | Decision::Fetch => {}
+                }
+            }
+            match serve_at_once(shared, key, ttl, job, &decode, stored, now) {
+                Served::Now(result) => {
+                    shared.record(&result, |c| c.status);
+                    return Begun::Done(result);
+                }
+                Served::Later(wait) => Pending::Upstream(wait),
+            }
+        }
+        None => Pending::Read(job),
+    };
+    let key = Box::from(key);
+    Begun::Waiting(Box::pin(finish(shared, key, ttl, decode, pending, now)))
+}
+
+/// The rest of a lookup that has to wait: for a store read, then (if
+/// needed) for an upstream call.
+async fn finish<S, R, C, J, V, D>(
+    shared: &Arc<Shared<S, R, C>>,
+    key: Box<str>,
+    ttl: Option<CacheTtl>,
+    decode: D,
+    pending: Pending<V, J>,
+    now: u64,
+) -> Result<Cached<V>, Error>
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+    J: Job,
+    D: Decode<V>,
+{
+    let key = &*key;
+    let (wait, now) = match pending {
+        Pending::Upstream(wait) => (wait, now),
+        Pending::Read(job) => {
+            let stored = shared.read(key).await;
+            let now = shared.now();
+            match serve_at_once(shared, key, ttl, job, &decode, stored, now) {
+                Served::Now(result) => {
+                    shared.record(&result, |c| c.status);
+                    return result;
+                }
+                Served::Later(wait) => (wait, now),
+            }
+        }
+    };
+    let result = serve_after_upstream(shared, key, ttl, &decode, wait, now).await;
+    shared.record(&result, |c| c.status);
+    result
+}
+
+/// Everything a lookup can answer without waiting: fresh hits, values served
+/// while a background refresh starts, remembered errors. The rest needs an
+/// upstream call.
+#[inline(always)]
+fn serve_at_once<S, R, C, J, V, D>(
+    shared: &Arc<Shared<S, R, C>>,
+    key: &str,
+    ttl: Option<CacheTtl>,
+    job: J,
+    decode: &D,
+    mut stored: Option<Entry>,
+    now: u64,
+) -> Served<V, J>
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+    J: Job,
+    D: Decode<V>,
+{
+    let usable = stored.as_mut().and_then(|entry| {
+        match decide(Some(entry), now, shared.cfg().expired_mode) {
+            Decision::Fetch => None,
+            decision => match decode(entry) {
+                Ok(value) => Some((decision, value)),
+                Err(_) => {
+                    bump(&shared.counters().decode_errors);
+                    None
+                }
+            },
+        }
+    });
+    match (usable, stored) {
+        (Some((Decision::Serve, value)), Some(entry)) => {
+            Served::Now(Ok(Cached::new(value, Status::Hit, &entry, now)))
+        }
+        (Some((Decision::ServeAndRefresh(status), value)), Some(entry)) => Served::Now(Ok(
+            serve_and_refresh(shared, key, ttl, job, decode, value, status, &entry, now),
+        )),
+        (Some((_, value)), Some(entry)) => Served::Later(Wait::Revalidate { job, value, entry }),
+        (_, stored) => {
+            if shared.cfg().negative_ttl.is_some() {
+                if let Some(e) = shared.negatives().get(key, now) {
+                    bump(&shared.counters().negative_hits);
+                    return Served::Now(Err(e));
+                }
+            }
+            Served::Later(Wait::Fetch { job, seen: stored })
+        }
+    }
+}
+
+/// A value served at once (stale, or expired in `ServeStale` mode) while a
+/// background refresh starts or runs. A value that refresh already fetched
+/// and not yet stored is served instead: no caller is handed a value older
+/// than one already handed out ("the latest write wins").
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn serve_and_refresh<S, R, C, J, V, D>(
+    shared: &Arc<Shared<S, R, C>>,
+    key: &str,
+    ttl: Option<CacheTtl>,
+    job: J,
+    decode: &D,
+    value: V,
+    status: Status,
+    entry: &Entry,
+    now: u64,
+) -> Cached<V>
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+    J: Job,
+    D: Decode<V>,
+{
+    if let Some(mut newer) = refresh_in_background(shared, key, ttl, job, entry, now) {
+        if let Ok(v) = decode(&mut newer) {
+            return Cached::new(v, Status::Hit, &newer, now);
+        }
+    }
+    Cached::new(value, status, entry, now)
+}
+
+/// Starts a background refresh of `key` unless one is running or none may
+/// start ("bounded refresh", "breaker guards upstream only", "shutdown is
+/// final"). Returns the value of a refresh that has completed but not yet
+/// stored it.
+fn refresh_in_background<S, R, C, J>(
+    shared: &Arc<Shared<S, R, C>>,
+    key: &str,
+    ttl: Option<CacheTtl>,
+    job: J,
+    seen: &Entry,
+    now: u64,
+) -> Option<Entry>
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+    J: Job,
+{
+    if let Some(value) = shared.flights().running_value(key, now) {
+        return value;
+    }
+    match admit_refresh(shared, key, now)? {
+        Admission::Started(ticket) => {
+            let seen = Some(seen.clone());
+            task::spawn(ticket, Call { job, ttl, seen });
+            None
+        }
+        Admission::Joined(flight) => flight.completed_value(),
+    }
+}
+
+/// The lookups that wait for an upstream call: expired (revalidate) and gone.
+async fn serve_after_upstream<S, R, C, J, V, D>(
+    shared: &Arc<Shared<S, R, C>>,
+    key: &str,
+    ttl: Option<CacheTtl>,
+    decode: &D,
+    wait: Wait<V, J>,
+    now: u64,
+) -> Result<Cached<V>, Error>
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+    J: Job,
+    D: Decode<V>,
+{
+    let (result, fallback) = match wait {
+        Wait::Revalidate { job, value, entry } => {
+            let call = Call {
+                job,
+                ttl,
+                seen: Some(entry.clone()),
+            };
+            (
+                fetch_shared(shared, key, call, false, now).await,
+                Some((value, entry)),
+            )
+        }
+        Wait::Fetch { job, seen } => {
+            let call = Call { job, ttl, seen };
+            (fetch_shared(shared, key, call, true, now).await, None)
+        }
+    };
+    match (result, fallback) {
+        (Ok((mut newer, status)), _) => {
+            let v = decode(&mut newer).map_err(Error::Codec)?;
+            Ok(Cached::new(v, status, &newer, shared.now()))
+        }
+        (Err(_), Some((value, entry))) => Ok(Cached::new(value, Status::Fallback, &entry, now)),
+        (Err(e), None) => Err(e),
+    }
+}
+
+/// Waits for the upstream call for `key`, joining a running one or starting
+/// one ("one call per key"). `remember_error`: the caller has no usable
+/// value, so a failure may be remembered ("errors can be remembered").
+///
+/// The status is `Miss` when the caller waited for an upstream call, and
+/// `Hit` when the value was already there: a call that had completed before
+/// this caller joined it, or an entry another call had just stored.
+async fn fetch_shared<S, R, C, J>(
+    shared: &Arc<Shared<S, R, C>>,
+    key: &str,
+    call: Call<J>,
+    remember_error: bool,
+    now: u64,
+) -> Result<(Entry, Status), Error>
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+    J: Job,
+{
+    match admit_fetch(shared, key, remember_error, now)? {
+        Admission::Started(ticket) => {
+            let flight = ticket.flight().clone();
+            task::spawn(ticket, call);
+            wait_for(shared, &flight, now).await
+        }
+        Admission::Joined(flight) => {
+            if let Some(done) = flight.completed_value() {
+                return Ok((done, Status::Hit));
+            }
+            wait_for(shared, &flight, now).await
+        }
+    }
+}
+
+/// Waits for `flight`'s result, on a timer, until the flight's deadline: a
+/// flight whose task is never polled again cannot leave its waiters hanging
+/// ("one deadline per call"; "timeouts come from timers").
+async fn wait_for<S, R, C>(
+    shared: &Shared<S, R, C>,
+    flight: &Arc<Flight>,
+    now: u64,
+) -> Result<(Entry, Status), Error>
+where
+    R: Runtime,
+{
+    let timeout = shared.cfg().refresh_timeout;
+    let left = Duration::from_millis(flight.deadline_ms().saturating_sub(now)).min(timeout);
+    let result = pin!(flight.wait());
+    let sleep = pin!(shared.runtime().sleep(left));
+    match select(result, sleep).await {
+        Either::Left((result, _)) => {
+            let status = if flight.came_from_storage() {
+                Status::Hit
+            } else {
+                Status::Miss
+            };
+            result.map(|e| (e, status))
+        }
+        Either::Right(_) => Err(Error::Timeout { after: timeout }),
+    }
+}

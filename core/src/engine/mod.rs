@@ -1,0 +1,534 @@
+//! [`Engine`]: the public face of the cache — lookups, writes, stats, shutdown.
+//!
+//! The engine's middle runs one way: this module (the public API) →
+//! `lookup` → `decide` (the phase table) → `ticket` (admission, and the
+//! ticket that owns what a call takes) → `task` (the spawned call) →
+//! `shared` (the state, with its own methods). Each file imports only the
+//! ones after it.
+
+use alloc::sync::Arc;
+use core::future::Future;
+use core::pin::pin;
+use core::time::Duration;
+
+use futures::future::{select, Either};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::breaker::BreakerState;
+use crate::bytes::Bytes;
+use crate::codec::{Codec, Postcard};
+use crate::entry::{CacheTtl, Entry};
+use crate::error::{Error, FetchError, UpstreamError};
+use crate::stats::{bump, Stats};
+use crate::storage::Storage;
+use crate::sync::MaybeSend;
+use crate::{metrics::StorageOp, runtime::Runtime};
+
+mod builder;
+mod config;
+mod decide;
+mod lookup;
+mod shared;
+mod task;
+mod ticket;
+
+pub use builder::EngineBuilder;
+use config::checked_ttl;
+use decide::{decide, Decision};
+use shared::Shared;
+
+/// A value returned by a lookup, with how it was obtained and the times of the
+/// entry it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Cached<V> {
+    /// The value.
+    pub value: V,
+    /// What the lookup did.
+    pub status: crate::phase::Status,
+    /// How old the value is (zero if the clock reads earlier than its creation).
+    pub age: Duration,
+    /// When the value was fetched (Unix ms).
+    pub created_at: u64,
+    /// End of its fresh phase (Unix ms).
+    pub fresh_until: u64,
+    /// End of its stale phase (Unix ms).
+    pub stale_until: u64,
+    /// When it is gone (Unix ms).
+    pub expires_at: u64,
+}
+
+impl<V> Cached<V> {
+    #[inline(always)]
+    pub(crate) fn new(value: V, status: crate::phase::Status, entry: &Entry, now: u64) -> Self {
+        Self {
+            value,
+            status,
+            age: entry.age(now),
+            created_at: entry.created_at,
+            fresh_until: entry.fresh_until,
+            stale_until: entry.stale_until,
+            expires_at: entry.expires_at,
+        }
+    }
+
+    /// The same lookup result with its value mapped by `f`.
+    pub fn map<U>(self, f: impl FnOnce(V) -> U) -> Cached<U> {
+        Cached {
+            value: f(self.value),
+            status: self.status,
+            age: self.age,
+            created_at: self.created_at,
+            fresh_until: self.fresh_until,
+            stale_until: self.stale_until,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+/// Options for one call, given through [`Engine::with`]; the default is the
+/// engine's own settings.
+///
+/// ```
+/// use core::time::Duration;
+/// use swre_core::{CacheTtl, CallOptions};
+///
+/// let ttl = CacheTtl::new(Duration::from_secs(60), Duration::from_secs(600), Duration::ZERO);
+/// assert_eq!(CallOptions::new().ttl(ttl).ttl, Some(ttl));
+/// assert_eq!(CallOptions::default().ttl, None);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CallOptions {
+    /// The TTL of the value this call fetches or writes, instead of the
+    /// engine's default and policy. It sticks to the entry: refreshes keep
+    /// it until a later write or call chooses another. A TTL totalling under
+    /// 5 s is rejected with [`Error::Config`] before anything is read.
+    pub ttl: Option<CacheTtl>,
+}
+
+impl CallOptions {
+    /// The engine's own settings.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`ttl`](Self::ttl).
+    pub fn ttl(mut self, ttl: CacheTtl) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+}
+
+/// The stale-while-revalidate cache engine.
+///
+/// Generic over its [`Storage`], its platform [`Runtime`] and the [`Codec`]
+/// used by typed calls (`*_as`). Cloning is cheap and shares everything.
+///
+/// Bytes and typed calls pair up by suffix: [`get_or_fetch`](Self::get_or_fetch)
+/// / [`get_or_fetch_as`](Self::get_or_fetch_as), [`set`](Self::set) /
+/// [`set_as`](Self::set_as), [`peek`](Self::peek) / [`peek_as`](Self::peek_as);
+/// per-call options go through [`with`](Self::with).
+///
+/// The fetch is `'static`: it runs in a spawned task that outlives a caller
+/// who stops waiting ("callers never cancel the call"), so it must own what
+/// it uses (clone an `Arc`, move an id in).
+///
+/// ```
+/// use core::time::Duration;
+/// use swre_core::{CacheTtl, Engine, MemoryStorage, Status};
+/// use swre_core::testing::{TestExecutor, TestRuntime};
+///
+/// let exec = TestExecutor::new();
+/// let rt = TestRuntime::new(&exec, 1_700_000_000_000);
+/// let engine = Engine::builder(MemoryStorage::new(), rt.clone())
+///     .ttl(CacheTtl::new(Duration::from_secs(5), Duration::from_secs(60), Duration::from_secs(3600)))
+///     .build()
+///     .unwrap();
+///
+/// let first = exec.block_on(engine.get_or_fetch("user:1", || async {
+///     Ok::<_, core::fmt::Error>("Ada")
+/// })).unwrap();
+/// assert_eq!((first.status, &*first.value), (Status::Miss, &b"Ada"[..]));
+///
+/// let second = exec.block_on(engine.get_or_fetch("user:1", || async {
+///     Ok::<_, core::fmt::Error>("never called")
+/// })).unwrap();
+/// assert_eq!((second.status, &*second.value), (Status::Hit, &b"Ada"[..]));
+/// ```
+///
+/// (`swre-native`'s crate docs show the same on tokio.)
+pub struct Engine<S, R, C = Postcard> {
+    shared: Arc<Shared<S, R, C>>,
+}
+
+impl<S, R, C> Clone for Engine<S, R, C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// An engine borrowed with options for the calls made through it
+/// ([`Engine::with`]).
+#[derive(Clone, Copy)]
+pub struct WithOptions<'a, S, R, C> {
+    engine: &'a Engine<S, R, C>,
+    opts: CallOptions,
+}
+
+impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
+    pub(crate) fn from_shared(shared: Shared<S, R, C>) -> Self {
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// This engine with `opts` for the calls made through the returned view.
+    ///
+    /// ```
+    /// # use core::time::Duration;
+    /// # use swre_core::{CacheTtl, CallOptions, Engine, MemoryStorage};
+    /// # use swre_core::testing::{TestExecutor, TestRuntime};
+    /// # let exec = TestExecutor::new();
+    /// # let engine = Engine::builder(MemoryStorage::new(), TestRuntime::new(&exec, 0)).build().unwrap();
+    /// let day = CacheTtl::new(Duration::from_secs(86_400), Duration::from_secs(3_600), Duration::ZERO);
+    /// let r = exec.block_on(engine.with(CallOptions::new().ttl(day)).get_or_fetch("config", || async {
+    ///     Ok::<_, core::fmt::Error>("v1")
+    /// })).unwrap();
+    /// assert_eq!(r.fresh_until - r.created_at, 86_400_000);
+    /// ```
+    pub fn with(&self, opts: CallOptions) -> WithOptions<'_, S, R, C> {
+        WithOptions { engine: self, opts }
+    }
+
+    /// The value under `key` as bytes, fetched with `fetch` when there is no
+    /// usable one (see the phase table in the crate docs).
+    ///
+    /// `fetch` runs at most once per key at a time across all callers, in a
+    /// spawned task: dropping this future never cancels it. Its value may be
+    /// anything `Into<Bytes>` (`Vec<u8>`, `&'static [u8]`, `&'static str`,
+    /// `String`); its error anything [`FetchError`] accepts (`std` errors,
+    /// `anyhow::Error`, `Box<dyn Error + Send + Sync>`, `String`).
+    ///
+    /// A fresh hit completes on the first poll, without allocating.
+    #[inline]
+    pub fn get_or_fetch<'a, K, F, Fut, T, E>(
+        &'a self,
+        key: K,
+        fetch: F,
+    ) -> impl Future<Output = Result<Cached<Bytes>, Error>> + MaybeSend + 'a
+    where
+        K: AsRef<str> + MaybeSend + 'a,
+        F: FnOnce() -> Fut + MaybeSend + 'static,
+        Fut: Future<Output = Result<T, E>> + MaybeSend + 'static,
+        T: Into<Bytes>,
+        E: FetchError,
+    {
+        get_bytes(&self.shared, key, None, fetch)
+    }
+
+    /// The value under `key` decoded with the engine's codec, fetched with
+    /// `fetch` (and encoded) when there is no usable one. A stored value that
+    /// does not decode as `V` is treated as absent and overwritten.
+    pub fn get_or_fetch_as<'a, V, K, F, Fut, E>(
+        &'a self,
+        key: K,
+        fetch: F,
+    ) -> impl Future<Output = Result<Cached<V>, Error>> + MaybeSend + 'a
+    where
+        V: Serialize + DeserializeOwned + MaybeSend + 'static,
+        K: AsRef<str> + MaybeSend + 'a,
+        F: FnOnce() -> Fut + MaybeSend + 'static,
+        Fut: Future<Output = Result<V, E>> + MaybeSend + 'static,
+        E: FetchError,
+    {
+        get_typed(&self.shared, key, None, fetch)
+    }
+
+    /// The stored value under `key` and its status (`Hit`, `Stale` or
+    /// `Expired`) without fetching or refreshing; `None` if there is none or
+    /// it is gone. A storage read error reads as `None` (and is counted).
+    pub async fn peek(&self, key: impl AsRef<str>) -> Result<Option<Cached<Bytes>>, Error> {
+        let key = key.as_ref();
+        self.shared.check_key(key)?;
+        let now = self.shared.now();
+        let stored = self.shared.read(key).await;
+        // A call that has completed but not yet stored its value knows better.
+        let newer = match &stored {
+            Some(e) if decide(Some(e), now, self.shared.cfg().expired_mode) == Decision::Serve => {
+                None
+            }
+            _ => self.shared.flights().running_value(key, now).flatten(),
+        };
+        let Some(entry) = newer.or(stored) else {
+            return Ok(None);
+        };
+        let status = match decide(Some(&entry), now, self.shared.cfg().expired_mode) {
+            Decision::Serve => crate::phase::Status::Hit,
+            Decision::ServeAndRefresh(status) => status,
+            Decision::Revalidate => crate::phase::Status::Expired,
+            Decision::Fetch => return Ok(None),
+        };
+        Ok(Some(Cached::new(entry.value.clone(), status, &entry, now)))
+    }
+
+    /// [`peek`](Self::peek) decoded with the engine's codec; a value that does
+    /// not decode as `V` reads as `None` (and is counted).
+    pub async fn peek_as<V: DeserializeOwned>(
+        &self,
+        key: impl AsRef<str>,
+    ) -> Result<Option<Cached<V>>, Error> {
+        let Some(found) = self.peek(key).await? else {
+            return Ok(None);
+        };
+        match self.shared.codec().decode::<V>(&found.value) {
+            Ok(v) => Ok(Some(found.map(|_| v))),
+            Err(_) => {
+                bump(&self.shared.counters().decode_errors);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Stores `value` under `key` with the default TTL (or the policy's).
+    /// It supersedes any call for `key` still running: that call's value is
+    /// never stored over this one ("the latest write wins").
+    pub async fn set(&self, key: impl AsRef<str>, value: impl Into<Bytes>) -> Result<(), Error> {
+        self.with(CallOptions::default()).set(key, value).await
+    }
+
+    /// Stores `value` encoded with the engine's codec under `key`.
+    pub async fn set_as<V: Serialize + ?Sized>(
+        &self,
+        key: impl AsRef<str>,
+        value: &V,
+    ) -> Result<(), Error> {
+        self.with(CallOptions::default()).set_as(key, value).await
+    }
+
+    /// Removes `key` from storage and forgets any remembered error for it. A
+    /// call for `key` still running never stores its value over the removal.
+    pub async fn invalidate(&self, key: impl AsRef<str>) -> Result<(), Error> {
+        let key = key.as_ref();
+        let shared = &self.shared;
+        shared.check_key(key)?;
+        shared.negatives().remove(key);
+        shared.supersede(key).await;
+        shared.storage().delete(key).await.map_err(|e| {
+            shared.storage_error(StorageOp::Delete);
+            Error::Storage(e)
+        })
+    }
+
+    /// A snapshot of the counters and gauges.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// The global circuit breaker's state now.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.shared.breaker().global_state(self.shared.now())
+    }
+
+    /// `key`'s circuit breaker state now (`Closed` when none is kept).
+    pub fn key_breaker_state(&self, key: impl AsRef<str>) -> BreakerState {
+        self.shared
+            .breaker()
+            .key_state(key.as_ref(), self.shared.now())
+    }
+
+    /// Closes every circuit breaker and forgets per-key breakers.
+    pub fn reset_breaker(&self) {
+        self.shared.breaker().reset();
+    }
+
+    /// Stops new upstream calls, waits up to `shutdown_timeout` for running
+    /// ones, then stops those still running (no fetch starts after that;
+    /// their waiters get [`Error::Shutdown`]) and waits up to
+    /// `shutdown_timeout` again for their tasks to end ("shutdown is final").
+    /// Lookups keep answering from storage afterwards.
+    pub async fn shutdown(&self) {
+        let shared = &self.shared;
+        shared.stop();
+        let grace = shared.cfg().shutdown_timeout;
+        for abort in [false, true] {
+            if shared.tasks_running() == 0 {
+                return;
+            }
+            if abort {
+                shared.abort();
+            }
+            let zero = pin!(shared.tasks_done());
+            let timeout = pin!(shared.runtime().sleep(grace));
+            if let Either::Left(_) = select(zero, timeout).await {
+                return;
+            }
+        }
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has been called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.is_stopping()
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &S {
+        self.shared.storage()
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &R {
+        self.shared.runtime()
+    }
+}
+
+impl<'a, S: Storage, R: Runtime, C: Codec + Clone> WithOptions<'a, S, R, C> {
+    /// [`Engine::get_or_fetch`] with these options.
+    pub fn get_or_fetch<K, F, Fut, T, E>(
+        self,
+        key: K,
+        fetch: F,
+    ) -> impl Future<Output = Result<Cached<Bytes>, Error>> + MaybeSend + 'a
+    where
+        K: AsRef<str> + MaybeSend + 'a,
+        F: FnOnce() -> Fut + MaybeSend + 'static,
+        Fut: Future<Output = Result<T, E>> + MaybeSend + 'static,
+        T: Into<Bytes>,
+        E: FetchError,
+    {
+        get_bytes(&self.engine.shared, key, self.opts.ttl, fetch)
+    }
+
+    /// [`Engine::get_or_fetch_as`] with these options.
+    pub fn get_or_fetch_as<V, K, F, Fut, E>(
+        self,
+        key: K,
+        fetch: F,
+    ) -> impl Future<Output = Result<Cached<V>, Error>> + MaybeSend + 'a
+    where
+        V: Serialize + DeserializeOwned + MaybeSend + 'static,
+        K: AsRef<str> + MaybeSend + 'a,
+        F: FnOnce() -> Fut + MaybeSend + 'static,
+        Fut: Future<Output = Result<V, E>> + MaybeSend + 'static,
+        E: FetchError,
+    {
+        get_typed(&self.engine.shared, key, self.opts.ttl, fetch)
+    }
+
+    /// [`Engine::set`] with these options.
+    pub async fn set(self, key: impl AsRef<str>, value: impl Into<Bytes>) -> Result<(), Error> {
+        write(&self.engine.shared, key.as_ref(), value.into(), self.opts).await
+    }
+
+    /// [`Engine::set_as`] with these options.
+    pub async fn set_as<V: Serialize + ?Sized>(
+        self,
+        key: impl AsRef<str>,
+        value: &V,
+    ) -> Result<(), Error> {
+        let shared = &self.engine.shared;
+        let bytes = shared.codec().encode(value).map_err(Error::Codec)?;
+        write(shared, key.as_ref(), Bytes::from(bytes), self.opts).await
+    }
+}
+
+#[inline(always)]
+fn get_bytes<'a, S, R, C, K, F, Fut, T, E>(
+    shared: &'a Arc<Shared<S, R, C>>,
+    key: K,
+    ttl: Option<CacheTtl>,
+    fetch: F,
+) -> impl Future<Output = Result<Cached<Bytes>, Error>> + MaybeSend + 'a
+where
+    S: Storage,
+    R: Runtime,
+    C: Codec + Clone,
+    K: AsRef<str> + MaybeSend + 'a,
+    F: FnOnce() -> Fut + MaybeSend + 'static,
+    Fut: Future<Output = Result<T, E>> + MaybeSend + 'static,
+    T: Into<Bytes>,
+    E: FetchError,
+{
+    let job = move || async move {
+        match fetch().await {
+            Ok(v) => Ok(v.into()),
+            Err(e) => Err(Error::Upstream(UpstreamError::new(e))),
+        }
+    };
+    // The bytes move out of the entry: no second reference-count bump.
+    lookup::lookup(shared, key, ttl, job, |e: &mut Entry| {
+        Ok(core::mem::take(&mut e.value))
+    })
+}
+
+fn get_typed<'a, S, R, C, V, K, F, Fut, E>(
+    shared: &'a Arc<Shared<S, R, C>>,
+    key: K,
+    ttl: Option<CacheTtl>,
+    fetch: F,
+) -> impl Future<Output = Result<Cached<V>, Error>> + MaybeSend + 'a
+where
+    S: Storage,
+    R: Runtime,
+    C: Codec + Clone,
+    V: Serialize + DeserializeOwned + MaybeSend + 'static,
+    K: AsRef<str> + MaybeSend + 'a,
+    F: FnOnce() -> Fut + MaybeSend + 'static,
+    Fut: Future<Output = Result<V, E>> + MaybeSend + 'static,
+    E: FetchError,
+{
+    let codec = shared.codec().clone();
+    let job = move || async move {
+        let v = fetch()
+            .await
+            .map_err(|e| Error::Upstream(UpstreamError::new(e)))?;
+        codec.encode(&v).map(Bytes::from).map_err(Error::Codec)
+    };
+    let codec = shared.codec();
+    lookup::lookup(shared, key, ttl, job, move |e: &mut Entry| {
+        codec.decode::<V>(&e.value)
+    })
+}
+
+/// A write through the engine: checked ("bad input changes nothing"), then
+/// stored after any running call for the key is superseded ("the latest
+/// write wins").
+async fn write<S, R, C>(
+    shared: &Arc<Shared<S, R, C>>,
+    key: &str,
+    value: Bytes,
+    opts: CallOptions,
+) -> Result<(), Error>
+where
+    S: Storage,
+    R: Runtime,
+    C: Codec + Clone,
+{
+    shared.check_key(key)?;
+    checked_ttl(opts.ttl)?;
+    let max = shared.cfg().max_value_bytes;
+    if value.len() > max {
+        bump(&shared.counters().oversized_values);
+        return Err(Error::ValueTooLarge {
+            len: value.len(),
+            max,
+        });
+    }
+    shared.negatives().remove(key);
+    shared.supersede(key).await;
+    let now = shared.now();
+    let entry = match opts.ttl {
+        Some(ttl) => Entry::new(value, now, ttl).pinned(true),
+        None => {
+            let ttl = shared.default_ttl(key, &value);
+            Entry::new(value, now, ttl)
+        }
+    };
+    shared.storage().set(key, entry).await.map_err(|e| {
+        shared.storage_error(StorageOp::Set);
+        Error::Storage(e)
+    })
+}

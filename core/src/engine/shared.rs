@@ -1,0 +1,385 @@
+//! [`Shared`]: the state one engine and its tasks hold by `Arc`, with the
+//! operations on it. The end of the engine's one-way flow: lookups, admission
+//! and tasks call into it; it calls nothing of theirs.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::future::Future;
+use core::pin::pin;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
+
+use futures::future::{select, Either};
+
+use super::config::Config;
+use crate::breaker::{Breaker, BreakerState, Transitions};
+use crate::entry::{CacheTtl, Entry};
+use crate::error::{Error, KeyError, StorageError};
+use crate::flight::{Claims, Flight, FlightTable};
+use crate::log::{event_info, event_warn};
+use crate::metrics::{Metrics, StorageOp, UpstreamOutcome};
+use crate::negative::NegativeCache;
+use crate::phase::Status;
+use crate::policy::TtlPolicy;
+use crate::runtime::Runtime;
+use crate::stats::{bump, Counters, Stats};
+use crate::storage::{LeaseToken, Storage};
+use crate::time::duration_ms;
+use crate::wait::{Latch, TaskCount};
+
+/// Shared state of one engine.
+pub(crate) struct Shared<S, R, C> {
+    storage: S,
+    runtime: R,
+    codec: C,
+    cfg: Config,
+    flights: FlightTable,
+    breaker: Breaker,
+    negatives: NegativeCache,
+    counters: Counters,
+    metrics: Option<Arc<dyn Metrics>>,
+    ttl_policy: Option<Arc<dyn TtlPolicy>>,
+    /// Every spawned upstream call.
+    tasks: TaskCount,
+    /// Background refreshes, bounded by `max_concurrent_refreshes`.
+    refreshes: TaskCount,
+    stopping: AtomicBool,
+    /// Set when the shutdown grace period ends: running calls stop.
+    abort: Latch,
+}
+
+impl<S, R, C> Shared<S, R, C> {
+    pub(crate) fn new(
+        storage: S,
+        runtime: R,
+        codec: C,
+        cfg: Config,
+        metrics: Option<Arc<dyn Metrics>>,
+        ttl_policy: Option<Arc<dyn TtlPolicy>>,
+    ) -> Self {
+        Self {
+            breaker: Breaker::new(cfg.breaker),
+            storage,
+            runtime,
+            codec,
+            cfg,
+            flights: FlightTable::default(),
+            negatives: NegativeCache::default(),
+            counters: Counters::default(),
+            metrics,
+            ttl_policy,
+            tasks: TaskCount::default(),
+            refreshes: TaskCount::default(),
+            stopping: AtomicBool::new(false),
+            abort: Latch::default(),
+        }
+    }
+
+    pub(crate) fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    pub(crate) fn runtime(&self) -> &R {
+        &self.runtime
+    }
+
+    pub(crate) fn codec(&self) -> &C {
+        &self.codec
+    }
+
+    pub(crate) fn cfg(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub(crate) fn flights(&self) -> &FlightTable {
+        &self.flights
+    }
+
+    pub(crate) fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    pub(crate) fn negatives(&self) -> &NegativeCache {
+        &self.negatives
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub(crate) fn abort_latch(&self) -> &Latch {
+        &self.abort
+    }
+
+    /// A snapshot of the counters and gauges.
+    pub(crate) fn stats(&self) -> Stats {
+        Stats {
+            in_flight: self.flights.len() as u64,
+            refreshes_running: self.refreshes.get() as u64,
+            tasks_running: self.tasks.get() as u64,
+            key_breakers: self.breaker.key_count() as u64,
+            ..self.counters.snapshot()
+        }
+    }
+
+    /// "Bad input changes nothing": an empty or over-long key is rejected.
+    #[inline]
+    pub(crate) fn check_key(&self, key: &str) -> Result<(), Error> {
+        let max = self.cfg.max_key_bytes;
+        let err = if key.is_empty() {
+            KeyError::Empty
+        } else if key.len() > max {
+            KeyError::TooLong {
+                len: key.len(),
+                max,
+            }
+        } else {
+            return Ok(());
+        };
+        bump(&self.counters.invalid_keys);
+        Err(Error::InvalidKey(err))
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.abort.is_set()
+    }
+
+    #[inline(always)]
+    pub(crate) fn record_status(&self, status: Status) {
+        self.counters.status(status);
+        if let Some(m) = &self.metrics {
+            m.lookup(status);
+        }
+    }
+
+    pub(crate) fn record_error(&self, e: &Error) {
+        bump(&self.counters.errors);
+        if let Some(m) = &self.metrics {
+            m.lookup_error(e);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn record<V>(&self, result: &Result<V, Error>, status: impl Fn(&V) -> Status) {
+        match result {
+            Ok(c) => self.record_status(status(c)),
+            Err(e) => self.record_error(e),
+        }
+    }
+
+    pub(crate) fn report_transitions(&self, transitions: Transitions) {
+        for (scope, state) in transitions.into_iter().flatten() {
+            match state {
+                BreakerState::Open => {
+                    bump(&self.counters.breaker_opened);
+                    event_warn!("circuit breaker ({:?}) opened", scope);
+                }
+                BreakerState::Closed => event_info!("circuit breaker ({:?}) closed", scope),
+                BreakerState::HalfOpen => {}
+            }
+            if let Some(m) = &self.metrics {
+                m.breaker(scope, state);
+            }
+        }
+    }
+
+    pub(crate) fn storage_error(&self, op: StorageOp) {
+        let counter = match op {
+            StorageOp::Get => &self.counters.storage_read_errors,
+            _ => &self.counters.storage_write_errors,
+        };
+        bump(counter);
+        if let Some(m) = &self.metrics {
+            m.storage_error(op);
+        }
+    }
+
+    pub(crate) fn upstream_outcome(&self, outcome: UpstreamOutcome, elapsed: Duration) {
+        if let Some(m) = &self.metrics {
+            m.upstream(outcome, elapsed);
+        }
+    }
+
+    /// A read's result, degraded per "storage failures degrade": an error
+    /// reads as absent (counted).
+    #[inline(always)]
+    pub(crate) fn degrade_read(&self, read: Result<Option<Entry>, StorageError>) -> Option<Entry> {
+        match read {
+            Ok(e) => e,
+            Err(e) => {
+                self.storage_error(StorageOp::Get);
+                event_warn!("storage read failed, served as a miss: {}", e);
+                None
+            }
+        }
+    }
+
+    /// The entry for a value fetched at `now`: the call's TTL if it chose one;
+    /// else the TTL a caller pinned on the entry it refreshes (`seen`); else
+    /// the policy's valid answer; else the default.
+    pub(crate) fn entry_for(
+        &self,
+        key: &str,
+        value: crate::bytes::Bytes,
+        now: u64,
+        call: Option<CacheTtl>,
+        seen: Option<&Entry>,
+    ) -> Entry {
+        match (call, seen) {
+            (Some(ttl), _) => Entry::new(value, now, ttl).pinned(true),
+            (None, Some(s)) if s.pinned_ttl => Entry::new(value, now, s.ttl()).pinned(true),
+            (None, _) => {
+                let ttl = self.default_ttl(key, &value);
+                Entry::new(value, now, ttl)
+            }
+        }
+    }
+
+    /// The policy's valid TTL for `value`, else the engine's default.
+    pub(crate) fn default_ttl(&self, key: &str, value: &[u8]) -> CacheTtl {
+        self.ttl_policy
+            .as_ref()
+            .and_then(|p| p.ttl_for(key, value))
+            .filter(CacheTtl::is_valid)
+            .unwrap_or(self.cfg.ttl)
+    }
+
+    /// Takes one of the `max_concurrent_refreshes` slots ("bounded refresh");
+    /// a refusal is counted as a skipped refresh.
+    pub(crate) fn take_refresh_slot(&self) -> bool {
+        if self
+            .refreshes
+            .try_increment(self.cfg.max_concurrent_refreshes)
+        {
+            bump(&self.counters.refreshes_started);
+            return true;
+        }
+        bump(&self.counters.refreshes_skipped);
+        if let Some(m) = &self.metrics {
+            m.refresh_skipped();
+        }
+        false
+    }
+
+    /// Counts a spawned task (given back with its flight's claims).
+    pub(crate) fn count_task(&self, flight: &Flight) {
+        if flight.with_claims(|c| c.task = true).is_some() {
+            self.tasks.increment();
+        }
+    }
+
+    /// Moves the engine towards shutdown: no new upstream call starts.
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Stops running calls (the end of the shutdown grace period).
+    pub(crate) fn abort(&self) {
+        self.abort.set();
+    }
+
+    pub(crate) fn tasks_running(&self) -> usize {
+        self.tasks.get()
+    }
+
+    pub(crate) fn tasks_done(&self) -> impl Future<Output = ()> + '_ {
+        self.tasks.wait_zero()
+    }
+}
+
+impl<S: Storage, R: Runtime, C: 'static + crate::sync::MaybeSend + crate::sync::MaybeSync>
+    Shared<S, R, C>
+{
+    /// The wall clock now.
+    #[inline(always)]
+    pub(crate) fn now(&self) -> u64 {
+        self.runtime.now_ms()
+    }
+
+    /// A storage read degraded per "storage failures degrade".
+    pub(crate) async fn read(&self, key: &str) -> Option<Entry> {
+        let read = self.storage.get(key).await;
+        self.degrade_read(read)
+    }
+
+    /// Gives back everything in `claims` ("every ticket is returned"): the
+    /// breaker permit unused, the refresh slot, the task count, and the lease,
+    /// released by a spawned task as `Drop` cannot await.
+    pub(crate) fn give_back(self: &Arc<Self>, key: &str, claims: Claims) {
+        if let Some(p) = claims.permit {
+            self.breaker.abandon(key, p);
+        }
+        if claims.refresh_slot {
+            self.refreshes.decrement();
+        }
+        if let Some(token) = claims.lease {
+            self.release_lease_later(key, token);
+        }
+        if claims.task {
+            self.tasks.decrement();
+        }
+    }
+
+    /// Releases `key`'s lease `token` in a spawned task bounded by
+    /// `refresh_timeout` (not by shutdown: a lease left behind would make the
+    /// rest of the fleet wait out its whole TTL).
+    pub(crate) fn release_lease_later(self: &Arc<Self>, key: &str, token: LeaseToken) {
+        let shared = self.clone();
+        let key: Box<str> = Box::from(key);
+        let timeout = self.cfg.refresh_timeout;
+        self.runtime.spawn(async move {
+            let release = pin!(shared.storage.release_lease(&key, token));
+            let sleep = pin!(shared.runtime.sleep(timeout));
+            let _ = select(release, sleep).await;
+        });
+    }
+
+    /// Takes the table slot of an abandoned flight (one past its deadline):
+    /// it is fenced, its waiters get a timeout, and what it claimed is given
+    /// back now — its task may never run again to do it ("one deadline per
+    /// call").
+    pub(crate) fn take_over(self: &Arc<Self>, key: &str, old: &Flight) {
+        old.fence();
+        old.settle();
+        old.complete(Err(Error::Timeout {
+            after: self.cfg.refresh_timeout,
+        }));
+        if let Some(claims) = old.take_claims() {
+            bump(&self.counters.upstream_abandoned);
+            bump(&self.counters.flights_taken_over);
+            self.upstream_outcome(UpstreamOutcome::Abandoned, Duration::ZERO);
+            event_warn!(
+                "upstream call for a key abandoned past its deadline (generation {}); the next lookup took over",
+                old.generation()
+            );
+            self.give_back(key, claims);
+        }
+    }
+
+    /// Supersedes any flight of `key` before a write ("the latest write
+    /// wins"): a flight that has not stored yet never will; one that is
+    /// storing now is let finish first (bounded by its deadline), so the
+    /// write lands after it.
+    pub(crate) async fn supersede(&self, key: &str) {
+        let Some(flight) = self.flights.get(key) else {
+            return;
+        };
+        if !flight.fence() {
+            return;
+        }
+        let now = self.now();
+        let left = flight
+            .deadline_ms()
+            .saturating_sub(now)
+            .min(duration_ms(self.cfg.refresh_timeout));
+        let settled = pin!(flight.settled());
+        let sleep = pin!(self.runtime.sleep(Duration::from_millis(left)));
+        if let Either::Right(_) = select(settled, sleep).await {
+            event_warn!("a write waited out a flight's store that did not settle by its deadline");
+        }
+    }
+}

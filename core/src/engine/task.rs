@@ -1,0 +1,265 @@
+//! The spawned upstream call: re-read, lease, fetch, store — every step under
+//! the call's one deadline and the shutdown latch ("one deadline per call",
+//! "shutdown is final"). What the call holds is owned by its [`Ticket`].
+
+use core::future::Future;
+use core::pin::{pin, Pin};
+use core::time::Duration;
+
+use futures::future::{select, Either};
+
+use super::ticket::Ticket;
+use crate::bytes::Bytes;
+use crate::entry::{CacheTtl, Entry};
+use crate::error::Error;
+use crate::log::{event_debug, event_warn};
+use crate::metrics::{StorageOp, UpstreamOutcome};
+use crate::phase::Phase;
+use crate::runtime::Runtime;
+use crate::stats::bump;
+use crate::storage::Storage;
+use crate::sync::{MaybeSend, MaybeSync};
+use crate::wait::Latch;
+
+/// An upstream call as the engine runs it: called once, in a spawned task,
+/// producing the bytes to store.
+pub(crate) trait Job: MaybeSend + 'static {
+    /// The call's future.
+    type Fut: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static;
+    /// Starts the call.
+    fn call(self) -> Self::Fut;
+}
+
+impl<F, Fut> Job for F
+where
+    F: FnOnce() -> Fut + MaybeSend + 'static,
+    Fut: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
+{
+    type Fut = Fut;
+    fn call(self) -> Fut {
+        self()
+    }
+}
+
+/// What a spawned call needs besides its ticket.
+pub(crate) struct Call<J> {
+    pub(crate) job: J,
+    /// The TTL the caller chose, if any.
+    pub(crate) ttl: Option<CacheTtl>,
+    /// What the caller read from storage, if anything.
+    pub(crate) seen: Option<Entry>,
+}
+
+/// Spawns the call on the engine's runtime.
+pub(crate) fn spawn<S, R, C, J>(ticket: Ticket<S, R, C>, call: Call<J>)
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+    J: Job,
+{
+    let runtime = ticket.shared().runtime().clone();
+    runtime.spawn(run(ticket, call));
+}
+
+/// How a bounded step ended.
+enum Step<T> {
+    Done(T),
+    /// The call's deadline passed.
+    Late,
+    /// The shutdown grace period ended.
+    Aborted,
+}
+
+/// `fut`'s output, unless the deadline passes or shutdown aborts first.
+async fn within<T, D>(fut: impl Future<Output = T>, deadline: Pin<&mut D>, abort: &Latch) -> Step<T>
+where
+    D: Future<Output = ()>,
+{
+    if abort.is_set() {
+        return Step::Aborted;
+    }
+    let fut = pin!(fut);
+    let abort = pin!(abort.wait());
+    match select(fut, select(deadline, abort)).await {
+        Either::Left((v, _)) => Step::Done(v),
+        Either::Right((Either::Left(_), _)) => Step::Late,
+        Either::Right((Either::Right(_), _)) => Step::Aborted,
+    }
+}
+
+/// Whether `found` is a fresh entry other than the one the caller saw.
+fn stored_since(found: &Entry, seen: Option<&Entry>, now: u64) -> bool {
+    let times = |e: &Entry| (e.created_at, e.fresh_until, e.stale_until, e.expires_at);
+    Phase::of(Some(found), now) == Phase::Fresh && seen.is_none_or(|s| times(s) != times(found))
+}
+
+async fn run<S, R, C, J>(ticket: Ticket<S, R, C>, call: Call<J>)
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+    J: Job,
+{
+    let shared = ticket.shared().clone();
+    let key = ticket.key();
+    let timeout = shared.cfg().refresh_timeout;
+    let late = Error::Timeout { after: timeout };
+    let abort = shared.abort_latch();
+    let mut deadline = pin!(shared.runtime().sleep(timeout));
+    let seen = call.seen.as_ref();
+
+    // A caller may have read storage just before another call for this key
+    // stored its value and left the table: look once more before calling
+    // upstream, so a stampede makes exactly one call.
+    match within(shared.read(key), deadline.as_mut(), abort).await {
+        Step::Done(Some(e)) if stored_since(&e, seen, shared.now()) => {
+            return ticket.share_stored(e);
+        }
+        Step::Done(_) => {}
+        Step::Late => return ticket.give_up(late),
+        Step::Aborted => return,
+    }
+
+    // Fleet-wide: one process per key calls upstream. A store that cannot
+    // answer is not waited for ("storage failures degrade").
+    match within(
+        shared.storage().try_lease(key, timeout),
+        deadline.as_mut(),
+        abort,
+    )
+    .await
+    {
+        Step::Done(Ok(Some(token))) => ticket.hold_lease(token),
+        Step::Done(Ok(None)) => {
+            bump(&shared.counters().lease_waits);
+            event_debug!("another process holds the refresh lease; waiting for its value");
+            return match await_other_process(&ticket, seen, deadline.as_mut(), abort).await {
+                Step::Done(e) => ticket.share_stored(e),
+                Step::Late => ticket.give_up(late),
+                Step::Aborted => {}
+            };
+        }
+        Step::Done(Err(_)) => {}
+        Step::Late => return ticket.give_up(late),
+        Step::Aborted => return,
+    }
+
+    // "Shutdown is final": past the grace period no fetch starts.
+    if shared.is_aborted() {
+        return;
+    }
+    bump(&shared.counters().upstream_calls);
+    let outcome = within(call.job.call(), deadline.as_mut(), abort).await;
+    let now = shared.now();
+    let elapsed = ticket.elapsed(now);
+    match outcome {
+        Step::Done(Ok(bytes)) => {
+            shared.upstream_outcome(UpstreamOutcome::Success, elapsed);
+            let entry = shared.entry_for(key, bytes, now, call.ttl, seen);
+            ticket.succeed(entry.clone());
+            store(&ticket, entry, deadline.as_mut()).await;
+        }
+        Step::Done(Err(e)) => {
+            if let Error::Upstream(_) = e {
+                bump(&shared.counters().upstream_errors);
+                shared.upstream_outcome(UpstreamOutcome::Error, elapsed);
+            }
+            ticket.fail(e, now);
+        }
+        Step::Late => {
+            bump(&shared.counters().upstream_timeouts);
+            shared.upstream_outcome(UpstreamOutcome::Timeout, elapsed);
+            ticket.fail(late, now);
+        }
+        // The ticket's drop reports the abandoned call as a shutdown.
+        Step::Aborted => return,
+    }
+    if let Some(token) = ticket.take_lease() {
+        // Bounded by its own timer, not by shutdown: a lease left behind
+        // would make the rest of the fleet wait out its whole TTL.
+        let release = pin!(shared.storage().release_lease(key, token));
+        let sleep = pin!(shared.runtime().sleep(timeout));
+        let _ = select(release, sleep).await;
+    }
+}
+
+/// Polls storage, with backoff and until the deadline, for the value another
+/// process (holding the lease) is fetching.
+async fn await_other_process<S, R, C, D>(
+    ticket: &Ticket<S, R, C>,
+    seen: Option<&Entry>,
+    mut deadline: Pin<&mut D>,
+    abort: &Latch,
+) -> Step<Entry>
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+    D: Future<Output = ()>,
+{
+    let shared = ticket.shared();
+    let mut delay = Duration::from_millis(20);
+    loop {
+        match within(shared.runtime().sleep(delay), deadline.as_mut(), abort).await {
+            Step::Done(()) => {}
+            Step::Late => return Step::Late,
+            Step::Aborted => return Step::Aborted,
+        }
+        match within(shared.read(ticket.key()), deadline.as_mut(), abort).await {
+            Step::Done(Some(e)) if stored_since(&e, seen, shared.now()) => return Step::Done(e),
+            Step::Done(_) => {}
+            Step::Late => return Step::Late,
+            Step::Aborted => return Step::Aborted,
+        }
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Writes the fetched entry, unless a later write superseded the call ("the
+/// latest write wins"). A value the store refuses (too large, a write error,
+/// no answer by the deadline) removes the older stored entry, so no caller
+/// is handed a value older than this one; failures are counted, never
+/// returned ("storage failures degrade").
+async fn store<S, R, C, D>(ticket: &Ticket<S, R, C>, entry: Entry, deadline: Pin<&mut D>)
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+    D: Future<Output = ()>,
+{
+    let shared = ticket.shared();
+    let key = ticket.key();
+    if !ticket.flight().begin_store() {
+        return;
+    }
+    if entry.value.len() > shared.cfg().max_value_bytes {
+        bump(&shared.counters().oversized_values);
+        event_warn!(
+            "fetched value of {} bytes is over max_value_bytes ({}); returned, not stored",
+            entry.value.len(),
+            shared.cfg().max_value_bytes
+        );
+    } else {
+        match within(
+            shared.storage().set(key, entry),
+            deadline,
+            shared.abort_latch(),
+        )
+        .await
+        {
+            Step::Done(Ok(())) => return,
+            Step::Done(Err(e)) => {
+                shared.storage_error(StorageOp::Set);
+                event_warn!("storage write failed, the value was still returned: {}", e);
+            }
+            Step::Late | Step::Aborted => shared.storage_error(StorageOp::Set),
+        }
+    }
+    let delete = pin!(shared.storage().delete(key));
+    let sleep = pin!(shared.runtime().sleep(shared.cfg().refresh_timeout));
+    if !matches!(select(delete, sleep).await, Either::Left((Ok(()), _))) {
+        bump(&shared.counters().store_cleanup_failures);
+        shared.storage_error(StorageOp::Delete);
+    }
+}

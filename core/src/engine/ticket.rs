@@ -1,0 +1,299 @@
+//! Admission and the [`Ticket`]: everything one upstream call takes from the
+//! engine, taken in one place and given back in one place.
+//!
+//! [`admit_fetch`] and [`admit_refresh`] check shutdown, the refresh bound
+//! and the breaker, then register a flight holding the [`Claims`] (breaker
+//! permit, refresh slot, task count, later the lease). The [`Ticket`] owns
+//! that flight: [`Ticket::succeed`] / [`Ticket::fail`] consume the permit
+//! with the call's outcome, and its `Drop` completes a flight left without a
+//! result, gives back whatever claims remain and leaves the table — as
+//! tokio's `SemaphorePermit` returns its permits. A lookup that takes over an
+//! abandoned flight takes its claims instead ([`Shared::take_over`]); either
+//! way they are given back exactly once.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::time::Duration;
+
+use super::shared::Shared;
+use crate::entry::Entry;
+use crate::error::Error;
+use crate::flight::{Claims, Flight, Registered};
+use crate::log::event_warn;
+use crate::metrics::UpstreamOutcome;
+use crate::runtime::Runtime;
+use crate::stats::bump;
+use crate::storage::{LeaseToken, Storage};
+use crate::sync::{MaybeSend, MaybeSync};
+use crate::time::duration_ms;
+
+/// What an upstream call is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A background refresh of a value being served.
+    Refresh,
+    /// Callers wait for the value. `remember_error`: they have no usable
+    /// value, so a failure may be remembered ("errors can be remembered").
+    Fetch { remember_error: bool },
+}
+
+/// The outcome of admitting an upstream call.
+pub(crate) enum Admission<S, R, C>
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+{
+    /// This caller starts the call: spawn it with the ticket.
+    Started(Ticket<S, R, C>),
+    /// A live call is running: wait for it.
+    Joined(Arc<Flight>),
+}
+
+/// Admits a call that callers wait for: `Err(Shutdown)` once the engine is
+/// stopping, `Err(CircuitOpen)` while a breaker is open.
+pub(crate) fn admit_fetch<S, R, C>(
+    shared: &Arc<Shared<S, R, C>>,
+    key: &str,
+    remember_error: bool,
+    now: u64,
+) -> Result<Admission<S, R, C>, Error>
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+{
+    if let Some(f) = live_flight(shared, key, now) {
+        return Ok(Admission::Joined(f));
+    }
+    if shared.is_stopping() {
+        return Err(Error::Shutdown);
+    }
+    register(
+        shared,
+        key,
+        Kind::Fetch { remember_error },
+        Claims::default(),
+        now,
+    )
+}
+
+/// Admits a background refresh, or `None` when none may start now (stopping,
+/// the refresh bound reached, a breaker open: the stale value is served
+/// without one).
+pub(crate) fn admit_refresh<S, R, C>(
+    shared: &Arc<Shared<S, R, C>>,
+    key: &str,
+    now: u64,
+) -> Option<Admission<S, R, C>>
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+{
+    if let Some(f) = live_flight(shared, key, now) {
+        return Some(Admission::Joined(f));
+    }
+    if shared.is_stopping() || !shared.take_refresh_slot() {
+        return None;
+    }
+    let claims = Claims {
+        refresh_slot: true,
+        ..Claims::default()
+    };
+    register(shared, key, Kind::Refresh, claims, now).ok()
+}
+
+fn live_flight<S, R, C>(shared: &Shared<S, R, C>, key: &str, now: u64) -> Option<Arc<Flight>> {
+    shared
+        .flights()
+        .get(key)
+        .filter(|f| !f.is_abandoned(now) && !f.is_fenced())
+}
+
+fn register<S, R, C>(
+    shared: &Arc<Shared<S, R, C>>,
+    key: &str,
+    kind: Kind,
+    mut claims: Claims,
+    now: u64,
+) -> Result<Admission<S, R, C>, Error>
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+{
+    match shared.breaker().try_acquire(key, now) {
+        Some((permit, transitions)) => {
+            shared.report_transitions(transitions);
+            claims.permit = Some(permit);
+        }
+        None => {
+            bump(&shared.counters().breaker_rejections);
+            shared.give_back(key, claims);
+            return Err(Error::CircuitOpen);
+        }
+    }
+    let deadline_ms = now.saturating_add(duration_ms(shared.cfg().refresh_timeout));
+    match shared.flights().register(key, now, deadline_ms, claims) {
+        Registered::Running(flight, claims) => {
+            shared.give_back(key, claims);
+            Ok(Admission::Joined(flight))
+        }
+        Registered::Started { flight, replaced } => {
+            if let Some(old) = replaced.filter(|f| f.is_abandoned(now)) {
+                shared.take_over(key, &old);
+            }
+            shared.count_task(&flight);
+            Ok(Admission::Started(Ticket {
+                shared: shared.clone(),
+                key: Box::from(key),
+                flight,
+                kind,
+                started_ms: now,
+            }))
+        }
+    }
+}
+
+/// One admitted upstream call's hold on the engine; see the module docs.
+pub(crate) struct Ticket<S, R, C>
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+{
+    shared: Arc<Shared<S, R, C>>,
+    key: Box<str>,
+    flight: Arc<Flight>,
+    kind: Kind,
+    started_ms: u64,
+}
+
+impl<S, R, C> Ticket<S, R, C>
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+{
+    pub(crate) fn shared(&self) -> &Arc<Shared<S, R, C>> {
+        &self.shared
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub(crate) fn flight(&self) -> &Arc<Flight> {
+        &self.flight
+    }
+
+    /// Time since admission, by the wall clock (for metrics only).
+    pub(crate) fn elapsed(&self, now: u64) -> Duration {
+        Duration::from_millis(now.saturating_sub(self.started_ms))
+    }
+
+    /// Holds the fleet lease `token` until the ticket ends. If a takeover
+    /// already reclaimed the ticket's claims, the lease is released at once.
+    pub(crate) fn hold_lease(&self, token: LeaseToken) {
+        if self.flight.with_claims(|c| c.lease = Some(token)).is_none() {
+            self.shared.release_lease_later(&self.key, token);
+        }
+    }
+
+    /// Takes the lease back to release it now (awaited by the task).
+    pub(crate) fn take_lease(&self) -> Option<LeaseToken> {
+        self.flight.with_claims(|c| c.lease.take()).flatten()
+    }
+
+    /// The call succeeded with `entry`: the breaker hears of it and every
+    /// waiter gets the entry.
+    pub(crate) fn succeed(&self, entry: Entry) {
+        if let Some(p) = self.take_permit() {
+            self.shared
+                .report_transitions(self.shared.breaker().success(&self.key, p));
+        }
+        if self.shared.cfg().negative_ttl.is_some() {
+            self.shared.negatives().remove(&self.key);
+        }
+        self.flight.complete(Ok(entry));
+    }
+
+    /// The call failed with `error`. Upstream errors count against the
+    /// breaker unless the fetch marked them as not counting; timeouts count;
+    /// anything else (a codec error, a store too slow to answer) is not
+    /// upstream's failure and gives the permit back unused.
+    pub(crate) fn fail(&self, error: Error, now: u64) {
+        let counts = match &error {
+            Error::Upstream(e) => e.counts_against_breaker(),
+            Error::Timeout { .. } => true,
+            _ => false,
+        };
+        if let Some(p) = self.take_permit() {
+            if counts {
+                self.shared
+                    .report_transitions(self.shared.breaker().failure(&self.key, p, now));
+            } else {
+                self.shared.breaker().abandon(&self.key, p);
+            }
+        }
+        if self.kind == Kind::Refresh {
+            event_warn!("background refresh failed: {}", error);
+        }
+        if let (
+            Kind::Fetch {
+                remember_error: true,
+            },
+            Some(window),
+        ) = (self.kind, self.shared.cfg().negative_ttl)
+        {
+            let until = now.saturating_add(duration_ms(window));
+            self.shared
+                .negatives()
+                .insert(&self.key, error.clone(), now, until);
+        }
+        self.flight.complete(Err(error));
+    }
+
+    /// Another call stored a fresh value meanwhile: share it, no upstream call.
+    pub(crate) fn share_stored(&self, entry: Entry) {
+        self.flight.complete_from_storage(entry);
+    }
+
+    /// Ends without calling upstream and without a value (a lease holder
+    /// elsewhere did not deliver in time, or a store too slow to answer).
+    pub(crate) fn give_up(&self, error: Error) {
+        self.flight.complete(Err(error));
+    }
+
+    fn take_permit(&self) -> Option<crate::breaker::Permit> {
+        self.flight.with_claims(|c| c.permit.take()).flatten()
+    }
+}
+
+impl<S, R, C> Drop for Ticket<S, R, C>
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+{
+    fn drop(&mut self) {
+        let shared = &self.shared;
+        if !self.flight.is_complete() {
+            let error = if shared.is_stopping() {
+                Error::Shutdown
+            } else {
+                Error::Abandoned
+            };
+            bump(&shared.counters().upstream_abandoned);
+            shared.upstream_outcome(UpstreamOutcome::Abandoned, Duration::ZERO);
+            event_warn!("upstream call ended without a result: {}", error);
+            self.flight.complete(Err(error));
+        }
+        if let Some(claims) = self.flight.take_claims() {
+            shared.give_back(&self.key, claims);
+        }
+        shared.flights().remove(&self.key, &self.flight);
+        self.flight.settle();
+    }
+}
