@@ -14,11 +14,28 @@ use keys::KeyTable;
 use crate::time::duration_ms;
 
 /// Circuit-breaker settings (defaults: 5 failures, 2 successes, 30 s open,
-/// 3 half-open trials, 10 000 key breakers — the Go library's).
+/// 3 half-open trials, 10 000 key breakers — the Go library's — and 10
+/// failing keys for the global breaker).
+///
+/// Only errors that count move a breaker: a fetch marks "not found" and the
+/// caller's own errors with [`NotCounted`](crate::NotCounted).
+///
+/// ```
+/// use core::time::Duration;
+/// use swre_core::BreakerConfig;
+///
+/// let cfg = BreakerConfig::default().failure_threshold(3).open_for(Duration::from_secs(10));
+/// assert_eq!((cfg.failure_threshold, cfg.success_threshold), (3, 2));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BreakerConfig {
-    /// Consecutive failures that open a closed breaker.
+    /// Consecutive failures of one key that open its breaker.
     pub failure_threshold: u32,
+    /// Distinct keys failing in a row (no success between) that open the
+    /// global breaker: failures spread over many keys mean upstream is down,
+    /// while a handful of bad keys only open their own breakers.
+    pub global_failure_keys: u32,
     /// Successful trial calls that close a half-open breaker.
     pub success_threshold: u32,
     /// How long an open breaker rejects calls before it lets trials through.
@@ -33,11 +50,50 @@ impl Default for BreakerConfig {
     fn default() -> Self {
         Self {
             failure_threshold: 5,
+            global_failure_keys: 10,
             success_threshold: 2,
             open_for: Duration::from_secs(30),
             max_half_open: 3,
             max_key_breakers: 10_000,
         }
+    }
+}
+
+impl BreakerConfig {
+    /// Sets [`failure_threshold`](Self::failure_threshold).
+    pub fn failure_threshold(mut self, n: u32) -> Self {
+        self.failure_threshold = n;
+        self
+    }
+
+    /// Sets [`global_failure_keys`](Self::global_failure_keys).
+    pub fn global_failure_keys(mut self, n: u32) -> Self {
+        self.global_failure_keys = n;
+        self
+    }
+
+    /// Sets [`success_threshold`](Self::success_threshold).
+    pub fn success_threshold(mut self, n: u32) -> Self {
+        self.success_threshold = n;
+        self
+    }
+
+    /// Sets [`open_for`](Self::open_for).
+    pub fn open_for(mut self, d: Duration) -> Self {
+        self.open_for = d;
+        self
+    }
+
+    /// Sets [`max_half_open`](Self::max_half_open).
+    pub fn max_half_open(mut self, n: u32) -> Self {
+        self.max_half_open = n;
+        self
+    }
+
+    /// Sets [`max_key_breakers`](Self::max_key_breakers).
+    pub fn max_key_breakers(mut self, n: usize) -> Self {
+        self.max_key_breakers = n;
+        self
     }
 }
 
@@ -149,8 +205,16 @@ impl Machine {
         }
     }
 
-    /// A call failed; `period` numbers the opening this failure may cause.
-    fn on_failure(&mut self, cfg: &BreakerConfig, now: u64, trial: Trial, period: u32) {
+    /// A call failed; `threshold` failures in a row open a closed breaker,
+    /// and `period` numbers the opening this failure may cause.
+    fn on_failure(
+        &mut self,
+        cfg: &BreakerConfig,
+        threshold: u32,
+        now: u64,
+        trial: Trial,
+        period: u32,
+    ) {
         let open = Machine::Open {
             until: now.saturating_add(duration_ms(cfg.open_for)),
             period,
@@ -158,7 +222,7 @@ impl Machine {
         match *self {
             Machine::Closed { failures } => {
                 let failures = failures + 1;
-                *self = if failures >= cfg.failure_threshold {
+                *self = if failures >= threshold {
                     open
                 } else {
                     Machine::Closed { failures }
@@ -298,8 +362,9 @@ impl Breaker {
     ///
     /// The key's breaker counts every failure of the key. The global breaker
     /// counts a failure only when it is the key's first in a row (or a trial),
-    /// so one persistently failing key opens its own breaker without taking
-    /// every other key down with it; a dead upstream, failing for many keys,
+    /// and opens after `global_failure_keys` of them: one persistently
+    /// failing key, or a handful of bad ones, open their own breakers without
+    /// taking every other key down; a dead upstream, failing for many keys,
     /// opens the global one.
     pub(crate) fn failure(&self, key: &str, permit: Permit, now: u64) -> Transitions {
         let mut transition = [None, None];
@@ -308,7 +373,13 @@ impl Breaker {
             let k = keys.use_or_insert(key, self.cfg.max_key_breakers);
             let first = k.is_pristine();
             let before = k.state();
-            k.on_failure(&self.cfg, now, permit.key_trial, self.next_period());
+            k.on_failure(
+                &self.cfg,
+                self.cfg.failure_threshold,
+                now,
+                permit.key_trial,
+                self.next_period(),
+            );
             if before != k.state() {
                 transition[0] = Some((BreakerScope::Key, k.state()));
             }
@@ -317,7 +388,13 @@ impl Breaker {
         let mut g = self.global.lock();
         if first_failure_of_key || permit.global_trial.is_some() {
             let before = g.state();
-            g.on_failure(&self.cfg, now, permit.global_trial, self.next_period());
+            g.on_failure(
+                &self.cfg,
+                self.cfg.global_failure_keys,
+                now,
+                permit.global_trial,
+                self.next_period(),
+            );
             if before != g.state() {
                 transition[1] = Some((BreakerScope::Global, g.state()));
             }

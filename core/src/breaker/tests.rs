@@ -4,6 +4,7 @@ use alloc::format;
 fn cfg() -> BreakerConfig {
     BreakerConfig {
         failure_threshold: 3,
+        global_failure_keys: 3,
         success_threshold: 2,
         open_for: Duration::from_millis(1_000),
         max_half_open: 2,
@@ -144,4 +145,63 @@ impl Breaker {
     fn reset_global_for_test(&self) {
         *self.global.lock() = Machine::CLOSED;
     }
+}
+
+#[test]
+fn a_call_let_through_before_the_breaker_opened_is_not_a_trial() {
+    // success_threshold 2: two real trials must succeed to close. A call
+    // admitted while closed that succeeds during the half-open period is no
+    // evidence that upstream recovered.
+    let b = Breaker::new(cfg());
+    let (early, _) = b.try_acquire("k", 0).expect("closed");
+    for _ in 0..3 {
+        fail(&b, "k", 0);
+    }
+    assert_eq!(b.key_state("k", 0), BreakerState::Open);
+    let (trial, _) = b.try_acquire("k", 1_000).expect("half-open trial");
+    b.success("k", early);
+    assert_eq!(b.key_state("k", 1_000), BreakerState::HalfOpen);
+    b.success("k", trial);
+    assert_eq!(
+        b.key_state("k", 1_000),
+        BreakerState::HalfOpen,
+        "one real trial closed it"
+    );
+    succeed(&b, "k", 1_000);
+    assert_eq!(b.key_state("k", 1_000), BreakerState::Closed);
+}
+
+#[test]
+fn a_late_failure_from_before_the_opening_does_not_reopen_a_half_open_breaker() {
+    let b = Breaker::new(cfg());
+    let (early, _) = b.try_acquire("k", 0).expect("closed");
+    for _ in 0..3 {
+        fail(&b, "k", 0);
+    }
+    let (trial, _) = b.try_acquire("k", 1_000).expect("half-open trial");
+    b.failure("k", early, 1_000);
+    assert_eq!(b.key_state("k", 1_000), BreakerState::HalfOpen);
+    b.success("k", trial);
+    succeed(&b, "k", 1_000);
+    assert_eq!(b.key_state("k", 1_000), BreakerState::Closed);
+}
+
+#[test]
+fn a_trial_of_an_earlier_period_neither_counts_nor_frees_a_place() {
+    let b = Breaker::new(cfg());
+    for _ in 0..3 {
+        fail(&b, "k", 0);
+    }
+    let (old_trial, _) = b.try_acquire("k", 1_000).expect("trial of period 1");
+    fail(&b, "k", 1_000); // reopens: a new period starts at 2_000
+    let (t1, _) = b.try_acquire("k", 2_000).expect("trial 1 of period 2");
+    let (t2, _) = b.try_acquire("k", 2_000).expect("trial 2 of period 2");
+    b.abandon("k", old_trial);
+    assert!(
+        b.try_acquire("k", 2_000).is_none(),
+        "a stale trial's release freed a place"
+    );
+    b.success("k", t1);
+    b.success("k", t2);
+    assert_eq!(b.key_state("k", 2_000), BreakerState::Closed);
 }

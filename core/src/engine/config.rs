@@ -59,6 +59,9 @@ impl Config {
         if b.failure_threshold == 0 {
             return Err(reject("breaker.failure_threshold", "must be at least 1"));
         }
+        if b.global_failure_keys == 0 {
+            return Err(reject("breaker.global_failure_keys", "must be at least 1"));
+        }
         if b.success_threshold == 0 {
             return Err(reject("breaker.success_threshold", "must be at least 1"));
         }

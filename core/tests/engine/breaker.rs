@@ -1,17 +1,17 @@
 //! Engine rule 4: the circuit breaker guards upstream calls only.
 
-use swre_core::{BreakerConfig, BreakerState, Error, Status};
+use swre_core::{BreakerConfig, BreakerState, Error, NotCounted, Status};
 
 use crate::common::*;
 
 fn cfg() -> BreakerConfig {
-    BreakerConfig {
-        failure_threshold: 3,
-        success_threshold: 2,
-        open_for: 10 * SEC,
-        max_half_open: 2,
-        max_key_breakers: 3,
-    }
+    BreakerConfig::default()
+        .failure_threshold(3)
+        .global_failure_keys(3)
+        .success_threshold(2)
+        .open_for(10 * SEC)
+        .max_half_open(2)
+        .max_key_breakers(3)
 }
 
 fn breaker_harness() -> H {
@@ -155,12 +155,7 @@ fn half_open_lets_at_most_max_half_open_trials_through() {
 
 #[test]
 fn key_breakers_are_bounded() {
-    let h = harness_with(|b| {
-        b.breaker(BreakerConfig {
-            failure_threshold: 100,
-            ..cfg()
-        })
-    });
+    let h = harness_with(|b| b.breaker(cfg().failure_threshold(100)));
     for i in 0..10 {
         assert!(h.get_err(&format!("k{i}")).is_err());
         assert!(h.engine.stats().key_breakers <= 3);
@@ -177,4 +172,51 @@ fn reset_closes_every_breaker() {
     assert_eq!(h.engine.breaker_state(), BreakerState::Closed);
     assert_eq!(h.engine.key_breaker_state("k"), BreakerState::Closed);
     assert_eq!(h.get("k", "v").unwrap().status, Status::Miss);
+}
+
+#[test]
+fn not_found_errors_never_move_a_breaker() {
+    let h = harness();
+    for i in 0..50 {
+        let r = h
+            .exec
+            .block_on(h.engine.get_or_fetch(format!("user:{i}"), || async {
+                Err::<&str, _>(NotCounted::new("no such user"))
+            }));
+        match r {
+            Err(Error::Upstream(e)) => {
+                assert!(!e.counts_against_breaker());
+                assert_eq!(e.to_string(), "no such user");
+            }
+            other => panic!("expected the upstream error, got {other:?}"),
+        }
+    }
+    assert_eq!(h.engine.breaker_state(), BreakerState::Closed);
+    assert_eq!(h.engine.key_breaker_state("user:0"), BreakerState::Closed);
+    assert_eq!(h.engine.stats().key_breakers, 0);
+    let r = h.get("user:ok", "Ada").unwrap();
+    assert_eq!((value(&r), r.status), ("Ada", Status::Miss));
+}
+
+#[test]
+fn a_handful_of_bad_keys_does_not_open_the_global_breaker() {
+    // Default settings: five keys failing (say, unknown ids a client asked
+    // for, with errors the fetch did not mark) open their own breakers only.
+    let h = harness();
+    for i in 0..5 {
+        for _ in 0..5 {
+            assert!(h.get_err(&format!("bad:{i}")).is_err());
+        }
+    }
+    assert_eq!(h.engine.key_breaker_state("bad:0"), BreakerState::Open);
+    assert_eq!(h.engine.breaker_state(), BreakerState::Closed);
+    let r = h.get("cold", "v").unwrap();
+    assert_eq!((value(&r), r.status), ("v", Status::Miss));
+    // Failures spread over ten keys in a row mean upstream is down.
+    for i in 5..14 {
+        assert!(h.get_err(&format!("down:{i}")).is_err());
+    }
+    assert_eq!(h.engine.breaker_state(), BreakerState::Closed);
+    assert!(h.get_err("down:14").is_err());
+    assert_eq!(h.engine.breaker_state(), BreakerState::Open);
 }

@@ -9,6 +9,9 @@
 
 mod breaker;
 mod common;
+mod deadlines;
+mod fixtures;
+mod latest_write;
 mod phases;
 mod rules;
 mod shutdown;

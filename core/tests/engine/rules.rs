@@ -329,49 +329,25 @@ fn rule6_the_builder_names_each_rejected_option() {
         ),
         (
             "breaker.failure_threshold",
-            b().breaker(BreakerConfig {
-                failure_threshold: 0,
-                ..bc
-            })
-            .build()
-            .map(|_| ()),
+            b().breaker(bc.failure_threshold(0)).build().map(|_| ()),
         ),
         (
             "breaker.success_threshold",
-            b().breaker(BreakerConfig {
-                success_threshold: 0,
-                ..bc
-            })
-            .build()
-            .map(|_| ()),
+            b().breaker(bc.success_threshold(0)).build().map(|_| ()),
         ),
         (
             "breaker.max_half_open",
-            b().breaker(BreakerConfig {
-                max_half_open: 1,
-                success_threshold: 2,
-                ..bc
-            })
-            .build()
-            .map(|_| ()),
+            b().breaker(bc.max_half_open(1).success_threshold(2))
+                .build()
+                .map(|_| ()),
         ),
         (
             "breaker.open_for",
-            b().breaker(BreakerConfig {
-                open_for: Duration::ZERO,
-                ..bc
-            })
-            .build()
-            .map(|_| ()),
+            b().breaker(bc.open_for(Duration::ZERO)).build().map(|_| ()),
         ),
         (
             "breaker.max_key_breakers",
-            b().breaker(BreakerConfig {
-                max_key_breakers: 0,
-                ..bc
-            })
-            .build()
-            .map(|_| ()),
+            b().breaker(bc.max_key_breakers(0)).build().map(|_| ()),
         ),
         (
             "max_value_bytes",
@@ -502,14 +478,13 @@ fn rule10_metrics_and_stats_see_every_event() {
     let h = harness_with({
         let rec = rec.clone();
         move |b| {
-            b.metrics(rec)
-                .max_concurrent_refreshes(0)
-                .breaker(swre_core::BreakerConfig {
-                    failure_threshold: 1,
-                    success_threshold: 1,
-                    max_half_open: 1,
-                    ..Default::default()
-                })
+            b.metrics(rec).max_concurrent_refreshes(0).breaker(
+                swre_core::BreakerConfig::default()
+                    .failure_threshold(1)
+                    .global_failure_keys(1)
+                    .success_threshold(1)
+                    .max_half_open(1),
+            )
         }
     });
     h.get("a", "v").unwrap(); // miss
@@ -548,4 +523,23 @@ fn rule10_metrics_and_stats_see_every_event() {
         (1, 1, 1, 1, 2, 1)
     );
     assert_eq!((s.refreshes_skipped, s.breaker_opened), (1, 2));
+}
+
+#[test]
+fn a_finished_lookup_polled_again_stays_pending() {
+    use std::task::{Context, Poll, Waker};
+    let h = harness();
+    // A cold key: the lookup finishes in its boxed slow path.
+    let mut fut = std::pin::pin!(h.engine.get_or_fetch("k", h.ok("v")));
+    let mut cx = Context::from_waker(Waker::noop());
+    let r = loop {
+        if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+            break r;
+        }
+        assert!(h.exec.run_until_stalled() > 0, "stalled");
+    };
+    assert_eq!(value(&r.unwrap()), "v");
+    for _ in 0..3 {
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+    }
 }

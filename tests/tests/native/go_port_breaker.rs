@@ -6,13 +6,13 @@ use swre_native::{BreakerConfig, BreakerState, Error, Status};
 use crate::common::*;
 
 fn cfg() -> BreakerConfig {
-    BreakerConfig {
-        failure_threshold: 3,
-        success_threshold: 2,
-        open_for: 30 * SEC,
-        max_half_open: 2,
-        max_key_breakers: 5,
-    }
+    BreakerConfig::default()
+        .failure_threshold(3)
+        .global_failure_keys(3)
+        .success_threshold(2)
+        .open_for(30 * SEC)
+        .max_half_open(2)
+        .max_key_breakers(5)
 }
 
 #[tokio::test]
@@ -103,12 +103,8 @@ async fn half_open_limit() {
 
 #[tokio::test]
 async fn per_key_tracking_and_lru_eviction() {
-    let (engine, _) = engine_with(|b| {
-        b.breaker(BreakerConfig {
-            failure_threshold: 50,
-            ..cfg()
-        })
-    });
+    let (engine, _) =
+        engine_with(|b| b.breaker(cfg().failure_threshold(50).global_failure_keys(50)));
     let calls = Calls::default();
     for i in 0..12 {
         assert!(engine

@@ -259,13 +259,15 @@ impl Real {
             ))
             .refresh_timeout(REFRESH_TIMEOUT)
             .expired_mode(mode)
-            .breaker(BreakerConfig {
-                failure_threshold: FAILURES,
-                success_threshold: SUCCESSES,
-                open_for: Duration::from_millis(OPEN_FOR),
-                max_half_open: HALF_OPEN,
-                max_key_breakers: 100,
-            })
+            .breaker(
+                BreakerConfig::default()
+                    .failure_threshold(FAILURES)
+                    .global_failure_keys(FAILURES)
+                    .success_threshold(SUCCESSES)
+                    .open_for(Duration::from_millis(OPEN_FOR))
+                    .max_half_open(HALF_OPEN)
+                    .max_key_breakers(100),
+            )
             .build()
             .expect("valid configuration");
         Self { exec, rt, engine }
