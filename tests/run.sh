@@ -87,6 +87,9 @@ cargo build -q -p swre-benches --all-targets
 step "native tests (unit, integration, doc; property tests, fuzz corpus, fault injection, short soak)"
 cargo test --workspace
 
+step "deterministic simulation: 100,000 seeded runs of the engine (release build)"
+cargo test --release -p swre-core --test sim
+
 step "browser tests: swre-wasm in headless Chromium (wasm-bindgen-test-runner)"
 CHROMEDRIVER=/usr/bin/chromedriver \
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \

@@ -13,6 +13,7 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::future::Future;
 use core::hash::BuildHasher;
 use core::pin::Pin;
@@ -69,9 +70,13 @@ pub(crate) struct Flight {
     /// Set when the result came from storage (another call had just stored
     /// it), not from an upstream call made for this flight.
     from_storage: AtomicBool,
-    /// Set when a later write or a takeover fenced the flight: its value is
-    /// no longer the newest, so it is never served from the flight again.
+    /// Set when a later write or a takeover fenced the flight: it stores
+    /// nothing and no new caller joins it.
     fenced: AtomicBool,
+    /// Set once the write that fenced the flight has landed (or a takeover
+    /// abandoned it): its value is no longer the newest, so it is never served
+    /// from the flight again.
+    hidden: AtomicBool,
     write: Mutex<Write>,
     /// Set when the flight's task has ended (or was abandoned): nothing of it
     /// will be written any more.
@@ -89,6 +94,7 @@ impl Flight {
             waiters: WaitList::default(),
             from_storage: AtomicBool::new(false),
             fenced: AtomicBool::new(false),
+            hidden: AtomicBool::new(false),
             write: Mutex::new(Write::Open),
             settled: Latch::default(),
             claims: Mutex::new(Some(claims)),
@@ -150,10 +156,10 @@ impl Flight {
     }
 
     /// The value, if the call has completed successfully and no later write
-    /// has superseded it.
+    /// has landed over it.
     #[inline]
     pub(crate) fn completed_value(&self) -> Option<Entry> {
-        if !self.done.load(Ordering::Acquire) || self.fenced.load(Ordering::Acquire) {
+        if !self.done.load(Ordering::Acquire) || self.hidden.load(Ordering::Acquire) {
             return None;
         }
         match &*self.result.lock() {
@@ -188,9 +194,15 @@ impl Flight {
         }
     }
 
-    /// Supersedes the flight: it will store nothing more and its value is no
-    /// longer served. Returns `true` if a store is in progress, which the
-    /// caller must let settle ([`settled`](Self::settled)) before writing.
+    /// Hides the flight's value: the write that fenced it has landed.
+    pub(crate) fn hide(&self) {
+        self.hidden.store(true, Ordering::Release);
+    }
+
+    /// Supersedes the flight: it will store nothing more and no new caller
+    /// joins it (its value is still served until [`hide`](Self::hide)).
+    /// Returns `true` if a store is in progress, which the caller must let
+    /// settle ([`settled`](Self::settled)) before writing.
     pub(crate) fn fence(&self) -> bool {
         self.fenced.store(true, Ordering::Release);
         let mut w = self.write.lock();
@@ -201,6 +213,14 @@ impl Flight {
             }
             Write::Storing => !self.settled.is_set(),
         }
+    }
+
+    /// Whether a caller at `now` may join the flight rather than start
+    /// another: it is within its deadline and either not fenced, or fenced by
+    /// a write still in progress but holding a value (newer than what the
+    /// store holds until that write lands).
+    pub(crate) fn is_joinable(&self, now: u64) -> bool {
+        !self.is_abandoned(now) && (!self.is_fenced() || self.completed_value().is_some())
     }
 
     /// Whether a later write or a takeover fenced the flight.
@@ -254,6 +274,9 @@ pub(crate) struct FlightTable {
     shards: [Shard; SHARDS],
     hasher: DefaultHashBuilder,
     generations: AtomicU64,
+    /// Fenced flights a newer one replaced in the table while they still
+    /// ran: kept so that one abandoned later is still taken over.
+    superseded: Mutex<Vec<(Box<str>, Arc<Flight>)>>,
 }
 
 impl Default for FlightTable {
@@ -262,6 +285,7 @@ impl Default for FlightTable {
             shards: core::array::from_fn(|_| Mutex::new(HashMap::new())),
             hasher: DefaultHashBuilder::default(),
             generations: AtomicU64::new(1),
+            superseded: Mutex::new(Vec::new()),
         }
     }
 }
@@ -302,7 +326,8 @@ impl FlightTable {
     }
 
     /// Registers a new flight for `key` holding `claims`, unless a live one
-    /// is running; a flight past its deadline at `now` is replaced.
+    /// is running; a flight past its deadline at `now`, or fenced by a later
+    /// write, is replaced.
     // On wasm32 upstream errors need not be `Send`, so neither is `Flight`;
     // there is one thread there, and native builds require `Send + Sync`.
     #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
@@ -315,14 +340,45 @@ impl FlightTable {
     ) -> Registered {
         let mut map = self.shard(key).lock();
         let replaced = match map.get(key) {
-            Some(f) if !f.is_abandoned(now) => return Registered::Running(f.clone(), claims),
+            Some(f) if f.is_joinable(now) => return Registered::Running(f.clone(), claims),
             Some(f) => Some(f.clone()),
             None => None,
         };
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let flight = Arc::new(Flight::new(generation, deadline_ms, claims));
         map.insert(Box::from(key), flight.clone());
+        drop(map);
+        if let Some(old) = replaced.as_ref().filter(|f| !f.is_abandoned(now)) {
+            let mut superseded = self.superseded.lock();
+            superseded.retain(|(_, f)| !f.settled.is_set());
+            superseded.push((Box::from(key), old.clone()));
+        }
         Registered::Started { flight, replaced }
+    }
+
+    /// The flights past their deadline at `now`, with their keys (those in
+    /// the table, and superseded ones that still ran).
+    pub(crate) fn abandoned(&self, now: u64) -> Vec<(Box<str>, Arc<Flight>)> {
+        let mut found = Vec::new();
+        self.superseded.lock().retain(|(k, f)| {
+            if f.settled.is_set() {
+                return false;
+            }
+            if f.is_abandoned(now) {
+                found.push((k.clone(), f.clone()));
+                return false;
+            }
+            true
+        });
+        for shard in &self.shards {
+            let map = shard.lock();
+            found.extend(
+                map.iter()
+                    .filter(|(_, f)| f.is_abandoned(now))
+                    .map(|(k, f)| (k.clone(), f.clone())),
+            );
+        }
+        found
     }
 
     /// Removes `key`'s entry if it is still `flight`.

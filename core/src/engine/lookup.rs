@@ -356,7 +356,15 @@ where
             let v = decode(&mut newer).map_err(Error::Codec)?;
             Ok(Cached::new(v, status, &newer, shared.now()))
         }
-        (Err(_), Some((value, entry))) => Ok(Cached::new(value, Status::Fallback, &entry, now)),
+        // "Nothing is served past `expires_at`": the wait may have outlived it.
+        (Err(e), Some((value, entry))) => {
+            let now = shared.now();
+            if now < entry.expires_at {
+                Ok(Cached::new(value, Status::Fallback, &entry, now))
+            } else {
+                Err(e)
+            }
+        }
         (Err(e), None) => Err(e),
     }
 }

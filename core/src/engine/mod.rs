@@ -316,8 +316,12 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         let shared = &self.shared;
         shared.check_key(key)?;
         shared.negatives().remove(key);
-        shared.supersede(key).await;
-        shared.storage().delete(key).await.map_err(|e| {
+        let superseded = shared.supersede(key).await;
+        let deleted = shared.storage().delete(key).await;
+        if let Some(flight) = superseded {
+            flight.hide();
+        }
+        deleted.map_err(|e| {
             shared.storage_error(StorageOp::Delete);
             Error::Storage(e)
         })
@@ -355,6 +359,8 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         shared.stop();
         let grace = shared.cfg().shutdown_timeout;
         for abort in [false, true] {
+            // Calls past their deadline may never run again: not waited for.
+            shared.reclaim_abandoned();
             if shared.tasks_running() == 0 {
                 return;
             }
@@ -518,7 +524,7 @@ where
         });
     }
     shared.negatives().remove(key);
-    shared.supersede(key).await;
+    let superseded = shared.supersede(key).await;
     let now = shared.now();
     let entry = match opts.ttl {
         Some(ttl) => Entry::new(value, now, ttl).pinned(true),
@@ -527,8 +533,17 @@ where
             Entry::new(value, now, ttl)
         }
     };
-    shared.storage().set(key, entry).await.map_err(|e| {
+    let stored = shared.storage().set(key, entry).await;
+    if stored.is_err() {
+        // The store may hold an older value than one a superseded call
+        // already handed out: remove it (best effort, as a call would).
         shared.storage_error(StorageOp::Set);
-        Error::Storage(e)
-    })
+        if shared.storage().delete(key).await.is_err() {
+            bump(&shared.counters().store_cleanup_failures);
+        }
+    }
+    if let Some(flight) = superseded {
+        flight.hide();
+    }
+    stored.map_err(Error::Storage)
 }

@@ -248,23 +248,6 @@ impl<S, R, C> Shared<S, R, C> {
             .unwrap_or(self.cfg.ttl)
     }
 
-    /// Takes one of the `max_concurrent_refreshes` slots ("bounded refresh");
-    /// a refusal is counted as a skipped refresh.
-    pub(crate) fn take_refresh_slot(&self) -> bool {
-        if self
-            .refreshes
-            .try_increment(self.cfg.max_concurrent_refreshes)
-        {
-            bump(&self.counters.refreshes_started);
-            return true;
-        }
-        bump(&self.counters.refreshes_skipped);
-        if let Some(m) = &self.metrics {
-            m.refresh_skipped();
-        }
-        false
-    }
-
     /// Counts a spawned task (given back with its flight's claims).
     pub(crate) fn count_task(&self, flight: &Flight) {
         if flight.with_claims(|c| c.task = true).is_some() {
@@ -344,6 +327,7 @@ impl<S: Storage, R: Runtime, C: 'static + crate::sync::MaybeSend + crate::sync::
     /// call").
     pub(crate) fn take_over(self: &Arc<Self>, key: &str, old: &Flight) {
         old.fence();
+        old.hide();
         old.settle();
         old.complete(Err(Error::Timeout {
             after: self.cfg.refresh_timeout,
@@ -360,26 +344,59 @@ impl<S: Storage, R: Runtime, C: 'static + crate::sync::MaybeSend + crate::sync::
         }
     }
 
+    /// Takes one of the `max_concurrent_refreshes` slots ("bounded refresh");
+    /// a refusal is counted as a skipped refresh.
+    pub(crate) fn take_refresh_slot(&self) -> bool {
+        if self
+            .refreshes
+            .try_increment(self.cfg.max_concurrent_refreshes)
+        {
+            bump(&self.counters.refreshes_started);
+            return true;
+        }
+        bump(&self.counters.refreshes_skipped);
+        if let Some(m) = &self.metrics {
+            m.refresh_skipped();
+        }
+        false
+    }
+
+    /// Takes over every flight past its deadline: their tasks may never run
+    /// again to give back what they hold. Called when the refresh bound is
+    /// reached and at shutdown, so never-polled calls cannot wedge either.
+    pub(crate) fn reclaim_abandoned(self: &Arc<Self>) -> usize {
+        let abandoned = self.flights.abandoned(self.now());
+        for (key, flight) in &abandoned {
+            self.flights.remove(key, flight);
+            self.take_over(key, flight);
+        }
+        abandoned.len()
+    }
+
     /// Supersedes any flight of `key` before a write ("the latest write
     /// wins"): a flight that has not stored yet never will; one that is
     /// storing now is let finish first (bounded by its deadline), so the
-    /// write lands after it.
-    pub(crate) async fn supersede(&self, key: &str) {
-        let Some(flight) = self.flights.get(key) else {
-            return;
-        };
+    /// write lands after it. The writer hides the flight's value once its
+    /// own write has landed.
+    pub(crate) async fn supersede(&self, key: &str) -> Option<Arc<Flight>> {
+        let flight = self.flights.get(key)?;
         if !flight.fence() {
-            return;
+            return Some(flight);
         }
         let now = self.now();
         let left = flight
             .deadline_ms()
             .saturating_sub(now)
             .min(duration_ms(self.cfg.refresh_timeout));
-        let settled = pin!(flight.settled());
-        let sleep = pin!(self.runtime.sleep(Duration::from_millis(left)));
-        if let Either::Right(_) = select(settled, sleep).await {
-            event_warn!("a write waited out a flight's store that did not settle by its deadline");
+        {
+            let settled = pin!(flight.settled());
+            let sleep = pin!(self.runtime.sleep(Duration::from_millis(left)));
+            if let Either::Right(_) = select(settled, sleep).await {
+                event_warn!(
+                    "a write waited out a flight's store that did not settle by its deadline"
+                );
+            }
         }
+        Some(flight)
     }
 }

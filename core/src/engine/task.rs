@@ -81,10 +81,13 @@ where
     }
     let fut = pin!(fut);
     let abort = pin!(abort.wait());
-    match select(fut, select(deadline, abort)).await {
-        Either::Left((v, _)) => Step::Done(v),
-        Either::Right((Either::Left(_), _)) => Step::Late,
-        Either::Right((Either::Right(_), _)) => Step::Aborted,
+    // The deadline and the latch are polled first: a step whose deadline is
+    // due never runs on, so an abandoned call cannot write after a lookup
+    // that took over at that deadline.
+    match select(select(deadline, abort), fut).await {
+        Either::Left((Either::Left(_), _)) => Step::Late,
+        Either::Left((Either::Right(_), _)) => Step::Aborted,
+        Either::Right((v, _)) => Step::Done(v),
     }
 }
 
@@ -156,9 +159,15 @@ where
     match outcome {
         Step::Done(Ok(bytes)) => {
             shared.upstream_outcome(UpstreamOutcome::Success, elapsed);
+            ticket.succeed();
             let entry = shared.entry_for(key, bytes, now, call.ttl, seen);
-            ticket.succeed(entry.clone());
-            store(&ticket, entry, deadline.as_mut()).await;
+            // Stored (or the older entry removed) before it is handed out:
+            // no caller then reads an older value than one handed out.
+            match store(&ticket, entry.clone(), deadline.as_mut()).await {
+                Step::Done(()) => ticket.deliver(entry),
+                Step::Late => ticket.give_up(late),
+                Step::Aborted => return,
+            }
         }
         Step::Done(Err(e)) => {
             if let Error::Upstream(_) = e {
@@ -217,11 +226,16 @@ where
 }
 
 /// Writes the fetched entry, unless a later write superseded the call ("the
-/// latest write wins"). A value the store refuses (too large, a write error,
-/// no answer by the deadline) removes the older stored entry, so no caller
-/// is handed a value older than this one; failures are counted, never
-/// returned ("storage failures degrade").
-async fn store<S, R, C, D>(ticket: &Ticket<S, R, C>, entry: Entry, deadline: Pin<&mut D>)
+/// latest write wins"). A value the store refuses (too large, a write error)
+/// removes the older stored entry, so no caller is handed a value older than
+/// this one; failures are counted, never returned ("storage failures
+/// degrade"). `Late` if the deadline passed first: the value is then not
+/// handed out (it may not be stored, and the older entry may still be there).
+async fn store<S, R, C, D>(
+    ticket: &Ticket<S, R, C>,
+    entry: Entry,
+    mut deadline: Pin<&mut D>,
+) -> Step<()>
 where
     S: Storage,
     R: Runtime,
@@ -230,8 +244,9 @@ where
 {
     let shared = ticket.shared();
     let key = ticket.key();
+    let abort = shared.abort_latch();
     if !ticket.flight().begin_store() {
-        return;
+        return Step::Done(());
     }
     if entry.value.len() > shared.cfg().max_value_bytes {
         bump(&shared.counters().oversized_values);
@@ -241,25 +256,30 @@ where
             shared.cfg().max_value_bytes
         );
     } else {
-        match within(
-            shared.storage().set(key, entry),
-            deadline,
-            shared.abort_latch(),
-        )
-        .await
-        {
-            Step::Done(Ok(())) => return,
+        match within(shared.storage().set(key, entry), deadline.as_mut(), abort).await {
+            Step::Done(Ok(())) => return Step::Done(()),
             Step::Done(Err(e)) => {
                 shared.storage_error(StorageOp::Set);
                 event_warn!("storage write failed, the value was still returned: {}", e);
             }
-            Step::Late | Step::Aborted => shared.storage_error(StorageOp::Set),
+            Step::Late => {
+                shared.storage_error(StorageOp::Set);
+                return Step::Late;
+            }
+            Step::Aborted => return Step::Aborted,
         }
     }
-    let delete = pin!(shared.storage().delete(key));
-    let sleep = pin!(shared.runtime().sleep(shared.cfg().refresh_timeout));
-    if !matches!(select(delete, sleep).await, Either::Left((Ok(()), _))) {
-        bump(&shared.counters().store_cleanup_failures);
-        shared.storage_error(StorageOp::Delete);
+    match within(shared.storage().delete(key), deadline, abort).await {
+        Step::Done(Ok(())) => Step::Done(()),
+        Step::Done(Err(_)) => {
+            bump(&shared.counters().store_cleanup_failures);
+            shared.storage_error(StorageOp::Delete);
+            Step::Done(())
+        }
+        Step::Late => {
+            bump(&shared.counters().store_cleanup_failures);
+            Step::Late
+        }
+        Step::Aborted => Step::Aborted,
     }
 }

@@ -105,10 +105,7 @@ where
 }
 
 fn live_flight<S, R, C>(shared: &Shared<S, R, C>, key: &str, now: u64) -> Option<Arc<Flight>> {
-    shared
-        .flights()
-        .get(key)
-        .filter(|f| !f.is_abandoned(now) && !f.is_fenced())
+    shared.flights().get(key).filter(|f| f.is_joinable(now))
 }
 
 fn register<S, R, C>(
@@ -206,9 +203,9 @@ where
         self.flight.with_claims(|c| c.lease.take()).flatten()
     }
 
-    /// The call succeeded with `entry`: the breaker hears of it and every
-    /// waiter gets the entry.
-    pub(crate) fn succeed(&self, entry: Entry) {
+    /// Upstream answered: the breaker hears of the success (the value is
+    /// stored, then handed out with [`deliver`](Self::deliver)).
+    pub(crate) fn succeed(&self) {
         if let Some(p) = self.take_permit() {
             self.shared
                 .report_transitions(self.shared.breaker().success(&self.key, p));
@@ -216,6 +213,10 @@ where
         if self.shared.cfg().negative_ttl.is_some() {
             self.shared.negatives().remove(&self.key);
         }
+    }
+
+    /// Hands `entry` to every waiter.
+    pub(crate) fn deliver(&self, entry: Entry) {
         self.flight.complete(Ok(entry));
     }
 
@@ -260,8 +261,8 @@ where
         self.flight.complete_from_storage(entry);
     }
 
-    /// Ends without calling upstream and without a value (a lease holder
-    /// elsewhere did not deliver in time, or a store too slow to answer).
+    /// Ends without a value to hand out: a lease holder elsewhere did not
+    /// deliver in time, or the store did not answer by the deadline.
     pub(crate) fn give_up(&self, error: Error) {
         self.flight.complete(Err(error));
     }

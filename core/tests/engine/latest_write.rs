@@ -37,18 +37,20 @@ fn stored_value<S: swre_core::Storage>(h: &H<S>, key: &str) -> Option<String> {
 #[test]
 fn a_set_after_a_lookup_returned_is_not_overwritten_by_that_lookups_store() {
     let h = scripted(|b| b);
-    // The call's store takes 1 s; the caller's own set is instant.
+    // The call's store takes 1 s; the caller's own set is instant. The call
+    // stores before it answers, so the caller's set comes after the store.
     h.engine.storage().set_delays.push(&[1_000]);
-    let r = h
-        .exec
-        .block_on(h.engine.get_or_fetch("k", h.ok("fetched")))
-        .unwrap();
-    assert_eq!((value(&r), r.status), ("fetched", Status::Miss));
     let engine = h.engine.clone();
-    let set = h.exec.spawn(async move { engine.set("k", "mine").await });
+    let f = h.ok("fetched");
+    let lookup = h
+        .exec
+        .spawn(async move { engine.get_or_fetch("k", f).await });
     h.exec.run_until_stalled();
     h.advance(Duration::from_secs(1));
-    assert!(matches!(set.try_take(), Some(Ok(()))));
+    let r = lookup.try_take().expect("answered").unwrap();
+    assert_eq!((value(&r), r.status), ("fetched", Status::Miss));
+    h.exec.block_on(h.engine.set("k", "mine")).unwrap();
+    h.advance(Duration::from_secs(1));
     assert_eq!(stored_value(&h, "k").as_deref(), Some("mine"));
     assert_eq!(value(&h.get("k", "unused").unwrap()), "mine");
 }
@@ -82,6 +84,8 @@ fn a_set_during_a_refresh_is_not_overwritten_by_it() {
     h.advance(15 * SEC);
     let (tx, fetch) = h.gated();
     h.exec.block_on(h.engine.get_or_fetch("k", fetch)).unwrap();
+    h.exec.run_until_stalled();
+    assert_eq!(h.calls(), 1, "the refresh is calling upstream");
     h.exec.block_on(h.engine.set("k", "mine")).unwrap();
     tx.send(Ok("refreshed")).unwrap();
     h.exec.run_until_stalled();
@@ -89,16 +93,26 @@ fn a_set_during_a_refresh_is_not_overwritten_by_it() {
 }
 
 #[test]
-fn serve_stale_never_goes_back_to_the_old_value_after_the_new_one_was_handed_out() {
+fn serve_stale_lookups_and_peek_agree_on_the_newest_value() {
     let h = scripted(|b| b.expired_mode(ExpiredMode::ServeStale));
     h.exec.block_on(h.engine.set("k", "old")).unwrap();
     h.advance(35 * SEC); // expired
-                         // The refresh's store takes 1 s: its value is known before it is stored.
+                         // The refresh's store takes 1 s.
     h.engine.storage().set_delays.push(&[1_000]);
     let r = h.get("k", "new").unwrap();
     assert_eq!((value(&r), r.status), ("old", Status::Expired));
+    // Until the refreshed value is stored it is handed to nobody: peek and
+    // lookups both still see the old one, never one then the other.
     let peeked = h.exec.block_on(h.engine.peek("k")).unwrap().unwrap();
-    assert_eq!(&*peeked.value, b"new", "peek hands out the refreshed value");
+    let r = h.get("k", "unused").unwrap();
+    assert_eq!(
+        (&*peeked.value, peeked.status),
+        (&b"old"[..], Status::Expired)
+    );
+    assert_eq!((value(&r), r.status), ("old", Status::Expired));
+    h.advance(Duration::from_secs(1));
+    let peeked = h.exec.block_on(h.engine.peek("k")).unwrap().unwrap();
+    assert_eq!(&*peeked.value, b"new");
     let r = h.get("k", "unused").unwrap();
     assert_eq!((value(&r), r.status), ("new", Status::Hit));
 }

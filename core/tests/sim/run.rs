@@ -1,0 +1,531 @@
+//! One seeded run: random lookups, sets, invalidates, clock moves, task
+//! interleavings and a shutdown against a faulty store and upstream, with the
+//! invariants checked after every step.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use swre_core::testing::ManualTimer;
+use swre_core::{
+    BreakerConfig, BreakerState, CacheTtl, Engine, Error, ExpiredMode, ManualClock, Status,
+};
+
+use crate::world::{
+    decode, fetch, Behaviour, Exec, FaultyStore, Rng, SharedRng, SimRuntime, Transitions, Upstream,
+    MAX_STORE_STALL_MS,
+};
+
+const START: u64 = 1_700_000_000_000;
+const KEYS: [&str; 3] = ["a", "b", "c"];
+const TIMEOUT_MS: u64 = 1_500;
+const STEPS: usize = 60;
+
+type SimEngine = Engine<FaultyStore, SimRuntime>;
+
+/// What the checker knows of one key.
+#[derive(Default)]
+struct KeyModel {
+    /// Lowest version a lookup that starts now may return: the highest a
+    /// completed lookup returned, and the last completed write's.
+    floor: u64,
+    /// The last completed write: its version (sets and invalidates alike).
+    last_write: u64,
+    /// Whether the last completed write was an invalidate.
+    invalidated: bool,
+    /// The last write issued, whether it succeeded or not: it fences every
+    /// upstream call of the key whose flight was admitted before it.
+    fenced_upto: u64,
+    /// When (timer ms) that write was issued.
+    fenced_at: Option<u64>,
+    /// User writes of the key not yet completed (the simulator issues at most one).
+    writing: bool,
+    /// Bumped when a write starts or ends: a lookup that overlapped a write
+    /// raced it, and its result does not raise the floor.
+    write_epoch: u64,
+}
+
+#[derive(Default)]
+struct Model {
+    keys: HashMap<&'static str, KeyModel>,
+    pending: Vec<Pending>,
+    done: Vec<Done>,
+    /// Timer time at which shutdown's grace period ends (abort), if called.
+    aborted_after: Option<u64>,
+}
+
+struct Pending {
+    id: u64,
+    key: &'static str,
+    started: u64,
+}
+
+struct Done {
+    id: u64,
+    key: &'static str,
+    floor: u64,
+    epoch: u64,
+    /// A read of the key failed while the lookup ran: what it returned may
+    /// rest on a degraded read ("storage failures degrade"), so it does not
+    /// raise the floor.
+    degraded: bool,
+    result: Result<(u64, Status, u64), Error>,
+    now_clock: u64,
+}
+
+type SharedModel = Arc<Mutex<Model>>;
+
+pub struct Knobs {
+    pub fault_percent: u64,
+    pub hold_percent: u64,
+    pub mode: ExpiredMode,
+    pub negative: bool,
+}
+
+impl Knobs {
+    fn roll(rng: &mut Rng) -> Self {
+        Self {
+            fault_percent: [0, 5, 20][rng.below(3) as usize],
+            hold_percent: [0, 0, 5][rng.below(3) as usize],
+            mode: if rng.chance(50) {
+                ExpiredMode::Revalidate
+            } else {
+                ExpiredMode::ServeStale
+            },
+            negative: rng.chance(20),
+        }
+    }
+}
+
+fn trace() -> bool {
+    std::env::var_os("SWRE_SIM_TRACE").is_some()
+}
+
+macro_rules! trace {
+    ($($arg:tt)*) => { if trace() { eprintln!($($arg)*); } };
+}
+
+/// Runs `seed`; `Err` describes the first violated invariant.
+pub fn run(seed: u64) -> Result<(), String> {
+    let mut root = Rng::new(seed);
+    let knobs = Knobs::roll(&mut root);
+    trace!(
+        "seed {seed}: faults {}%, held tasks {}%, {:?}, negative caching {}",
+        knobs.fault_percent,
+        knobs.hold_percent,
+        knobs.mode,
+        knobs.negative
+    );
+    let rng: SharedRng = Arc::new(Mutex::new(root));
+    let clock = ManualClock::new(START);
+    let timer = ManualTimer::new();
+    let exec = Exec::default();
+    let rt = SimRuntime {
+        clock: clock.clone(),
+        timer: timer.clone(),
+        exec: exec.clone(),
+        rng: rng.clone(),
+        hold_percent: knobs.hold_percent,
+    };
+    let store = FaultyStore::new(timer.clone(), rng.clone(), knobs.fault_percent);
+    let transitions = Arc::new(Transitions::default());
+    let mut builder = Engine::builder(store, rt)
+        .ttl(CacheTtl::new(
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            Duration::from_secs(3),
+        ))
+        .refresh_timeout(Duration::from_millis(TIMEOUT_MS))
+        .shutdown_timeout(Duration::from_secs(1))
+        .max_concurrent_refreshes(2)
+        .expired_mode(knobs.mode)
+        .breaker(
+            BreakerConfig::default()
+                .failure_threshold(3)
+                .global_failure_keys(2)
+                .open_for(Duration::from_secs(2))
+                .max_half_open(2),
+        )
+        .metrics(transitions.clone());
+    if knobs.negative {
+        builder = builder.negative_ttl(Duration::from_millis(500));
+    }
+    let engine: SimEngine = builder.build().map_err(|e| e.to_string())?;
+    let up = Arc::new(Upstream::default());
+    let model: SharedModel = Arc::default();
+    let mut next_id = 0u64;
+    let mut shutdown_called = false;
+
+    for step in 0..STEPS {
+        let roll = rng.lock().unwrap().below(100);
+        let key = KEYS[rng.lock().unwrap().below(3) as usize];
+        match roll {
+            0..=34 => {
+                next_id += 1;
+                let b = behaviour(&rng);
+                trace!(
+                    "[{} ms] step {step}: lookup {next_id} of {key:?}, fetch {b:?}",
+                    timer.now_ms()
+                );
+                lookup(&engine, &exec, &model, &up, &timer, &clock, key, next_id, b);
+            }
+            35..=44 => {
+                trace!("[{} ms] step {step}: set {key:?}", timer.now_ms());
+                write(&engine, &exec, &model, &up, key, true, &timer)
+            }
+            45..=49 => {
+                trace!("[{} ms] step {step}: invalidate {key:?}", timer.now_ms());
+                write(&engine, &exec, &model, &up, key, false, &timer)
+            }
+            50..=74 => {
+                let n = 1 + rng.lock().unwrap().below(12);
+                trace!("[{} ms] step {step}: run {n} polls", timer.now_ms());
+                for _ in 0..n {
+                    exec.step(&rng);
+                }
+            }
+            75..=96 => {
+                let ms = 1 + rng.lock().unwrap().below(900);
+                trace!("[{} ms] step {step}: advance {ms} ms", timer.now_ms());
+                advance(&clock, &timer, &exec, &rng, ms)?;
+                check_settled(&model, &timer)?;
+            }
+            _ if !shutdown_called => {
+                shutdown_called = true;
+                let e = engine.clone();
+                let m = model.clone();
+                let t = timer.clone();
+                exec.client(async move {
+                    // The abort comes one grace period after the first poll.
+                    m.lock().unwrap().aborted_after = Some(t.now_ms() + 1_000);
+                    e.shutdown().await;
+                });
+            }
+            _ => {}
+        }
+        check(&engine, &model, &up, &timer, &transitions)
+            .map_err(|e| format!("step {step}: {e}"))?;
+    }
+    finish(
+        &engine,
+        &exec,
+        &model,
+        &up,
+        &clock,
+        &timer,
+        &transitions,
+        &rng,
+    )
+}
+
+/// Moves both clocks `ms` forward in steps of at most [`TICK_MS`], running
+/// every woken task after each, as a live executor would.
+fn advance(
+    clock: &ManualClock,
+    timer: &ManualTimer,
+    exec: &Exec,
+    rng: &SharedRng,
+    ms: u64,
+) -> Result<(), String> {
+    let mut left = ms;
+    while left > 0 {
+        let step = left.min(TICK_MS);
+        clock.advance(Duration::from_millis(step));
+        timer.advance(Duration::from_millis(step));
+        exec.settle(rng)?;
+        left -= step;
+    }
+    Ok(())
+}
+
+/// The longest single move of the clocks.
+const TICK_MS: u64 = 100;
+
+fn behaviour(rng: &SharedRng) -> Behaviour {
+    let mut r = rng.lock().unwrap();
+    match r.below(100) {
+        0..=49 => Behaviour::Ok,
+        50..=64 => Behaviour::Slow(1 + r.below(2 * TIMEOUT_MS)),
+        65..=79 => Behaviour::Fail,
+        80..=87 => Behaviour::NotFound,
+        88..=95 => Behaviour::Hang,
+        _ => Behaviour::Panic,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn lookup(
+    engine: &SimEngine,
+    exec: &Exec,
+    model: &SharedModel,
+    up: &Arc<Upstream>,
+    timer: &ManualTimer,
+    clock: &ManualClock,
+    key: &'static str,
+    id: u64,
+    b: Behaviour,
+) {
+    let (floor, epoch) = {
+        let mut m = model.lock().unwrap();
+        m.pending.push(Pending {
+            id,
+            key,
+            started: timer.now_ms(),
+        });
+        let k = m.keys.entry(key).or_default();
+        // A lookup that starts while a write is running races it.
+        let epoch = if k.writing { u64::MAX } else { k.write_epoch };
+        (k.floor, epoch)
+    };
+    let f = fetch(up, timer, key, b);
+    let faults = engine.storage().read_faults(key);
+    let e = engine.clone();
+    let m = model.clone();
+    let clock = clock.clone();
+    exec.client(async move {
+        let r = e.get_or_fetch(key, f).await;
+        let now_clock = swre_core::Clock::now_ms(&clock);
+        trace!(
+            "  lookup {id} of {key:?} -> {:?}",
+            r.as_ref()
+                .map(|c| (decode(&c.value), c.status, c.created_at - START))
+        );
+        let result = r.map(|c| (decode(&c.value).unwrap_or(u64::MAX), c.status, c.expires_at));
+        let degraded = e.storage().read_faults(key) != faults;
+        let mut m = m.lock().unwrap();
+        m.pending.retain(|p| p.id != id);
+        m.done.push(Done {
+            id,
+            key,
+            floor,
+            epoch,
+            degraded,
+            result,
+            now_clock,
+        });
+    });
+}
+
+fn write(
+    engine: &SimEngine,
+    exec: &Exec,
+    model: &SharedModel,
+    up: &Arc<Upstream>,
+    key: &'static str,
+    set: bool,
+    timer: &ManualTimer,
+) {
+    let version = {
+        let mut m = model.lock().unwrap();
+        let k = m.keys.entry(key).or_default();
+        if k.writing {
+            return; // user writes of one key are not concurrent here
+        }
+        k.writing = true;
+        k.write_epoch += 1;
+        up.version()
+    };
+    let e = engine.clone();
+    let m = model.clone();
+    let timer = timer.clone();
+    exec.client(async move {
+        {
+            // The write fences running calls on its first poll.
+            let mut m = m.lock().unwrap();
+            let k = m.keys.entry(key).or_default();
+            k.fenced_upto = version;
+            k.fenced_at = Some(timer.now_ms());
+        }
+        let r = if set {
+            e.set(key, crate::world::encode(version)).await
+        } else {
+            e.invalidate(key).await
+        };
+        trace!(
+            "  {} {key:?} (version {version}) -> {r:?}",
+            if set { "set" } else { "invalidate" }
+        );
+        let mut m = m.lock().unwrap();
+        let k = m.keys.entry(key).or_default();
+        k.writing = false;
+        k.write_epoch += 1;
+        if r.is_ok() {
+            k.last_write = version;
+            k.invalidated = !set;
+            k.floor = k.floor.max(version);
+        }
+    });
+}
+
+/// Invariants checked after every step.
+fn check(
+    engine: &SimEngine,
+    model: &SharedModel,
+    up: &Arc<Upstream>,
+    timer: &ManualTimer,
+    transitions: &Transitions,
+) -> Result<(), String> {
+    let now = timer.now_ms();
+    let mut m = model.lock().unwrap();
+    // Every completed lookup: no value older than one handed out before it
+    // started; nothing served past `expires_at`.
+    let done: Vec<Done> = std::mem::take(&mut m.done);
+    for d in done {
+        if let Ok((version, status, expires_at)) = d.result {
+            if version < d.floor {
+                return Err(format!(
+                    "lookup {} of {:?} got version {version} ({status}), older than {} handed out before it started",
+                    d.id, d.key, d.floor
+                ));
+            }
+            if d.now_clock >= expires_at {
+                return Err(format!(
+                    "lookup {} of {:?} served version {version} ({status}) past its expires_at",
+                    d.id, d.key
+                ));
+            }
+            let k = m.keys.entry(d.key).or_default();
+            if !k.writing && k.write_epoch == d.epoch && !d.degraded {
+                k.floor = k.floor.max(version);
+            }
+        }
+    }
+    // An invalidate or set is never undone: what the store holds is the last
+    // write or newer (or nothing).
+    for key in KEYS {
+        let k = m.keys.entry(key).or_default();
+        if k.writing {
+            continue;
+        }
+        if let Some(e) = engine.storage().peek(key) {
+            let v = decode(&e.value).unwrap_or(0);
+            if v < k.last_write || (k.invalidated && v == k.last_write) {
+                return Err(format!(
+                    "store holds version {v} of {key:?} after a later {} (version {})",
+                    if k.invalidated { "invalidate" } else { "set" },
+                    k.last_write
+                ));
+            }
+        }
+    }
+    // One live upstream call per key: a second call may start only once the
+    // first's flight could have passed its deadline (its admission was at
+    // most one store stall before its call started).
+    for (key, calls) in up.running.lock().unwrap().iter() {
+        for (i, a) in calls.iter().enumerate() {
+            for b in &calls[i + 1..] {
+                let (first, second) = if a.1 <= b.1 { (a, b) } else { (b, a) };
+                if second.1 < first.1 + TIMEOUT_MS - MAX_STORE_STALL_MS && !exempt(&m, key, first) {
+                    return Err(format!(
+                        "two live upstream calls of {key:?}: versions {} (from {} ms) and {} (from {} ms), now {now} ms",
+                        first.0, first.1, second.0, second.1
+                    ));
+                }
+            }
+        }
+    }
+    // After shutdown's grace period no upstream call starts.
+    if let Some(at) = m.aborted_after {
+        if now > at {
+            let started_late = up
+                .running
+                .lock()
+                .unwrap()
+                .values()
+                .flatten()
+                .any(|(_, from)| *from > at);
+            if started_late {
+                return Err("an upstream call started after shutdown's grace period".into());
+            }
+        }
+    }
+    // Breaker transitions follow the state machine.
+    let seq = transitions.0.lock().unwrap();
+    let mut state = BreakerState::Closed;
+    for &next in seq.iter() {
+        let ok = matches!(
+            (state, next),
+            (BreakerState::Closed, BreakerState::Open)
+                | (BreakerState::Open, BreakerState::HalfOpen)
+                | (BreakerState::HalfOpen, BreakerState::Closed)
+                | (BreakerState::HalfOpen, BreakerState::Open)
+        );
+        if !ok {
+            return Err(format!("breaker went {state:?} -> {next:?}"));
+        }
+        state = next;
+    }
+    Ok(())
+}
+
+/// Calls superseded by a write do not count as live: a write issued after
+/// the call started, or one issued after its flight may have been admitted
+/// (at most a store stall and a tick before the call started).
+fn exempt(m: &Model, key: &str, (version, started): &(u64, u64)) -> bool {
+    m.keys.get(key).is_some_and(|k| {
+        k.fenced_upto > *version
+            || k.fenced_at
+                .is_some_and(|at| at + MAX_STORE_STALL_MS + TICK_MS >= *started)
+    })
+}
+
+/// With every woken task run: no lookup waits past the longest it may (one
+/// store stall before its call is admitted, then the call's one deadline).
+fn check_settled(model: &SharedModel, timer: &ManualTimer) -> Result<(), String> {
+    let now = timer.now_ms();
+    let m = model.lock().unwrap();
+    for p in &m.pending {
+        // Its read may stall (and is seen to end on the next tick), then the
+        // call it waits for has one deadline (seen on the next tick).
+        if now > p.started + MAX_STORE_STALL_MS + TICK_MS + TIMEOUT_MS + TICK_MS {
+            return Err(format!(
+                "lookup {} of {:?} started at {} ms is still waiting at {now} ms",
+                p.id, p.key, p.started
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Ends the run: time passes until every deadline is over, the engine shuts
+/// down, and everything it took must be back.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    engine: &SimEngine,
+    exec: &Exec,
+    model: &SharedModel,
+    up: &Arc<Upstream>,
+    clock: &ManualClock,
+    timer: &ManualTimer,
+    transitions: &Transitions,
+    rng: &SharedRng,
+) -> Result<(), String> {
+    for _ in 0..10 {
+        advance(clock, timer, exec, rng, 500)?;
+        check_settled(model, timer)?;
+        check(engine, model, up, timer, transitions)?;
+    }
+    let e = engine.clone();
+    exec.client(async move { e.shutdown().await });
+    advance(clock, timer, exec, rng, 5_000)?;
+    check(engine, model, up, timer, transitions)?;
+    if !model.lock().unwrap().pending.is_empty() {
+        return Err("a lookup never settled".into());
+    }
+    let s = engine.stats();
+    if (s.in_flight, s.refreshes_running, s.tasks_running) != (0, 0, 0) {
+        return Err(format!(
+            "tickets not returned: in_flight {}, refreshes_running {}, tasks_running {}",
+            s.in_flight, s.refreshes_running, s.tasks_running
+        ));
+    }
+    if exec.live_engine_tasks() != 0 {
+        return Err(format!(
+            "{} engine tasks still running after shutdown",
+            exec.live_engine_tasks()
+        ));
+    }
+    let _ = up.started.load(Ordering::SeqCst);
+    Ok(())
+}
