@@ -1,4 +1,4 @@
-//! The negative cache (engine rule 8): upstream errors remembered per key for
+//! The negative cache ("errors can be remembered"): upstream errors remembered per key for
 //! `negative_ttl`, so callers in that window get the error without a call.
 
 use alloc::boxed::Box;

@@ -40,7 +40,7 @@ struct Inner {
 ///   connections close themselves on `versionchange` (and on a forced close)
 ///   and reopen lazily on the next operation.
 /// - A database that cannot be opened or used returns `StorageError`s, which
-///   the engine degrades (rule 5): requests are answered by upstream.
+///   the engine degrades ("storage failures degrade"): requests are answered by upstream.
 /// - Writes resolve when their transaction has committed.
 #[derive(Clone)]
 pub struct IndexedDbStorage {

@@ -109,7 +109,13 @@ where
     let timeout = shared.cfg().refresh_timeout;
     let late = Error::Timeout { after: timeout };
     let abort = shared.abort_latch();
-    let mut deadline = pin!(shared.runtime().sleep(timeout));
+    // The flight's deadline was set at admission; the task may start later.
+    let left = ticket
+        .flight()
+        .deadline_ms()
+        .saturating_sub(shared.now())
+        .min(crate::time::duration_ms(timeout));
+    let mut deadline = pin!(shared.runtime().sleep(Duration::from_millis(left)));
     let seen = call.seen.as_ref();
 
     // A caller may have read storage just before another call for this key

@@ -20,7 +20,7 @@ struct Shared {
 /// A [`Timer`] on virtual time that moves only when told to.
 ///
 /// It is independent of [`ManualClock`](crate::ManualClock), so a test can
-/// freeze the wall clock and still let timeouts fire (engine rule 9).
+/// freeze the wall clock and still let timeouts fire ("timeouts come from timers").
 ///
 /// ```
 /// use core::future::Future;

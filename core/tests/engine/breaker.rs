@@ -1,4 +1,4 @@
-//! Engine rule 4: the circuit breaker guards upstream calls only.
+//! "Breaker guards upstream only": the circuit breaker guards upstream calls only.
 
 use swre_core::{BreakerConfig, BreakerState, Error, NotCounted, Status};
 

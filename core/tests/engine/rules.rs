@@ -1,5 +1,6 @@
-//! Engine rules 1–3, 5, 6, 8–10 through the public API (breaker: breaker.rs;
-//! shutdown: shutdown.rs).
+//! The engine rules through the public API, each test named for the rule it
+//! checks (the breaker: breaker.rs; shutdown: shutdown.rs; deadlines:
+//! deadlines.rs; the latest write wins: latest_write.rs).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,7 +15,7 @@ use swre_core::{
 use crate::common::*;
 
 #[test]
-fn rule1_two_hundred_concurrent_callers_share_one_upstream_call() {
+fn one_call_per_key_two_hundred_concurrent_callers_share_one_upstream_call() {
     let h = harness();
     let (tx, fetch) = h.gated();
     let mut fetch = Some(fetch);
@@ -46,7 +47,7 @@ fn rule1_two_hundred_concurrent_callers_share_one_upstream_call() {
 }
 
 #[test]
-fn rule1_every_waiter_gets_the_same_error() {
+fn one_call_per_key_every_waiter_gets_the_same_error() {
     let h = harness();
     let (tx, fetch) = h.gated();
     let first = {
@@ -76,7 +77,7 @@ fn rule1_every_waiter_gets_the_same_error() {
 }
 
 #[test]
-fn rule2_a_dropped_waiter_does_not_cancel_the_shared_fetch() {
+fn callers_never_cancel_the_call_a_dropped_waiter_does_not_cancel_the_shared_fetch() {
     let h = harness();
     let (tx, fetch) = h.gated();
     {
@@ -105,7 +106,7 @@ fn rule2_a_dropped_waiter_does_not_cancel_the_shared_fetch() {
 }
 
 #[test]
-fn rule2_timeout_ends_the_call_and_releases_its_slot() {
+fn callers_never_cancel_the_call_timeout_ends_the_call_and_releases_its_slot() {
     let h = harness_with(|b| b.refresh_timeout(2 * SEC));
     let dropped = Arc::new(AtomicBool::new(false));
     let task = {
@@ -133,7 +134,7 @@ fn rule2_timeout_ends_the_call_and_releases_its_slot() {
 }
 
 #[test]
-fn rule3_refreshes_are_bounded_and_skips_are_counted() {
+fn bounded_refresh_refreshes_are_bounded_and_skips_are_counted() {
     let h = harness_with(|b| b.max_concurrent_refreshes(2));
     for k in ["a", "b", "c", "d", "e"] {
         h.get(k, "v1").unwrap();
@@ -168,7 +169,7 @@ fn rule3_refreshes_are_bounded_and_skips_are_counted() {
 }
 
 #[test]
-fn rule3_zero_refreshes_turns_background_refresh_off() {
+fn bounded_refresh_zero_refreshes_turns_background_refresh_off() {
     let h = harness_with(|b| b.max_concurrent_refreshes(0));
     h.get("k", "v1").unwrap();
     h.advance(10 * SEC);
@@ -178,7 +179,7 @@ fn rule3_zero_refreshes_turns_background_refresh_off() {
 }
 
 #[test]
-fn rule5_read_errors_are_misses_and_write_errors_still_return_the_value() {
+fn storage_failures_degrade_read_errors_are_misses_and_write_errors_still_return_the_value() {
     let h = harness_on(Faulty::new(MemoryStorage::new()), |b| b);
     h.engine.storage().fail_get.store(true, Ordering::SeqCst);
     h.engine.storage().fail_set.store(true, Ordering::SeqCst);
@@ -200,7 +201,7 @@ fn rule5_read_errors_are_misses_and_write_errors_still_return_the_value() {
 }
 
 #[test]
-fn rule5_an_undecodable_entry_is_a_miss_and_is_overwritten() {
+fn storage_failures_degrade_an_undecodable_entry_is_a_miss_and_is_overwritten() {
     #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
     struct User {
         id: u32,
@@ -275,7 +276,7 @@ fn typed_lookups_round_trip_through_json_and_compressed_codecs() {
 }
 
 #[test]
-fn rule6_bad_keys_are_rejected_and_change_nothing() {
+fn bad_input_changes_nothing_bad_keys_are_rejected_and_change_nothing() {
     let h = harness_with(|b| b.max_key_bytes(16));
     match h.get("", "v") {
         Err(Error::InvalidKey(KeyError::Empty)) => {}
@@ -298,7 +299,7 @@ fn rule6_bad_keys_are_rejected_and_change_nothing() {
 }
 
 #[test]
-fn rule6_oversized_values_are_returned_but_not_stored() {
+fn bad_input_changes_nothing_oversized_values_are_returned_but_not_stored() {
     let h = harness_with(|b| b.max_value_bytes(4));
     let r = h.get("k", "too long").unwrap();
     assert_eq!((r.status, value(&r)), (Status::Miss, "too long"));
@@ -312,7 +313,7 @@ fn rule6_oversized_values_are_returned_but_not_stored() {
 }
 
 #[test]
-fn rule6_the_builder_names_each_rejected_option() {
+fn bad_input_changes_nothing_the_builder_names_each_rejected_option() {
     use swre_core::{BreakerConfig, CacheTtl};
     let exec = swre_core::testing::TestExecutor::new();
     let rt = swre_core::testing::TestRuntime::new(&exec, START);
@@ -373,7 +374,7 @@ fn rule6_the_builder_names_each_rejected_option() {
 }
 
 #[test]
-fn rule8_negative_caching_is_off_by_default() {
+fn errors_can_be_remembered_negative_caching_is_off_by_default() {
     let h = harness();
     assert!(h.get_err("k").is_err());
     assert!(h.get_err("k").is_err());
@@ -381,7 +382,7 @@ fn rule8_negative_caching_is_off_by_default() {
 }
 
 #[test]
-fn rule8_negative_caching_remembers_errors_for_its_window() {
+fn errors_can_be_remembered_negative_caching_remembers_errors_for_its_window() {
     let h = harness_with(|b| b.negative_ttl(5 * SEC));
     assert!(h.get_err("k").is_err());
     h.advance(4 * SEC);
@@ -402,7 +403,7 @@ fn rule8_negative_caching_remembers_errors_for_its_window() {
 }
 
 #[test]
-fn rule8_errors_with_a_fallback_are_not_remembered() {
+fn errors_can_be_remembered_errors_with_a_fallback_are_not_remembered() {
     let h = harness_with(|b| b.negative_ttl(5 * SEC));
     h.get("k", "v1").unwrap();
     h.advance(30 * SEC);
@@ -411,7 +412,7 @@ fn rule8_errors_with_a_fallback_are_not_remembered() {
 }
 
 #[test]
-fn rule9_timeouts_fire_on_the_timer_while_the_clock_is_frozen() {
+fn timeouts_come_from_timers_timeouts_fire_on_the_timer_while_the_clock_is_frozen() {
     let h = harness_with(|b| b.refresh_timeout(3 * SEC));
     let dropped = Arc::new(AtomicBool::new(false));
     let task = {
@@ -429,7 +430,7 @@ fn rule9_timeouts_fire_on_the_timer_while_the_clock_is_frozen() {
 }
 
 #[test]
-fn rule9_advancing_only_the_clock_never_times_out_a_call() {
+fn timeouts_come_from_timers_advancing_only_the_clock_never_times_out_a_call() {
     let h = harness_with(|b| b.refresh_timeout(3 * SEC));
     let dropped = Arc::new(AtomicBool::new(false));
     let task = {
@@ -473,7 +474,7 @@ impl Metrics for Recorder {
 }
 
 #[test]
-fn rule10_metrics_and_stats_see_every_event() {
+fn nothing_per_hit_but_a_counter_metrics_and_stats_see_every_event() {
     let rec = Arc::new(Recorder::default());
     let h = harness_with({
         let rec = rec.clone();

@@ -1,4 +1,4 @@
-//! Engine rule 7: shutdown stops new calls, waits (bounded) for running ones,
+//! "Shutdown is final": shutdown stops new calls, waits (bounded) for running ones,
 //! and releases every slot.
 
 use std::sync::atomic::{AtomicBool, Ordering};
