@@ -217,10 +217,15 @@ impl Flight {
 
     /// Whether a caller at `now` may join the flight rather than start
     /// another: it is within its deadline and either not fenced, or fenced by
-    /// a write still in progress but holding a value (newer than what the
-    /// store holds until that write lands).
+    /// a write still in progress while its own store was already under way
+    /// (the write lands after it; a second call would race that store) or
+    /// while it holds a value (newer than what the store holds until that
+    /// write lands).
     pub(crate) fn is_joinable(&self, now: u64) -> bool {
-        !self.is_abandoned(now) && (!self.is_fenced() || self.completed_value().is_some())
+        !self.is_abandoned(now)
+            && (!self.is_fenced()
+                || *self.write.lock() == Write::Storing
+                || self.completed_value().is_some())
     }
 
     /// Whether a later write or a takeover fenced the flight.

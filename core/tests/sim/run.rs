@@ -41,9 +41,13 @@ struct KeyModel {
     fenced_at: Option<u64>,
     /// User writes of the key not yet completed (the simulator issues at most one).
     writing: bool,
-    /// Bumped when a write starts or ends: a lookup that overlapped a write
-    /// raced it, and its result does not raise the floor.
+    /// Bumped when a write starts and when it ends (odd while one runs): a
+    /// lookup that overlapped a write raced it.
     write_epoch: u64,
+    /// The highest version handed out by lookups that raced the write now
+    /// running: a lookup starting during that write may not return less, but
+    /// once the write lands it legitimately replaces them.
+    floor_in_write: u64,
 }
 
 #[derive(Default)]
@@ -61,10 +65,20 @@ struct Pending {
     started: u64,
 }
 
+/// What a lookup may not return less than, fixed when it starts.
+#[derive(Clone, Copy)]
+struct Floor {
+    /// Handed out (or written) before it started.
+    base: u64,
+    /// Handed out by lookups that raced the write running when it started:
+    /// binding only if that write has still not landed when it returns.
+    in_write: u64,
+}
+
 struct Done {
     id: u64,
     key: &'static str,
-    floor: u64,
+    floor: Floor,
     epoch: u64,
     /// A read of the key failed while the lookup ran: what it returned may
     /// rest on a degraded read ("storage failures degrade"), so it does not
@@ -274,9 +288,11 @@ fn lookup(
             started: timer.now_ms(),
         });
         let k = m.keys.entry(key).or_default();
-        // A lookup that starts while a write is running races it.
-        let epoch = if k.writing { u64::MAX } else { k.write_epoch };
-        (k.floor, epoch)
+        let floor = Floor {
+            base: k.floor,
+            in_write: if k.writing { k.floor_in_write } else { 0 },
+        };
+        (floor, k.write_epoch)
     };
     let f = fetch(up, timer, key, b);
     let faults = engine.storage().read_faults(key);
@@ -350,6 +366,7 @@ fn write(
         let k = m.keys.entry(key).or_default();
         k.writing = false;
         k.write_epoch += 1;
+        k.floor_in_write = 0;
         if r.is_ok() {
             k.last_write = version;
             k.invalidated = !set;
@@ -373,10 +390,17 @@ fn check(
     let done: Vec<Done> = std::mem::take(&mut m.done);
     for d in done {
         if let Ok((version, status, expires_at)) = d.result {
-            if version < d.floor {
+            let k = m.keys.entry(d.key).or_default();
+            let same_write_running = k.writing && k.write_epoch == d.epoch;
+            let floor = if same_write_running {
+                d.floor.base.max(d.floor.in_write)
+            } else {
+                d.floor.base
+            };
+            if version < floor {
                 return Err(format!(
-                    "lookup {} of {:?} got version {version} ({status}), older than {} handed out before it started",
-                    d.id, d.key, d.floor
+                    "lookup {} of {:?} got version {version} ({status}), older than {floor} handed out before it started",
+                    d.id, d.key
                 ));
             }
             if d.now_clock >= expires_at {
@@ -386,8 +410,13 @@ fn check(
                 ));
             }
             let k = m.keys.entry(d.key).or_default();
-            if !k.writing && k.write_epoch == d.epoch && !d.degraded {
+            if d.degraded {
+                continue;
+            }
+            if !k.writing && k.write_epoch == d.epoch {
                 k.floor = k.floor.max(version);
+            } else if k.writing && (d.epoch == k.write_epoch || d.epoch + 1 == k.write_epoch) {
+                k.floor_in_write = k.floor_in_write.max(version);
             }
         }
     }
