@@ -77,6 +77,8 @@ pub(crate) struct Flight {
     /// abandoned it): its value is no longer the newest, so it is never served
     /// from the flight again.
     hidden: AtomicBool,
+    /// Set with `hidden`: a flight fenced before it stored waits for it.
+    overwritten: Latch,
     write: Mutex<Write>,
     /// Set when the flight's task has ended (or was abandoned): nothing of it
     /// will be written any more.
@@ -95,6 +97,7 @@ impl Flight {
             from_storage: AtomicBool::new(false),
             fenced: AtomicBool::new(false),
             hidden: AtomicBool::new(false),
+            overwritten: Latch::default(),
             write: Mutex::new(Write::Open),
             settled: Latch::default(),
             claims: Mutex::new(Some(claims)),
@@ -197,6 +200,12 @@ impl Flight {
     /// Hides the flight's value: the write that fenced it has landed.
     pub(crate) fn hide(&self) {
         self.hidden.store(true, Ordering::Release);
+        self.overwritten.set();
+    }
+
+    /// Resolves once the write that fenced the flight has landed.
+    pub(crate) fn overwritten(&self) -> impl Future<Output = ()> + '_ {
+        self.overwritten.wait()
     }
 
     /// Supersedes the flight: it will store nothing more and no new caller

@@ -252,7 +252,10 @@ where
     let key = ticket.key();
     let abort = shared.abort_latch();
     if !ticket.flight().begin_store() {
-        return Step::Done(());
+        // A write superseded the call before it stored: until that write
+        // lands the store holds an older value than this one, so the value
+        // is handed out only after it.
+        return within(ticket.flight().overwritten(), deadline, abort).await;
     }
     if entry.value.len() > shared.cfg().max_value_bytes {
         bump(&shared.counters().oversized_values);
