@@ -95,6 +95,8 @@ pub struct Knobs {
     pub hold_percent: u64,
     pub mode: ExpiredMode,
     pub negative: bool,
+    /// Shutdown's grace period, ms.
+    pub grace_ms: u64,
 }
 
 impl Knobs {
@@ -108,6 +110,7 @@ impl Knobs {
                 ExpiredMode::ServeStale
             },
             negative: rng.chance(20),
+            grace_ms: [0, 200, 1_000][rng.below(3) as usize],
         }
     }
 }
@@ -125,11 +128,12 @@ pub fn run(seed: u64) -> Result<(), String> {
     let mut root = Rng::new(seed);
     let knobs = Knobs::roll(&mut root);
     trace!(
-        "seed {seed}: faults {}%, held tasks {}%, {:?}, negative caching {}",
+        "seed {seed}: faults {}%, held tasks {}%, {:?}, negative caching {}, grace {} ms",
         knobs.fault_percent,
         knobs.hold_percent,
         knobs.mode,
-        knobs.negative
+        knobs.negative,
+        knobs.grace_ms
     );
     let rng: SharedRng = Arc::new(Mutex::new(root));
     let clock = ManualClock::new(START);
@@ -151,7 +155,7 @@ pub fn run(seed: u64) -> Result<(), String> {
             Duration::from_secs(3),
         ))
         .refresh_timeout(Duration::from_millis(TIMEOUT_MS))
-        .shutdown_timeout(Duration::from_secs(1))
+        .shutdown_timeout(Duration::from_millis(knobs.grace_ms))
         .max_concurrent_refreshes(2)
         .expired_mode(knobs.mode)
         .breaker(
@@ -210,9 +214,10 @@ pub fn run(seed: u64) -> Result<(), String> {
                 let e = engine.clone();
                 let m = model.clone();
                 let t = timer.clone();
+                let grace = knobs.grace_ms;
                 exec.client(async move {
                     // The abort comes one grace period after the first poll.
-                    m.lock().unwrap().aborted_after = Some(t.now_ms() + 1_000);
+                    m.lock().unwrap().aborted_after = Some(t.now_ms() + grace);
                     e.shutdown().await;
                 });
             }
