@@ -56,6 +56,7 @@ impl Phase {
 /// `benches/examples/hitloop.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u64)]
+#[non_exhaustive]
 pub enum Status {
     /// A fresh value from storage.
     Hit,

@@ -10,8 +10,10 @@ macro_rules! counters {
         striped { $( $(#[$sdoc:meta])* $striped:ident ),* $(,)? }
         $( $(#[$doc:meta])* $name:ident ),* $(,)?
     ) => {
-        /// A snapshot of the engine's counters (`engine.stats()`).
+        /// A snapshot of the engine's counters (`engine.stats()`);
+        /// `Serialize` with the `serde` feature (for a metrics endpoint).
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[cfg_attr(feature = "serde", derive(serde::Serialize))]
         #[non_exhaustive]
         pub struct Stats {
             $( $(#[$sdoc])* pub $striped: u64, )*

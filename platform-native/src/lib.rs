@@ -4,18 +4,47 @@
 //! [`TokioRuntime`], a crash-safe [`FileStorage`], and every item of
 //! `swre-core` re-exported.
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
-//! use swre_native::{CacheTtl, Engine, FileStorage, TokioRuntime};
+//! use swre_native::{CacheTtl, Engine, FileStorage, NotCounted, Status, TokioRuntime};
 //!
-//! # async fn run() -> Result<(), swre_native::Error> {
-//! let storage = FileStorage::open(std::env::temp_dir().join("swre-cache")).await.map_err(swre_native::Error::Storage)?;
-//! let engine = Engine::builder(storage, TokioRuntime::new())
-//!     .ttl(CacheTtl::new(Duration::from_secs(5), Duration::from_secs(60), Duration::from_secs(3600)))
-//!     .build()?;
-//! let user = engine.get_or_fetch("user:1", || async { Ok::<_, std::io::Error>("Ada") }).await?;
-//! println!("{} ({})", String::from_utf8_lossy(&user.value), user.status);
-//! # Ok(()) }
+//! #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+//! struct User { id: u32, name: String }
+//!
+//! async fn load_user(id: u32) -> Result<Option<User>, std::io::Error> {
+//!     Ok((id == 1).then(|| User { id, name: "Ada".into() }))
+//! }
+//!
+//! async fn run() -> Result<(), swre_native::Error> {
+//!     let dir = std::env::temp_dir().join(format!("swre-doc-{}", std::process::id()));
+//!     let storage = FileStorage::open(&dir).await?;
+//!     let engine = Engine::builder(storage, TokioRuntime::new())
+//!         .ttl(CacheTtl::new(Duration::from_secs(5), Duration::from_secs(60), Duration::from_secs(3600)))
+//!         .build()?;
+//!
+//!     // A typed value; "not found" is cached as `None`, not an error, so
+//!     // unknown ids never move the circuit breaker.
+//!     let user = engine.get_or_fetch_as("user:1", || load_user(1)).await?;
+//!     assert_eq!((user.status, user.value.map(|u| u.name)), (Status::Miss, Some("Ada".to_string())));
+//!     let again = engine.get_or_fetch_as("user:1", || load_user(1)).await?;
+//!     assert_eq!(again.status, Status::Hit);
+//!
+//!     // Bytes, with an error the breaker must not count.
+//!     let r = engine
+//!         .get_or_fetch("user:2/avatar", || async { Err::<Vec<u8>, _>(NotCounted::new("no avatar")) })
+//!         .await;
+//!     assert!(matches!(r, Err(swre_native::Error::Upstream(_))));
+//!     engine.shutdown().await;
+//!     let _ = std::fs::remove_dir_all(dir);
+//!     Ok(())
+//! }
+//!
+//! tokio::runtime::Builder::new_multi_thread()
+//!     .enable_all()
+//!     .build()
+//!     .unwrap()
+//!     .block_on(run())
+//!     .unwrap();
 //! ```
 
 #![forbid(unsafe_code)]
