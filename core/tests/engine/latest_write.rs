@@ -37,8 +37,8 @@ fn stored_value<S: swre_core::Storage>(h: &H<S>, key: &str) -> Option<String> {
 #[test]
 fn a_set_after_a_lookup_returned_is_not_overwritten_by_that_lookups_store() {
     let h = scripted(|b| b);
-    // The call's store takes 1 s; the caller's own set is instant. The call
-    // stores before it answers, so the caller's set comes after the store.
+    // The call's store takes 1 s; the caller's own set is instant and made
+    // the moment its lookup returns.
     h.engine.storage().set_delays.push(&[1_000]);
     let engine = h.engine.clone();
     let f = h.ok("fetched");
@@ -46,11 +46,16 @@ fn a_set_after_a_lookup_returned_is_not_overwritten_by_that_lookups_store() {
         .exec
         .spawn(async move { engine.get_or_fetch("k", f).await });
     h.exec.run_until_stalled();
-    h.advance(Duration::from_secs(1));
+    for _ in 0..20 {
+        if lookup.is_finished() {
+            break;
+        }
+        h.advance(Duration::from_millis(100));
+    }
     let r = lookup.try_take().expect("answered").unwrap();
     assert_eq!((value(&r), r.status), ("fetched", Status::Miss));
     h.exec.block_on(h.engine.set("k", "mine")).unwrap();
-    h.advance(Duration::from_secs(1));
+    h.advance(Duration::from_secs(2));
     assert_eq!(stored_value(&h, "k").as_deref(), Some("mine"));
     assert_eq!(value(&h.get("k", "unused").unwrap()), "mine");
 }
