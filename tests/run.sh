@@ -90,6 +90,9 @@ cargo test --workspace
 step "deterministic simulation: 100,000 seeded runs of the engine (release build)"
 cargo test --release -p swre-core --test sim
 
+step "Miri over the one unsafe module (ShardLock), 32 seeds, pinned nightly"
+bash tests/miri.sh
+
 step "browser tests: swre-wasm in headless Chromium (wasm-bindgen-test-runner)"
 CHROMEDRIVER=/usr/bin/chromedriver \
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
