@@ -46,6 +46,8 @@ pub(crate) struct Shared<S, R, C> {
     stopping: AtomicBool,
     /// Set when the shutdown grace period ends: running calls stop.
     abort: Latch,
+    /// When (clock ms) the refresh bound last swept for abandoned calls.
+    last_sweep_ms: portable_atomic::AtomicU64,
 }
 
 impl<S, R, C> Shared<S, R, C> {
@@ -72,6 +74,7 @@ impl<S, R, C> Shared<S, R, C> {
             refreshes: TaskCount::default(),
             stopping: AtomicBool::new(false),
             abort: Latch::default(),
+            last_sweep_ms: portable_atomic::AtomicU64::new(0),
         }
     }
 
@@ -346,10 +349,13 @@ impl<S: Storage, R: Runtime, C: 'static + crate::sync::MaybeSend + crate::sync::
 
     /// Takes one of the `max_concurrent_refreshes` slots ("bounded refresh");
     /// a refusal is counted as a skipped refresh.
-    pub(crate) fn take_refresh_slot(&self) -> bool {
-        if self
-            .refreshes
-            .try_increment(self.cfg.max_concurrent_refreshes)
+    pub(crate) fn take_refresh_slot(self: &Arc<Self>) -> bool {
+        let max = self.cfg.max_concurrent_refreshes;
+        if self.refreshes.try_increment(max)
+            || (max > 0
+                && self.may_sweep()
+                && self.reclaim_abandoned() > 0
+                && self.refreshes.try_increment(max))
         {
             bump(&self.counters.refreshes_started);
             return true;
@@ -359,6 +365,20 @@ impl<S: Storage, R: Runtime, C: 'static + crate::sync::MaybeSend + crate::sync::
             m.refresh_skipped();
         }
         false
+    }
+
+    /// Whether the refresh bound may sweep the flight table now: at most once
+    /// per quarter of `refresh_timeout`, so a bound reached under load does
+    /// not make every stale hit scan the table.
+    fn may_sweep(&self) -> bool {
+        let now = self.now();
+        let last = self.last_sweep_ms.load(Ordering::Relaxed);
+        let every = duration_ms(self.cfg.refresh_timeout) / 4;
+        now >= last.saturating_add(every)
+            && self
+                .last_sweep_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Takes over every flight past its deadline: their tasks may never run

@@ -267,3 +267,45 @@ fn shutdown_releases_the_lease_of_a_call_it_stops_even_when_release_takes_time()
     assert!(matches!(waiter.try_take(), Some(Err(Error::Shutdown))));
     assert_eq!(h.engine.storage().leases_held(), 0, "the lease leaked");
 }
+
+#[test]
+fn never_polled_refreshes_cannot_hold_the_refresh_bound_past_their_deadline() {
+    let exec = TestExecutor::new();
+    let rt = TestRuntime::new(&exec, START);
+    let stuck = Stuck::new(rt.clone());
+    let engine = Engine::builder(swre_core::MemoryStorage::new(), stuck.clone())
+        .ttl(ttl())
+        .refresh_timeout(2 * SEC)
+        .max_concurrent_refreshes(2)
+        .build()
+        .unwrap();
+    for k in ["a", "b", "c"] {
+        exec.block_on(engine.set(k, "old")).unwrap();
+    }
+    rt.advance(15 * SEC); // all stale
+    stuck.hold.store(true, Ordering::SeqCst);
+    for k in ["a", "b"] {
+        let r = exec
+            .block_on(engine.get_or_fetch(k, || async { Ok::<_, Boom>("never runs") }))
+            .unwrap();
+        assert_eq!(r.status, Status::Stale);
+    }
+    stuck.hold.store(false, Ordering::SeqCst);
+    let fresh = || async { Ok::<_, Boom>("new") };
+    // Within their deadline the two held refreshes fill the bound.
+    exec.block_on(engine.get_or_fetch("c", fresh)).unwrap();
+    exec.run_until_stalled();
+    assert_eq!(engine.stats().refreshes_skipped, 1);
+    // Past it, the bound takes them over and refreshes "c".
+    rt.advance(2 * SEC);
+    exec.block_on(engine.get_or_fetch("c", fresh)).unwrap();
+    exec.run_until_stalled();
+    let s = engine.stats();
+    assert_eq!((s.refreshes_started, s.flights_taken_over), (3, 2));
+    assert_eq!(
+        (s.refreshes_running, s.in_flight, s.tasks_running),
+        (0, 0, 0)
+    );
+    let stored = exec.block_on(swre_core::Storage::get(engine.storage(), "c"));
+    assert_eq!(stored.unwrap().unwrap().value.as_slice(), b"new");
+}
