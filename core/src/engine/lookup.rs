@@ -120,9 +120,15 @@ where
     D: Decode<V> + 'a,
     V: 'a,
 {
-    if let Err(e) = shared.check_key(key).and_then(|()| checked_ttl(ttl)) {
+    if let Err(e) = shared.check_key(key) {
         shared.record_error(&e);
         return Begun::Done(Err(e));
+    }
+    if ttl.is_some() {
+        if let Err(e) = checked_ttl(ttl) {
+            shared.record_error(&e);
+            return Begun::Done(Err(e));
+        }
     }
     let now = shared.now();
     let pending = match shared.storage().get_ready(key) {
