@@ -148,9 +148,9 @@ where
                     }
                     Decision::ServeAndRefresh(status) => {
                         if let Ok(value) = decode(entry) {
-                            let cached =
-                                refresh_or_newer(shared, key, ttl, job, &decode, entry, now)
-                                    .unwrap_or_else(|| Cached::new(value, status, entry, now));
+                            let cached = serve_and_refresh(
+                                shared, key, ttl, job, &decode, value, status, entry, now,
+                            );
                             shared.record_status(cached.status);
                             return Begun::Done(Ok(cached));
                         }
@@ -246,8 +246,7 @@ where
             Served::Now(Ok(Cached::new(value, Status::Hit, &entry, now)))
         }
         (Some((Decision::ServeAndRefresh(status), value)), Some(entry)) => Served::Now(Ok(
-            refresh_or_newer(shared, key, ttl, job, decode, &entry, now)
-                .unwrap_or_else(|| Cached::new(value, status, &entry, now)),
+            serve_and_refresh(shared, key, ttl, job, decode, value, status, &entry, now),
         )),
         (Some((_, value)), Some(entry)) => Served::Later(Wait::Revalidate { job, value, entry }),
         (_, stored) => {
@@ -262,21 +261,23 @@ where
     }
 }
 
-/// For a value served at once (stale, or expired in `ServeStale` mode):
-/// starts a background refresh, or finds the one running; if that refresh
-/// has already completed, its value (`Hit`) is served instead of the stored
-/// one, so no caller is handed a value older than one already handed out
-/// ("the latest write wins").
+/// A value served at once (stale, or expired in `ServeStale` mode) while a
+/// background refresh starts or runs. A value that refresh already fetched
+/// and not yet stored is served instead: no caller is handed a value older
+/// than one already handed out ("the latest write wins").
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn refresh_or_newer<S, R, C, J, V, D>(
+fn serve_and_refresh<S, R, C, J, V, D>(
     shared: &Arc<Shared<S, R, C>>,
     key: &str,
     ttl: Option<CacheTtl>,
     job: J,
     decode: &D,
+    value: V,
+    status: Status,
     entry: &Entry,
     now: u64,
-) -> Option<Cached<V>>
+) -> Cached<V>
 where
     S: Storage,
     R: Runtime,
@@ -284,9 +285,12 @@ where
     J: Job,
     D: Decode<V>,
 {
-    let mut newer = refresh_in_background(shared, key, ttl, job, entry, now)?;
-    let v = decode(&mut newer).ok()?;
-    Some(Cached::new(v, Status::Hit, &newer, now))
+    if let Some(mut newer) = refresh_in_background(shared, key, ttl, job, entry, now) {
+        if let Ok(v) = decode(&mut newer) {
+            return Cached::new(v, Status::Hit, &newer, now);
+        }
+    }
+    Cached::new(value, status, entry, now)
 }
 
 /// Starts a background refresh of `key` unless one is running or none may
