@@ -94,9 +94,16 @@ async fn a_closed_database_degrades_to_upstream() {
         settle(&engine).await;
     }
     let s = engine.stats();
+    // Each call: two failed reads, a failed write and a failed removal of
+    // the older entry.
     assert_eq!(
-        (s.storage_read_errors, s.storage_write_errors, s.errors),
-        (6, 3, 0)
+        (
+            s.storage_read_errors,
+            s.storage_write_errors,
+            s.store_cleanup_failures,
+            s.errors
+        ),
+        (6, 6, 3, 0)
     );
 }
 

@@ -50,9 +50,14 @@ async fn a_throwing_store_degrades_to_upstream() {
     assert_eq!((r.status, text(&r.value)), (Status::Miss, "v"));
     settle(&engine).await;
     let s = engine.stats();
+    // The lookup's read and the call's re-check failed; so did its write and
+    // the removal of the older entry it could not replace.
     assert_eq!(
-        (s.storage_read_errors, s.storage_write_errors),
-        (2, 1),
-        "the lookup's read and the fetch's re-check both failed"
+        (
+            s.storage_read_errors,
+            s.storage_write_errors,
+            s.store_cleanup_failures
+        ),
+        (2, 2, 1)
     );
 }
