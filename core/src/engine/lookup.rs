@@ -14,12 +14,12 @@ use core::time::Duration;
 
 use futures::future::{poll_fn, select, Either};
 
+use super::admission::{admit_fetch, admit_refresh, Admission};
+use super::cached::Cached;
 use super::config::checked_ttl;
 use super::decide::{decide, Decision};
 use super::shared::Shared;
 use super::task::{self, Call, Job};
-use super::ticket::{admit_fetch, admit_refresh, Admission};
-use super::Cached;
 use crate::entry::{CacheTtl, Entry};
 use crate::error::{CodecError, Error};
 use crate::flight::Flight;

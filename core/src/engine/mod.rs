@@ -1,15 +1,14 @@
 //! [`Engine`]: the public face of the cache — lookups, writes, stats, shutdown.
 //!
 //! The engine's middle runs one way: this module (the public API) →
-//! `lookup` → `decide` (the phase table) → `ticket` (admission, and the
-//! ticket that owns what a call takes) → `task` (the spawned call) →
-//! `shared` (the state, with its own methods). Each file imports only the
-//! ones after it.
+//! `lookup` → `decide` (the phase table) → `admission` → `task` (the
+//! spawned call) → `ticket` (what a call holds) → `shared` (the state, with
+//! its own methods). Each imports only modules after it (and the data
+//! modules `cached` and `config`).
 
 use alloc::sync::Arc;
 use core::future::Future;
 use core::pin::pin;
-use core::time::Duration;
 
 use futures::future::{select, Either};
 use serde::de::DeserializeOwned;
@@ -25,7 +24,9 @@ use crate::storage::Storage;
 use crate::sync::MaybeSend;
 use crate::{metrics::StorageOp, runtime::Runtime};
 
+mod admission;
 mod builder;
+mod cached;
 mod config;
 mod decide;
 mod lookup;
@@ -34,58 +35,10 @@ mod task;
 mod ticket;
 
 pub use builder::EngineBuilder;
+pub use cached::Cached;
 use config::checked_ttl;
 use decide::{decide, Decision};
 use shared::Shared;
-
-/// A value returned by a lookup, with how it was obtained and the times of the
-/// entry it came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Cached<V> {
-    /// The value.
-    pub value: V,
-    /// What the lookup did.
-    pub status: crate::phase::Status,
-    /// How old the value is (zero if the clock reads earlier than its creation).
-    pub age: Duration,
-    /// When the value was fetched (Unix ms).
-    pub created_at: u64,
-    /// End of its fresh phase (Unix ms).
-    pub fresh_until: u64,
-    /// End of its stale phase (Unix ms).
-    pub stale_until: u64,
-    /// When it is gone (Unix ms).
-    pub expires_at: u64,
-}
-
-impl<V> Cached<V> {
-    #[inline(always)]
-    pub(crate) fn new(value: V, status: crate::phase::Status, entry: &Entry, now: u64) -> Self {
-        Self {
-            value,
-            status,
-            age: entry.age(now),
-            created_at: entry.created_at,
-            fresh_until: entry.fresh_until,
-            stale_until: entry.stale_until,
-            expires_at: entry.expires_at,
-        }
-    }
-
-    /// The same lookup result with its value mapped by `f`.
-    pub fn map<U>(self, f: impl FnOnce(V) -> U) -> Cached<U> {
-        Cached {
-            value: f(self.value),
-            status: self.status,
-            age: self.age,
-            created_at: self.created_at,
-            fresh_until: self.fresh_until,
-            stale_until: self.stale_until,
-            expires_at: self.expires_at,
-        }
-    }
-}
 
 /// Options for one call, given through [`Engine::with`]; the default is the
 /// engine's own settings.

@@ -1,13 +1,13 @@
-//! Admission and the [`Ticket`]: everything one upstream call takes from the
-//! engine, taken in one place and given back in one place.
+//! The [`Ticket`]: everything one upstream call takes from the engine,
+//! given back in one place.
 //!
-//! [`admit_fetch`] and [`admit_refresh`] check shutdown, the refresh bound
-//! and the breaker, then register a flight holding the [`Claims`] (breaker
-//! permit, refresh slot, task count, later the lease). The [`Ticket`] owns
-//! that flight: [`Ticket::succeed`] / [`Ticket::fail`] consume the permit
-//! with the call's outcome, and its `Drop` completes a flight left without a
-//! result, gives back whatever claims remain and leaves the table — as
-//! tokio's `SemaphorePermit` returns its permits. A lookup that takes over an
+//! Admission (`admission.rs`) registers a flight holding the `Claims`
+//! (breaker permit, refresh slot, task count, later the lease) and hands the
+//! call a ticket that owns that flight: [`Ticket::succeed`] / [`Ticket::fail`]
+//! consume the permit with the call's outcome, [`Ticket::deliver`] hands the
+//! value out, and its `Drop` completes a flight left without a result, gives
+//! back whatever claims remain and leaves the table — as tokio's
+//! `SemaphorePermit` returns its permits. A lookup that takes over an
 //! abandoned flight takes its claims instead ([`Shared::take_over`]); either
 //! way they are given back exactly once.
 
@@ -18,7 +18,7 @@ use core::time::Duration;
 use super::shared::Shared;
 use crate::entry::Entry;
 use crate::error::Error;
-use crate::flight::{Claims, Flight, Registered};
+use crate::flight::Flight;
 use crate::log::event_warn;
 use crate::metrics::UpstreamOutcome;
 use crate::runtime::Runtime;
@@ -35,122 +35,6 @@ pub(crate) enum Kind {
     /// Callers wait for the value. `remember_error`: they have no usable
     /// value, so a failure may be remembered ("errors can be remembered").
     Fetch { remember_error: bool },
-}
-
-/// The outcome of admitting an upstream call.
-pub(crate) enum Admission<S, R, C>
-where
-    S: Storage,
-    R: Runtime,
-    C: MaybeSend + MaybeSync + 'static,
-{
-    /// This caller starts the call: spawn it with the ticket.
-    Started(Ticket<S, R, C>),
-    /// A live call is running: wait for it.
-    Joined(Arc<Flight>),
-}
-
-/// Admits a call that callers wait for: `Err(Shutdown)` once the engine is
-/// stopping, `Err(CircuitOpen)` while a breaker is open.
-pub(crate) fn admit_fetch<S, R, C>(
-    shared: &Arc<Shared<S, R, C>>,
-    key: &str,
-    remember_error: bool,
-    now: u64,
-) -> Result<Admission<S, R, C>, Error>
-where
-    S: Storage,
-    R: Runtime,
-    C: MaybeSend + MaybeSync + 'static,
-{
-    if let Some(f) = live_flight(shared, key, now) {
-        return Ok(Admission::Joined(f));
-    }
-    if shared.is_stopping() {
-        return Err(Error::Shutdown);
-    }
-    register(
-        shared,
-        key,
-        Kind::Fetch { remember_error },
-        Claims::default(),
-        now,
-    )
-}
-
-/// Admits a background refresh, or `None` when none may start now (stopping,
-/// the refresh bound reached, a breaker open: the stale value is served
-/// without one).
-pub(crate) fn admit_refresh<S, R, C>(
-    shared: &Arc<Shared<S, R, C>>,
-    key: &str,
-    now: u64,
-) -> Option<Admission<S, R, C>>
-where
-    S: Storage,
-    R: Runtime,
-    C: MaybeSend + MaybeSync + 'static,
-{
-    if let Some(f) = live_flight(shared, key, now) {
-        return Some(Admission::Joined(f));
-    }
-    if shared.is_stopping() || !shared.take_refresh_slot() {
-        return None;
-    }
-    let claims = Claims {
-        refresh_slot: true,
-        ..Claims::default()
-    };
-    register(shared, key, Kind::Refresh, claims, now).ok()
-}
-
-fn live_flight<S, R, C>(shared: &Shared<S, R, C>, key: &str, now: u64) -> Option<Arc<Flight>> {
-    shared.flights().get(key).filter(|f| f.is_joinable(now))
-}
-
-fn register<S, R, C>(
-    shared: &Arc<Shared<S, R, C>>,
-    key: &str,
-    kind: Kind,
-    mut claims: Claims,
-    now: u64,
-) -> Result<Admission<S, R, C>, Error>
-where
-    S: Storage,
-    R: Runtime,
-    C: MaybeSend + MaybeSync + 'static,
-{
-    match shared.breaker().try_acquire(key, now) {
-        Some((permit, transitions)) => {
-            shared.report_transitions(transitions);
-            claims.permit = Some(permit);
-        }
-        None => {
-            bump(&shared.counters().breaker_rejections);
-            shared.give_back(key, claims);
-            return Err(Error::CircuitOpen);
-        }
-    }
-    let deadline_ms = now.saturating_add(duration_ms(shared.cfg().refresh_timeout));
-    match shared.flights().register(key, now, deadline_ms, claims) {
-        Registered::Running(flight, claims) => {
-            shared.give_back(key, claims);
-            Ok(Admission::Joined(flight))
-        }
-        Registered::Started { flight, replaced } => {
-            if let Some(old) = replaced.filter(|f| f.is_abandoned(now)) {
-                shared.take_over(key, &old);
-            }
-            shared.count_task(&flight);
-            Ok(Admission::Started(Ticket {
-                shared: shared.clone(),
-                key: Box::from(key),
-                flight,
-                kind,
-                started_ms: now,
-            }))
-        }
-    }
 }
 
 /// One admitted upstream call's hold on the engine; see the module docs.
@@ -173,6 +57,23 @@ where
     R: Runtime,
     C: MaybeSend + MaybeSync + 'static,
 {
+    /// The ticket of a call admitted at `now` whose flight was just registered.
+    pub(crate) fn new(
+        shared: &Arc<Shared<S, R, C>>,
+        key: &str,
+        flight: Arc<Flight>,
+        kind: Kind,
+        now: u64,
+    ) -> Self {
+        Self {
+            shared: shared.clone(),
+            key: Box::from(key),
+            flight,
+            kind,
+            started_ms: now,
+        }
+    }
+
     pub(crate) fn shared(&self) -> &Arc<Shared<S, R, C>> {
         &self.shared
     }

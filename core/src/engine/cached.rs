@@ -1,0 +1,56 @@
+//! [`Cached`]: what a lookup returns — the value, how it was obtained, and
+//! the times of the entry it came from.
+
+use core::time::Duration;
+
+use crate::entry::Entry;
+use crate::phase::Status;
+
+/// A value returned by a lookup, with how it was obtained and the times of the
+/// entry it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Cached<V> {
+    /// The value.
+    pub value: V,
+    /// What the lookup did.
+    pub status: Status,
+    /// How old the value is (zero if the clock reads earlier than its creation).
+    pub age: Duration,
+    /// When the value was fetched (Unix ms).
+    pub created_at: u64,
+    /// End of its fresh phase (Unix ms).
+    pub fresh_until: u64,
+    /// End of its stale phase (Unix ms).
+    pub stale_until: u64,
+    /// When it is gone (Unix ms).
+    pub expires_at: u64,
+}
+
+impl<V> Cached<V> {
+    #[inline(always)]
+    pub(crate) fn new(value: V, status: Status, entry: &Entry, now: u64) -> Self {
+        Self {
+            value,
+            status,
+            age: entry.age(now),
+            created_at: entry.created_at,
+            fresh_until: entry.fresh_until,
+            stale_until: entry.stale_until,
+            expires_at: entry.expires_at,
+        }
+    }
+
+    /// The same lookup result with its value mapped by `f`.
+    pub fn map<U>(self, f: impl FnOnce(V) -> U) -> Cached<U> {
+        Cached {
+            value: f(self.value),
+            status: self.status,
+            age: self.age,
+            created_at: self.created_at,
+            fresh_until: self.fresh_until,
+            stale_until: self.stale_until,
+            expires_at: self.expires_at,
+        }
+    }
+}
