@@ -1,9 +1,13 @@
 //! [`BrowserRuntime`]: `Date.now()`, `setTimeout`, `spawn_local` or `waitUntil`.
 
+use std::cell::RefCell;
 use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use js_sys::{Function, Promise};
+use js_sys::{Function, Promise, Reflect};
 use swre_core::{Clock, Spawn, Timer};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -86,28 +90,81 @@ impl<C: Clock> Clock for BrowserRuntime<C> {
     }
 }
 
-/// A promise resolved by `setTimeout` after `ms`; never rejects.
-fn timeout_promise(ms: f64) -> Promise {
-    Promise::new(&mut |resolve, _reject| {
+/// A `setTimeout` of `ms` and the promise it resolves; never rejects. The
+/// handle is `unref`'d where the host has that (Node), so a pending timer never
+/// keeps a process alive.
+fn timeout(ms: f64) -> (Promise, JsValue) {
+    let handle = Rc::new(RefCell::new(JsValue::UNDEFINED));
+    let slot = handle.clone();
+    let promise = Promise::new(&mut |resolve, _reject| {
         let set_timeout = global_property("setTimeout").and_then(|f| f.dyn_into::<Function>().ok());
-        let scheduled = set_timeout
-            .map(|f| {
-                f.call2(&js_sys::global(), &resolve, &JsValue::from_f64(ms))
-                    .is_ok()
-            })
-            .unwrap_or(false);
-        if !scheduled {
+        let scheduled = set_timeout.and_then(|f| {
+            f.call2(&js_sys::global(), &resolve, &JsValue::from_f64(ms))
+                .ok()
+        });
+        match scheduled {
+            Some(id) => {
+                if let Some(unref) = Reflect::get(&id, &"unref".into())
+                    .ok()
+                    .filter(|_| id.is_object())
+                    .and_then(|f| f.dyn_into::<Function>().ok())
+                {
+                    let _ = unref.call0(&id);
+                }
+                *slot.borrow_mut() = id;
+            }
             // No timer on this global: resolve at once rather than hang.
-            let _ = resolve.call0(&JsValue::UNDEFINED);
+            None => {
+                let _ = resolve.call0(&JsValue::UNDEFINED);
+            }
         }
-    })
+    });
+    let id = handle.borrow().clone();
+    (promise, id)
+}
+
+/// A sleep on `setTimeout`; dropped before it fires, it clears its timer
+/// (an engine call that ends early leaves no timer behind).
+struct Sleep {
+    promise: JsFuture,
+    handle: JsValue,
+    fired: bool,
+}
+
+impl Future for Sleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match Pin::new(&mut self.promise).poll(cx) {
+            Poll::Ready(_) => {
+                self.fired = true;
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if self.fired || self.handle.is_undefined() {
+            return;
+        }
+        if let Some(clear) =
+            global_property("clearTimeout").and_then(|f| f.dyn_into::<Function>().ok())
+        {
+            let _ = clear.call1(&js_sys::global(), &self.handle);
+        }
+    }
 }
 
 impl<C: Clock> Timer for BrowserRuntime<C> {
     fn sleep(&self, d: Duration) -> impl Future<Output = ()> + 'static {
         let ms = d.as_millis().min(i32::MAX as u128) as f64;
-        async move {
-            let _ = JsFuture::from(timeout_promise(ms)).await;
+        let (promise, handle) = timeout(ms);
+        Sleep {
+            promise: JsFuture::from(promise),
+            handle,
+            fired: false,
         }
     }
 }

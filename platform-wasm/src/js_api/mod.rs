@@ -14,7 +14,7 @@ use futures::future::{select, Either};
 
 use js_sys::{Function, Object, Promise, Reflect};
 use swre_core::storage::memory::MemoryLimits;
-use swre_core::{Cached, Engine, Error, MemoryStorage, Tiered, Timer};
+use swre_core::{BoxError, Cached, Engine, Error, MemoryStorage, NotCounted, Tiered, Timer};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
@@ -69,7 +69,8 @@ export interface SwrResult<T = unknown> {
 }
 
 export interface SwrGetOptions {
-  /** Given a promise of this call's background work, if any (a Worker's `ctx.waitUntil.bind(ctx)`). */
+  /** Given a promise of this call's background work, if any: a Worker's `ctx.waitUntil.bind(ctx)`
+   * (bound: an unbound `ctx.waitUntil` throws when called, and `get` then rejects with kind "options"). */
   waitUntil?: (promise: Promise<unknown>) => void;
 }
 
@@ -100,6 +101,18 @@ extern "C" {
     #[wasm_bindgen(typescript_type = "SwrStats")]
     pub type SwrStats;
 }
+
+/// A fetched value the JS API cannot store (not a string, bytes or JSON).
+#[derive(Debug)]
+struct JsEncodeError(String);
+
+impl fmt::Display for JsEncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for JsEncodeError {}
 
 /// An upstream failure as JS reported it: a message and the thrown value.
 struct JsFetchError {
@@ -134,6 +147,7 @@ fn js_error(kind: &str, message: &str, cause: Option<&JsValue>) -> JsValue {
 
 fn engine_error(e: &Error) -> JsValue {
     let kind = match e {
+        Error::Upstream(u) if u.inner().is::<JsEncodeError>() => "codec",
         Error::Upstream(_) => "upstream",
         Error::Timeout { .. } => "timeout",
         Error::CircuitOpen => "circuitOpen",
@@ -292,22 +306,36 @@ impl SwrCache {
             let fetcher: Function = fetcher
                 .dyn_into()
                 .map_err(|_| js_error("fetcher", "the fetcher must be a function", None))?;
-            let wait_until = Reflect::get(&options, &"waitUntil".into())
-                .ok()
-                .and_then(|f| f.dyn_into::<Function>().ok());
+            // No options object is the common case: look nothing up on it
+            // (a property read on `undefined` throws, and each caught throw
+            // left an entry in the externref table).
+            let wait_until = if options.is_object() {
+                match Reflect::get(&options, &"waitUntil".into()) {
+                    Ok(f) if f.is_undefined() => None,
+                    Ok(f) => Some(f.dyn_into::<Function>().map_err(|_| {
+                        js_error("options", "get: `waitUntil` must be a function", None)
+                    })?),
+                    Err(_) => None,
+                }
+            } else {
+                None
+            };
             let fetch = move || async move {
-                let thrown = |v: JsValue| JsFetchError {
-                    message: crate::js::describe(&v),
-                    thrown: v,
+                let thrown = |v: JsValue| -> BoxError {
+                    Box::new(JsFetchError {
+                        message: crate::js::describe(&v),
+                        thrown: v,
+                    })
                 };
                 let returned = fetcher.call0(&JsValue::UNDEFINED).map_err(thrown)?;
                 let value = JsFuture::from(Promise::resolve(&returned))
                     .await
                     .map_err(thrown)?;
-                value::encode(&value).map_err(|message| JsFetchError {
-                    message,
-                    thrown: JsValue::UNDEFINED,
-                })
+                // A value that cannot be stored is the caller's error, not
+                // the origin's: it never moves the breaker, and reads as a
+                // `codec` error as it does from `set`.
+                value::encode(&value)
+                    .map_err(|message| -> BoxError { Box::new(NotCounted::new(JsEncodeError(message))) })
             };
             let result = {
                 let lookup = pin!(inner.engine.get_or_fetch(&key, fetch));
@@ -321,7 +349,15 @@ impl SwrCache {
             };
             if let Some(f) = wait_until {
                 if inner.runtime.tracker.is_busy() {
-                    let _ = f.call1(&JsValue::UNDEFINED, &inner.runtime.tracker.idle());
+                    if let Err(thrown) = f.call1(&JsValue::UNDEFINED, &inner.runtime.tracker.idle()) {
+                        // An unbound `ctx.waitUntil` throws "Illegal invocation":
+                        // say so rather than let workerd cancel the refresh.
+                        return Err(js_error(
+                            "options",
+                            "get: `waitUntil` threw when called; pass `ctx.waitUntil.bind(ctx)`, not `ctx.waitUntil`",
+                            Some(&thrown),
+                        ));
+                    }
                 }
             }
             match result {

@@ -1,0 +1,121 @@
+// The JS package in plain Node: no leak per call, no timer left behind, a
+// caller's unencodable value never opens the breaker, and the latest write
+// or delete wins over a refresh that started before it.
+import { test, before } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { initSync, SwrCache } from "../pkg/swre.js";
+
+const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+let wasm;
+
+before(() => {
+  wasm = initSync({ module: readFileSync(path.join(root, "pkg/swre_bg.wasm")) });
+});
+
+const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+test("hits without an options object leave the externref table and memory flat", async () => {
+  const cache = await SwrCache.open({ storage: "memory" });
+  await cache.get("k", () => "v");
+  for (let i = 0; i < 20_000; i++) await cache.get("k", () => "never");
+  const table = wasm.__wbindgen_externrefs.length;
+  const memory = wasm.memory.buffer.byteLength;
+  for (let i = 0; i < 200_000; i++) await cache.get("k", () => "never");
+  assert.equal(wasm.__wbindgen_externrefs.length, table, "the externref table grew");
+  assert.equal(wasm.memory.buffer.byteLength, memory, "wasm memory grew");
+  assert.equal(cache.stats().upstreamCalls, 1);
+});
+
+test("no timer outlives the call it bounds, so Node can exit", async () => {
+  const before = timers();
+  const cache = await SwrCache.open({ storage: "memory", refreshTimeout: 30_000 });
+  const r = await cache.get("cold", async () => {
+    await sleep(5);
+    return "fetched";
+  });
+  assert.equal(r.status, "miss");
+  await cache.pending();
+  await sleep(0);
+  assert.equal(timers(), before, "a timer of the finished call is still pending");
+});
+
+test("values a fetcher cannot have cached are codec errors that never open the breaker", async () => {
+  const cache = await SwrCache.open({ storage: "memory" });
+  const bad = [() => undefined, () => 10n, () => Symbol("s"), () => () => 1];
+  for (let i = 0; i < 40; i++) {
+    const err = await cache.get(`bad:${i}`, bad[i % bad.length]).then(
+      () => null,
+      (e) => e,
+    );
+    assert.ok(err, `bad:${i} resolved`);
+    assert.equal(err.kind, "codec", `bad:${i}: ${err.message}`);
+  }
+  const ok = await cache.get("good", () => ({ fine: true }));
+  assert.deepEqual([ok.status, ok.value], ["miss", { fine: true }]);
+  const setErr = await cache.set("k", 10n).then(
+    () => null,
+    (e) => e,
+  );
+  assert.equal(setErr.kind, "codec", "set reports the same kind");
+});
+
+test("a non-function waitUntil is rejected by get as by open", async () => {
+  const cache = await SwrCache.open({ storage: "memory" });
+  const err = await cache.get("k", () => "v", { waitUntil: 42 }).then(
+    () => null,
+    (e) => e,
+  );
+  assert.ok(err);
+  assert.equal(err.kind, "options");
+  assert.match(err.message, /waitUntil/);
+});
+
+test("an unbound waitUntil fails loudly instead of letting the refresh be cancelled", async () => {
+  const ctx = {
+    promises: [],
+    waitUntil(p) {
+      if (this !== ctx) throw new TypeError("Illegal invocation");
+      this.promises.push(p);
+    },
+  };
+  const cache = await SwrCache.open({ storage: "memory", fresh: 1, stale: 60_000, expired: 60_000 });
+  await cache.get("k", () => "v1");
+  await sleep(5); // stale now
+  const err = await cache.get("k", () => "v2", { waitUntil: ctx.waitUntil }).then(
+    () => null,
+    (e) => e,
+  );
+  assert.ok(err, "an unbound waitUntil was accepted silently");
+  assert.equal(err.kind, "options");
+  assert.match(err.message, /bind\(ctx\)/);
+  await cache.pending();
+  await sleep(5);
+  const r = await cache.get("k", () => "v3", { waitUntil: ctx.waitUntil.bind(ctx) });
+  assert.equal(r.status, "stale");
+  assert.equal(ctx.promises.length, 1);
+});
+
+test("a set or delete made while a refresh runs is never undone by it", async () => {
+  const cache = await SwrCache.open({ storage: "memory", fresh: 1, stale: 60_000, expired: 60_000 });
+  await cache.set("s", "old");
+  await cache.set("d", "old");
+  await sleep(5); // both stale
+  let release;
+  const gate = new Promise((r) => (release = r));
+  const slow = async () => {
+    await gate;
+    return "refreshed";
+  };
+  assert.equal((await cache.get("s", slow)).status, "stale");
+  assert.equal((await cache.get("d", slow)).status, "stale");
+  await cache.set("s", "mine");
+  await cache.delete("d");
+  release();
+  await cache.pending();
+  assert.equal((await cache.peek("s")).value, "mine");
+  assert.equal(await cache.peek("d"), undefined);
+});
