@@ -4,13 +4,13 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use js_sys::{Function, Promise, Reflect};
+use js_sys::{Function, Reflect};
 use swre_core::{Clock, Spawn, Timer};
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
 
 use crate::js::global_property;
 
@@ -90,63 +90,88 @@ impl<C: Clock> Clock for BrowserRuntime<C> {
     }
 }
 
-/// A `setTimeout` of `ms` and the promise it resolves; never rejects. The
-/// handle is `unref`'d where the host has that (Node), so a pending timer never
-/// keeps a process alive.
-fn timeout(ms: f64) -> (Promise, JsValue) {
-    let handle = Rc::new(RefCell::new(JsValue::UNDEFINED));
-    let slot = handle.clone();
-    let promise = Promise::new(&mut |resolve, _reject| {
-        let set_timeout = global_property("setTimeout").and_then(|f| f.dyn_into::<Function>().ok());
-        let scheduled = set_timeout.and_then(|f| {
-            f.call2(&js_sys::global(), &resolve, &JsValue::from_f64(ms))
-                .ok()
-        });
-        match scheduled {
-            Some(id) => {
-                if let Some(unref) = Reflect::get(&id, &"unref".into())
-                    .ok()
-                    .filter(|_| id.is_object())
-                    .and_then(|f| f.dyn_into::<Function>().ok())
-                {
-                    let _ = unref.call0(&id);
-                }
-                *slot.borrow_mut() = id;
-            }
-            // No timer on this global: resolve at once rather than hang.
-            None => {
-                let _ = resolve.call0(&JsValue::UNDEFINED);
-            }
-        }
-    });
-    let id = handle.borrow().clone();
-    (promise, id)
+/// What a [`Sleep`] and its timer callback share.
+#[derive(Default)]
+struct SleepState {
+    fired: bool,
+    waker: Option<Waker>,
 }
 
-/// A sleep on `setTimeout`; dropped before it fires, it clears its timer
-/// (an engine call that ends early leaves no timer behind).
+/// A sleep on `setTimeout`, without a promise: the timer calls a closure the
+/// sleep owns. Dropped before it fires, it clears its timer and frees the
+/// closure — nothing of it stays in the externref table. (A `JsFuture` over
+/// a promise that never settles would keep its callbacks forever.) The
+/// handle is `unref`'d where the host has that (Node), so a pending timer
+/// never keeps a process alive.
 struct Sleep {
-    promise: JsFuture,
+    state: Rc<RefCell<SleepState>>,
     handle: JsValue,
-    fired: bool,
+    _callback: Option<Closure<dyn FnMut()>>,
+}
+
+impl Sleep {
+    fn new(ms: f64) -> Self {
+        let state = Rc::new(RefCell::new(SleepState::default()));
+        let set_timeout = global_property("setTimeout").and_then(|f| f.dyn_into::<Function>().ok());
+        let Some(set_timeout) = set_timeout else {
+            // No timer on this global: done at once rather than hang.
+            state.borrow_mut().fired = true;
+            return Self {
+                state,
+                handle: JsValue::UNDEFINED,
+                _callback: None,
+            };
+        };
+        let shared = state.clone();
+        let callback = Closure::<dyn FnMut()>::new(move || {
+            let waker = {
+                let mut s = shared.borrow_mut();
+                s.fired = true;
+                s.waker.take()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+        });
+        let handle = set_timeout
+            .call2(&js_sys::global(), callback.as_ref(), &JsValue::from_f64(ms))
+            .unwrap_or(JsValue::UNDEFINED);
+        if handle.is_undefined() {
+            state.borrow_mut().fired = true;
+        } else if handle.is_object() {
+            if let Some(unref) = Reflect::get(&handle, &"unref".into())
+                .ok()
+                .and_then(|f| f.dyn_into::<Function>().ok())
+            {
+                let _ = unref.call0(&handle);
+            }
+        }
+        Self {
+            state,
+            handle,
+            _callback: Some(callback),
+        }
+    }
 }
 
 impl Future for Sleep {
     type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match Pin::new(&mut self.promise).poll(cx) {
-            Poll::Ready(_) => {
-                self.fired = true;
-                Poll::Ready(())
-            }
-            Poll::Pending => Poll::Pending,
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut s = self.state.borrow_mut();
+        if s.fired {
+            return Poll::Ready(());
         }
+        match &s.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => s.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 }
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if self.fired || self.handle.is_undefined() {
+        if self.state.borrow().fired || self.handle.is_undefined() {
             return;
         }
         if let Some(clear) =
@@ -159,13 +184,7 @@ impl Drop for Sleep {
 
 impl<C: Clock> Timer for BrowserRuntime<C> {
     fn sleep(&self, d: Duration) -> impl Future<Output = ()> + 'static {
-        let ms = d.as_millis().min(i32::MAX as u128) as f64;
-        let (promise, handle) = timeout(ms);
-        Sleep {
-            promise: JsFuture::from(promise),
-            handle,
-            fired: false,
-        }
+        Sleep::new(d.as_millis().min(i32::MAX as u128) as f64)
     }
 }
 

@@ -13,7 +13,26 @@ async function outcome(promise) {
   }
 }
 
+// One cache across requests, as a Worker keeps it per isolate.
+let wedge;
+
 const scenarios = {
+  // A stale hit whose refresh hangs, with no waitUntil: workerd cancels the
+  // refresh once the response is sent, so its task is never polled again.
+  async wedgeStart() {
+    wedge = await SwrCache.open({ fresh: 1, stale: 1_500, expired: 60_000, refreshTimeout: 1_000 });
+    await wedge.set("k", "old");
+    await new Promise((r) => setTimeout(r, 20));
+    const r = await outcome(wedge.get("k", () => new Promise(() => {})));
+    return { r, stats: wedge.stats() };
+  },
+
+  // Later, in the expired window: the abandoned refresh is taken over.
+  async wedgeLater() {
+    const r = await outcome(wedge.get("k", async () => { throw new Error("origin down"); }));
+    return { r, stats: wedge.stats() };
+  },
+
   async badOptions() {
     const cases = {
       negative: { fresh: -1 },

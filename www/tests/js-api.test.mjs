@@ -93,3 +93,16 @@ test("peek, set, delete and stats", async () => {
   assert.equal(r.stats.misses, 1);
   assert.equal(r.stats.upstreamCalls, 1);
 });
+
+test("a refresh workerd cancels (no waitUntil) does not wedge its key", async () => {
+  const a = await scenario("wedgeStart");
+  assert.equal(a.r.ok, true, JSON.stringify(a.r));
+  assert.equal(a.r.value.status, "stale");
+  // Past the refresh's deadline (1 s) and into the expired window (1.5 s).
+  await new Promise((r) => setTimeout(r, 1_700));
+  const b = await scenario("wedgeLater");
+  assert.equal(b.r.ok, true, `a wedged key: ${JSON.stringify(b.r)}`);
+  assert.equal(b.r.value.status, "fallback");
+  assert.equal(b.r.value.value, "old");
+  assert.deepEqual([b.stats.inFlight, b.stats.refreshesRunning], [0, 0]);
+});

@@ -30,6 +30,41 @@ test("hits without an options object leave the externref table and memory flat",
   assert.equal(cache.stats().upstreamCalls, 1);
 });
 
+test("misses and rejecting fetches leave the externref table and memory flat", async () => {
+  const cache = await SwrCache.open({
+    storage: "memory",
+    maxEntries: 1_000,
+    breaker: { failureThreshold: 1_000_000_000 },
+  });
+  let n = 0;
+  const miss = async () => {
+    for (let i = 0; i < 2_000; i++) await cache.get(`m${n++}`, async () => "v", {});
+  };
+  for (let i = 0; i < 10; i++) await miss(); // every table at its steady size
+  const t0 = wasm.__wbindgen_externrefs.length;
+  const m0 = wasm.memory.buffer.byteLength;
+  for (let i = 0; i < 25; i++) await miss();
+  assert.equal(wasm.__wbindgen_externrefs.length, t0, "misses grew the externref table");
+  assert.equal(wasm.memory.buffer.byteLength, m0, "misses grew wasm memory");
+  const fail = async () => {
+    throw new Error("origin down");
+  };
+  const run = async (n) => {
+    for (let i = 0; i < n; i++) {
+      await cache.get("k", fail, {}).then(
+        () => assert.fail("resolved"),
+        (e) => assert.equal(e.kind, "upstream"),
+      );
+    }
+  };
+  await run(20_000);
+  const table = wasm.__wbindgen_externrefs.length;
+  const memory = wasm.memory.buffer.byteLength;
+  await run(100_000);
+  assert.equal(wasm.__wbindgen_externrefs.length, table, "the externref table grew");
+  assert.equal(wasm.memory.buffer.byteLength, memory, "wasm memory grew");
+});
+
 test("no timer outlives the call it bounds, so Node can exit", async () => {
   const before = timers();
   const cache = await SwrCache.open({ storage: "memory", refreshTimeout: 30_000 });
