@@ -17,7 +17,24 @@ pub(crate) fn describe(value: &JsValue) -> String {
     if let Some(e) = value.dyn_ref::<js_sys::Error>() {
         return format!("{}: {}", String::from(e.name()), String::from(e.message()));
     }
-    value.as_string().unwrap_or_else(|| format!("{value:?}"))
+    if let Some(s) = value.as_string() {
+        return s;
+    }
+    // A thrown object as JSON (`{"code":7}`), anything else as `String(v)`;
+    // never Rust's debug form of a JsValue.
+    if value.is_object() {
+        if let Some(json) = js_sys::JSON::stringify(value)
+            .ok()
+            .and_then(|j| j.as_string())
+        {
+            return json;
+        }
+    }
+    global_property("String")
+        .and_then(|f| f.dyn_into::<Function>().ok())
+        .and_then(|f| f.call1(&JsValue::UNDEFINED, value).ok())
+        .and_then(|s| s.as_string())
+        .unwrap_or_else(|| String::from("a value that cannot be shown"))
 }
 
 /// A storage error of `kind` saying what `op` was doing and what JS threw.

@@ -154,3 +154,24 @@ test("a set or delete made while a refresh runs is never undone by it", async ()
   assert.equal((await cache.peek("s")).value, "mine");
   assert.equal(await cache.peek("d"), undefined);
 });
+
+test("thrown values that are not Errors read as JSON or String(), never Rust debug text", async () => {
+  const cache = await SwrCache.open({ storage: "memory" });
+  const cases = [
+    [{ code: 7 }, '{"code":7}'],
+    [42, "42"],
+    [null, "null"],
+    [Symbol("s"), "Symbol(s)"],
+  ];
+  for (const [i, [thrown, text]] of cases.entries()) {
+    const err = await cache.get(`t${i}`, () => {
+      throw thrown;
+    }).then(
+      () => null,
+      (e) => e,
+    );
+    assert.equal(err.kind, "upstream");
+    assert.ok(err.message.includes(text), err.message);
+    assert.ok(!err.message.includes("JsValue("), err.message);
+  }
+});
