@@ -175,3 +175,43 @@ test("thrown values that are not Errors read as JSON or String(), never Rust deb
     assert.ok(!err.message.includes("JsValue("), err.message);
   }
 });
+
+test("values up to maxValueBytes are cached; larger ones are returned, not stored, and counted", async () => {
+  const cache = await SwrCache.open({ storage: "memory" });
+  const big = "x".repeat(5 << 20); // 5 MiB: under the 16 MiB default
+  assert.equal((await cache.get("big", () => big)).status, "miss");
+  const again = await cache.get("big", () => "never");
+  assert.equal(again.status, "hit", "a 5 MiB value was silently not cached");
+  assert.equal(again.value.length, big.length);
+
+  const small = await SwrCache.open({ storage: "memory", maxValueBytes: 1_000, maxBytes: 1 << 20 });
+  const r = await small.get("k", () => "y".repeat(2_000));
+  assert.equal(r.value.length, 2_000, "the value is still returned");
+  assert.equal((await small.get("k", () => "again")).value, "again", "it was stored");
+  assert.equal(small.stats().oversizedValues, 1);
+
+  const bad = await SwrCache.open({ maxBytes: 1_000, maxValueBytes: 2_000 }).then(
+    () => null,
+    (e) => e,
+  );
+  assert.equal(bad.kind, "options");
+  assert.match(bad.message, /maxValueBytes/);
+});
+
+test("an unbound waitUntil given to open is rejected there", async () => {
+  const ctx = {
+    waitUntil(p) {
+      if (this !== ctx) throw new TypeError("Illegal invocation");
+      return p;
+    },
+  };
+  const err = await SwrCache.open({ waitUntil: ctx.waitUntil }).then(
+    () => null,
+    (e) => e,
+  );
+  assert.ok(err, "open accepted an unbound waitUntil");
+  assert.equal(err.kind, "options");
+  assert.match(err.message, /bind\(ctx\)/);
+  const ok = await SwrCache.open({ waitUntil: ctx.waitUntil.bind(ctx) });
+  assert.equal((await ok.get("k", () => "v")).status, "miss");
+});

@@ -46,6 +46,10 @@ export interface SwrOptions {
   expired?: number;
   /** Entries kept in memory (default 10000). */
   maxEntries?: number;
+  /** Bytes kept in memory: keys, values and about 96 bytes per entry (default 64 MiB). */
+  maxBytes?: number;
+  /** The largest value stored (default 16 MiB); a larger one is returned but not stored, and counted as `oversizedValues`. */
+  maxValueBytes?: number;
   /** Longest an upstream call may take (default 30000). */
   refreshTimeout?: number;
   breaker?: { failureThreshold?: number; successThreshold?: number; openFor?: number; maxHalfOpen?: number; maxKeyBreakers?: number };
@@ -78,7 +82,7 @@ export interface SwrStats {
   hits: number; stale: number; misses: number; expired: number; fallbacks: number; errors: number;
   upstreamCalls: number; upstreamErrors: number; upstreamTimeouts: number;
   refreshesStarted: number; refreshesSkipped: number; breakerRejections: number;
-  storageReadErrors: number; storageWriteErrors: number; inFlight: number; refreshesRunning: number;
+  storageReadErrors: number; storageWriteErrors: number; oversizedValues: number; inFlight: number; refreshesRunning: number;
 }
 "#;
 
@@ -233,10 +237,24 @@ impl SwrCache {
         future_to_promise(async move {
             let o = options::parse(&options)
                 .map_err(|m| js_error("options", &format!("SwrCache.open: {m}"), None))?;
+            // Each memory shard holds an equal part of `maxBytes`: use no more
+            // shards than keep a `maxValueBytes` value storable in one.
+            let shards = (o.max_bytes / o.max_value_bytes.max(1)).clamp(1, 16);
             let memory = MemoryStorage::with_limits(MemoryLimits {
                 max_entries: o.max_entries,
-                ..MemoryLimits::default()
+                max_bytes: o.max_bytes,
+                shards,
             });
+            // An unbound `ctx.waitUntil` throws when called: find out now.
+            if let Some(f) = &o.wait_until {
+                if let Err(thrown) = f.call1(&JsValue::UNDEFINED, &Promise::resolve(&JsValue::UNDEFINED)) {
+                    return Err(js_error(
+                        "options",
+                        "SwrCache.open: `waitUntil` threw when called; pass `ctx.waitUntil.bind(ctx)`, not `ctx.waitUntil`",
+                        Some(&thrown),
+                    ));
+                }
+            }
             let open_error = |e: swre_core::StorageError| {
                 js_error(
                     "storage",
@@ -276,6 +294,7 @@ impl SwrCache {
                 .refresh_timeout(o.refresh_timeout)
                 .breaker(o.breaker)
                 .expired_mode(o.expired_mode)
+                .max_value_bytes(o.max_value_bytes)
                 .build()
                 .map_err(|e| js_error("options", &format!("SwrCache.open: {e}"), None))?;
             Ok(SwrCache {
@@ -447,6 +466,7 @@ impl SwrCache {
             ("breakerRejections", s.breaker_rejections),
             ("storageReadErrors", s.storage_read_errors),
             ("storageWriteErrors", s.storage_write_errors),
+            ("oversizedValues", s.oversized_values),
             ("inFlight", s.in_flight),
             ("refreshesRunning", s.refreshes_running),
         ] {

@@ -19,19 +19,25 @@ pub(crate) struct Options {
     pub(crate) storage: StorageChoice,
     pub(crate) ttl: CacheTtl,
     pub(crate) max_entries: usize,
+    /// Bytes kept in memory (keys, values and per-entry overhead).
+    pub(crate) max_bytes: usize,
+    /// The largest value stored; larger ones are returned, not stored.
+    pub(crate) max_value_bytes: usize,
     pub(crate) refresh_timeout: Duration,
     pub(crate) breaker: BreakerConfig,
     pub(crate) expired_mode: ExpiredMode,
     pub(crate) wait_until: Option<Function>,
 }
 
-const KNOWN: [&str; 10] = [
+const KNOWN: [&str; 12] = [
     "name",
     "storage",
     "fresh",
     "stale",
     "expired",
     "maxEntries",
+    "maxBytes",
+    "maxValueBytes",
     "refreshTimeout",
     "breaker",
     "expiredMode",
@@ -121,6 +127,8 @@ pub(crate) fn parse(value: &JsValue) -> Result<Options, String> {
         storage: StorageChoice::Memory,
         ttl: defaults,
         max_entries: 10_000,
+        max_bytes: 64 << 20,
+        max_value_bytes: 16 << 20,
         refresh_timeout: Duration::from_secs(30),
         breaker: BreakerConfig::default(),
         expired_mode: ExpiredMode::Revalidate,
@@ -174,6 +182,18 @@ pub(crate) fn parse(value: &JsValue) -> Result<Options, String> {
     }
     if let Some(n) = count(value, "maxEntries", "maxEntries")? {
         o.max_entries = n as usize;
+    }
+    if let Some(n) = count(value, "maxBytes", "maxBytes")? {
+        o.max_bytes = n as usize;
+    }
+    if let Some(n) = count(value, "maxValueBytes", "maxValueBytes")? {
+        o.max_value_bytes = n as usize;
+    }
+    if o.max_value_bytes > o.max_bytes {
+        return Err(format!(
+            "`maxValueBytes` ({}) must not exceed `maxBytes` ({})",
+            o.max_value_bytes, o.max_bytes
+        ));
     }
     if let Some(d) = millis(value, "refreshTimeout", "refreshTimeout", false)? {
         o.refresh_timeout = d;
