@@ -215,3 +215,15 @@ test("an unbound waitUntil given to open is rejected there", async () => {
   const ok = await SwrCache.open({ waitUntil: ctx.waitUntil.bind(ctx) });
   assert.equal((await ok.get("k", () => "v")).status, "miss");
 });
+
+test("strings come back as they were, lone surrogates included", async () => {
+  const cache = await SwrCache.open({ storage: "memory" });
+  const odd = ["\uD800", "a\uDC00b", "\uDBFF\uDBFF", "plain é ✓ 😀", ""];
+  for (const [i, s] of odd.entries()) {
+    assert.equal((await cache.get(`s${i}`, () => s)).value, s, `miss ${JSON.stringify(s)}`);
+    assert.equal((await cache.get(`s${i}`, () => "other")).value, s, `hit ${JSON.stringify(s)}`);
+    await cache.set(`t${i}`, s);
+    assert.equal((await cache.peek(`t${i}`)).value, s, `set/peek ${JSON.stringify(s)}`);
+  }
+  assert.deepEqual((await cache.get("j", () => ({ s: "\uD800" }))).value, { s: "\uD800" });
+});

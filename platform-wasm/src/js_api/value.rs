@@ -1,15 +1,25 @@
 //! How JS values become cached bytes and back: strings and `Uint8Array`s pass
 //! through untouched, everything else goes through `JSON.stringify`.
+//! A string that is not well-formed UTF-16 (a lone surrogate) is stored as
+//! its UTF-16 code units, so it too comes back as it was.
 
-use js_sys::{Uint8Array, JSON};
+use js_sys::{JsString, Uint8Array, JSON};
 use wasm_bindgen::{JsCast, JsValue};
 
 const TEXT: u8 = b's';
 const BYTES: u8 = b'b';
 const JSON_VALUE: u8 = b'j';
+/// A string with lone surrogates, as little-endian UTF-16 code units.
+const TEXT_UTF16: u8 = b'u';
 
 /// The bytes stored for `value`, or why it cannot be cached.
 pub(crate) fn encode(value: &JsValue) -> Result<Vec<u8>, String> {
+    if let Some(js) = value.dyn_ref::<JsString>() {
+        if !js.is_valid_utf16() {
+            let units: Vec<u8> = js.iter().flat_map(u16::to_le_bytes).collect();
+            return Ok(tagged(TEXT_UTF16, &units));
+        }
+    }
     if let Some(s) = value.as_string() {
         return Ok(tagged(TEXT, s.as_bytes()));
     }
@@ -40,6 +50,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<JsValue, String> {
         Some((&TEXT, rest)) => std::str::from_utf8(rest)
             .map(JsValue::from_str)
             .map_err(|_| "a cached string is not valid UTF-8".to_owned()),
+        Some((&TEXT_UTF16, rest)) if rest.len() % 2 == 0 => {
+            let units: Vec<u16> = rest
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            Ok(JsString::from_char_code(&units).into())
+        }
         Some((&BYTES, rest)) => Ok(Uint8Array::from(rest).into()),
         Some((&JSON_VALUE, rest)) => {
             let text = std::str::from_utf8(rest)
