@@ -57,9 +57,17 @@ pub fn harness_on<S: Storage>(
     storage: S,
     f: impl FnOnce(EngineBuilder<S, TestRuntime>) -> EngineBuilder<S, TestRuntime>,
 ) -> H<S> {
+    harness_from(|_| storage, f)
+}
+
+/// A harness whose storage is made from its runtime (e.g. to share its timer).
+pub fn harness_from<S: Storage>(
+    storage: impl FnOnce(&TestRuntime) -> S,
+    f: impl FnOnce(EngineBuilder<S, TestRuntime>) -> EngineBuilder<S, TestRuntime>,
+) -> H<S> {
     let exec = TestExecutor::new();
     let rt = TestRuntime::new(&exec, START);
-    let engine = f(Engine::builder(storage, rt.clone()).ttl(ttl()))
+    let engine = f(Engine::builder(storage(&rt), rt.clone()).ttl(ttl()))
         .build()
         .expect("valid test configuration");
     H {

@@ -3,34 +3,16 @@
 //! by one deadline; an abandoned call is taken over; after shutdown's grace
 //! period no fetch starts; what a call holds is always given back.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use swre_core::testing::{TestExecutor, TestRuntime};
-use swre_core::{Engine, EngineBuilder, Error, Status, Timer};
+use swre_core::{Error, Status, Timer};
 
 use crate::common::*;
-use crate::fixtures::{Scripted, Stuck};
+use crate::fixtures::{scripted, stuck_engine};
 
 const MS: Duration = Duration::from_millis(1);
-
-fn scripted(
-    f: impl FnOnce(EngineBuilder<Scripted, TestRuntime>) -> EngineBuilder<Scripted, TestRuntime>,
-) -> H<Scripted> {
-    let exec = TestExecutor::new();
-    let rt = TestRuntime::new(&exec, START);
-    let storage = Scripted::new(rt.timer.clone());
-    let engine = f(Engine::builder(storage, rt.clone()).ttl(ttl()))
-        .build()
-        .expect("valid test configuration");
-    H {
-        exec,
-        rt,
-        engine,
-        calls: Arc::new(AtomicUsize::new(0)),
-    }
-}
 
 /// Advances both clocks in `step`s, `n` times, running tasks after each.
 fn tick<S: swre_core::Storage>(h: &H<S>, step: Duration, n: u32) {
@@ -139,14 +121,7 @@ fn a_slow_fetch_after_slow_steps_is_cut_at_the_same_deadline() {
 
 #[test]
 fn a_refresh_whose_task_is_never_polled_is_taken_over_after_its_deadline() {
-    let exec = TestExecutor::new();
-    let rt = TestRuntime::new(&exec, START);
-    let stuck = Stuck::new(rt.clone());
-    let engine = Engine::builder(swre_core::MemoryStorage::new(), stuck.clone())
-        .ttl(ttl())
-        .refresh_timeout(2 * SEC)
-        .build()
-        .unwrap();
+    let (exec, rt, stuck, engine) = stuck_engine(|b| b);
     exec.block_on(engine.set("k", "old")).unwrap();
     rt.advance(15 * SEC); // stale
     stuck.hold.store(true, Ordering::SeqCst);
@@ -199,14 +174,7 @@ fn a_refresh_whose_task_is_never_polled_is_taken_over_after_its_deadline() {
 
 #[test]
 fn an_expired_lookup_on_a_never_polled_call_settles_by_the_deadline() {
-    let exec = TestExecutor::new();
-    let rt = TestRuntime::new(&exec, START);
-    let stuck = Stuck::new(rt.clone());
-    let engine = Engine::builder(swre_core::MemoryStorage::new(), stuck.clone())
-        .ttl(ttl())
-        .refresh_timeout(2 * SEC)
-        .build()
-        .unwrap();
+    let (exec, rt, stuck, engine) = stuck_engine(|b| b);
     exec.block_on(engine.set("k", "old")).unwrap();
     rt.advance(35 * SEC); // expired
     stuck.hold.store(true, Ordering::SeqCst);
@@ -270,15 +238,7 @@ fn shutdown_releases_the_lease_of_a_call_it_stops_even_when_release_takes_time()
 
 #[test]
 fn never_polled_refreshes_cannot_hold_the_refresh_bound_past_their_deadline() {
-    let exec = TestExecutor::new();
-    let rt = TestRuntime::new(&exec, START);
-    let stuck = Stuck::new(rt.clone());
-    let engine = Engine::builder(swre_core::MemoryStorage::new(), stuck.clone())
-        .ttl(ttl())
-        .refresh_timeout(2 * SEC)
-        .max_concurrent_refreshes(2)
-        .build()
-        .unwrap();
+    let (exec, rt, stuck, engine) = stuck_engine(|b| b.max_concurrent_refreshes(2));
     for k in ["a", "b", "c"] {
         exec.block_on(engine.set(k, "old")).unwrap();
     }

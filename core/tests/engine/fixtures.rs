@@ -10,10 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use swre_core::testing::{ManualTimer, TestRuntime};
+use swre_core::testing::{ManualTimer, TestExecutor, TestRuntime};
 use swre_core::{
-    Clock, Entry, LeaseToken, MemoryStorage, Spawn, Storage, StorageError, StorageErrorKind, Timer,
+    Clock, Engine, EngineBuilder, Entry, LeaseToken, MemoryStorage, Spawn, Storage, StorageError,
+    StorageErrorKind, Timer,
 };
+
+use crate::common::{harness_from, ttl, H, SEC, START};
 
 /// Delays per call, in order; calls past the script take no time.
 #[derive(Default)]
@@ -150,4 +153,32 @@ impl Spawn for Stuck {
             self.rt.spawn(task);
         }
     }
+}
+
+/// A harness over a [`Scripted`] store on the harness's own timer.
+pub fn scripted(
+    f: impl FnOnce(EngineBuilder<Scripted, TestRuntime>) -> EngineBuilder<Scripted, TestRuntime>,
+) -> H<Scripted> {
+    harness_from(|rt| Scripted::new(rt.timer.clone()), f)
+}
+
+/// An engine over memory on a [`Stuck`] runtime, with the test TTL,
+/// `refresh_timeout` 2 s, and `f` applied to its builder.
+pub fn stuck_engine(
+    f: impl FnOnce(EngineBuilder<MemoryStorage, Stuck>) -> EngineBuilder<MemoryStorage, Stuck>,
+) -> (
+    TestExecutor,
+    TestRuntime,
+    Stuck,
+    Engine<MemoryStorage, Stuck>,
+) {
+    let exec = TestExecutor::new();
+    let rt = TestRuntime::new(&exec, START);
+    let stuck = Stuck::new(rt.clone());
+    let engine = f(Engine::builder(MemoryStorage::new(), stuck.clone())
+        .ttl(ttl())
+        .refresh_timeout(2 * SEC))
+    .build()
+    .expect("valid test configuration");
+    (exec, rt, stuck, engine)
 }

@@ -2,32 +2,12 @@
 //! that started before it, no caller is handed a value older than one already
 //! handed out, and a caller's TTL sticks to the entry.
 
-use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
 use std::time::Duration;
 
-use swre_core::testing::{TestExecutor, TestRuntime};
-use swre_core::{CacheTtl, CallOptions, Engine, EngineBuilder, ExpiredMode, Status};
+use swre_core::{CacheTtl, CallOptions, ExpiredMode, Status};
 
 use crate::common::*;
-use crate::fixtures::Scripted;
-
-fn scripted(
-    f: impl FnOnce(EngineBuilder<Scripted, TestRuntime>) -> EngineBuilder<Scripted, TestRuntime>,
-) -> H<Scripted> {
-    let exec = TestExecutor::new();
-    let rt = TestRuntime::new(&exec, START);
-    let storage = Scripted::new(rt.timer.clone());
-    let engine = f(Engine::builder(storage, rt.clone()).ttl(ttl()))
-        .build()
-        .expect("valid test configuration");
-    H {
-        exec,
-        rt,
-        engine,
-        calls: Arc::new(AtomicUsize::new(0)),
-    }
-}
+use crate::fixtures::scripted;
 
 fn stored_value<S: swre_core::Storage>(h: &H<S>, key: &str) -> Option<String> {
     h.stored(key)
