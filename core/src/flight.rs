@@ -75,9 +75,7 @@ pub(crate) struct Flight {
     fenced: AtomicBool,
     /// Set once the write that fenced the flight has landed (or a takeover
     /// abandoned it): its value is no longer the newest, so it is never served
-    /// from the flight again.
-    hidden: AtomicBool,
-    /// Set with `hidden`: a flight fenced before it stored waits for it.
+    /// from the flight again; a flight fenced before it stored waits for it.
     overwritten: Latch,
     write: Mutex<Write>,
     /// Set when the flight's task has ended (or was abandoned): nothing of it
@@ -96,7 +94,6 @@ impl Flight {
             waiters: WaitList::default(),
             from_storage: AtomicBool::new(false),
             fenced: AtomicBool::new(false),
-            hidden: AtomicBool::new(false),
             overwritten: Latch::default(),
             write: Mutex::new(Write::Open),
             settled: Latch::default(),
@@ -162,7 +159,7 @@ impl Flight {
     /// has landed over it.
     #[inline]
     pub(crate) fn completed_value(&self) -> Option<Entry> {
-        if !self.done.load(Ordering::Acquire) || self.hidden.load(Ordering::Acquire) {
+        if !self.done.load(Ordering::Acquire) || self.overwritten.is_set() {
             return None;
         }
         match &*self.result.lock() {
@@ -199,7 +196,6 @@ impl Flight {
 
     /// Hides the flight's value: the write that fenced it has landed.
     pub(crate) fn hide(&self) {
-        self.hidden.store(true, Ordering::Release);
         self.overwritten.set();
     }
 
