@@ -1,5 +1,5 @@
 // The swre demo: a SwrCache over IndexedDB in front of a simulated upstream.
-import init, { SwrCache } from "./pkg/swre.js";
+import { SwrCache } from "swre";
 
 const $ = (id) => document.getElementById(id);
 const counters = { hit: 0, stale: 0, miss: 0, fallback: 0, error: 0, expired: 0, upstream: 0 };
@@ -31,7 +31,7 @@ async function open() {
   opening = SwrCache.open({ name: "swre-demo", storage: "indexeddb", ...t, maxEntries: 1000, refreshTimeout: 10_000 });
   try {
     cache = await opening;
-    previous?.free();
+    previous?.close();
     setReady("ready", "ready — press get");
   } catch (e) {
     setReady("error", e.message);
@@ -113,7 +113,6 @@ async function main() {
   if (saved) for (const k of ["fresh", "stale", "expired"]) $(k).value = saved[k];
   const savedKey = localStorage.getItem("swre-demo-key");
   if (savedKey) $("key").value = savedKey;
-  await init();
   await open();
   for (const id of ["fresh", "stale", "expired"]) $(id).addEventListener("change", open);
   $("get").addEventListener("click", get);

@@ -14,7 +14,15 @@ const types = {
   ".json": "application/json",
   ".svg": "image/svg+xml",
 };
-const allowed = new Set(["index.html", "app.js", "style.css", "pkg/swre.js", "pkg/swre_bg.wasm"]);
+const allowed = new Set([
+  "index.html",
+  "app.js",
+  "style.css",
+  "package/src/web.js",
+  "package/src/cache.js",
+  "package/wasm/swre.js",
+  "package/wasm/swre_bg.wasm",
+]);
 
 /** Starts the server on `port` (0 picks a free one); resolves to { url, close }. */
 export function start(port = 0, host = "127.0.0.1") {

@@ -28,7 +28,7 @@ mod runtime;
 
 pub use cache_api::CacheApiStorage;
 pub use idb::IndexedDbStorage;
-pub use js_api::SwrCache;
+pub use js_api::SwrEngine;
 pub use js_storage::JsStorage;
 pub use runtime::{BrowserRuntime, JsClock};
 pub use swre_core::*;

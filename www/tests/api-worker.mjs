@@ -1,9 +1,6 @@
 // Runs SwrCache scenarios inside workerd and reports what it saw as JSON;
 // tests/js-api.test.mjs asserts on the report.
-import wasm from "../pkg/swre_bg.wasm";
-import { initSync, SwrCache } from "../pkg/swre.js";
-
-initSync({ module: wasm });
+import { SwrCache } from "../package/src/workerd.js";
 
 async function outcome(promise) {
   try {

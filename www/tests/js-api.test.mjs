@@ -13,10 +13,11 @@ let mf;
 before(async () => {
   mf = new Miniflare({
     modulesRoot: root,
-    modules: [
-      { type: "ESModule", path: path.join(root, "tests/api-worker.mjs") },
-      { type: "ESModule", path: path.join(root, "pkg/swre.js") },
-      { type: "CompiledWasm", path: path.join(root, "pkg/swre_bg.wasm") },
+    modules: true,
+    scriptPath: path.join(root, "tests/api-worker.mjs"),
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
     ],
     compatibilityDate: "2025-06-01",
   });

@@ -6,13 +6,16 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
-import { initSync, SwrCache } from "../pkg/swre.js";
+import { SwrCache } from "../package/src/node.js";
+import { initSync } from "../package/wasm/swre.js";
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 let wasm;
 
-before(() => {
-  wasm = initSync({ module: readFileSync(path.join(root, "pkg/swre_bg.wasm")) });
+before(async () => {
+  (await SwrCache.open()).close(); // the package loads the module itself
+  // Already instantiated: this returns the module's exports, for the checks below.
+  wasm = initSync({ module: readFileSync(path.join(root, "package/wasm/swre_bg.wasm")) });
 });
 
 const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;

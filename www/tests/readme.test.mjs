@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { Miniflare, Response } from "miniflare";
 import { chromium } from "playwright-core";
 import { start } from "../serve.mjs";
+import { bundleWorker } from "./bundle-worker.mjs";
 
 const www = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const readme = await readFile(path.join(www, "..", "README.md"), "utf8");
@@ -69,14 +70,11 @@ test("the README's browser example runs as written", async () => {
 test("the README's Workers example runs as written in workerd", async () => {
   const file = path.join(www, "worker", ".readme-example.mjs");
   await writeFile(file, snippet("### Cloudflare Workers"));
+  const bundle = await bundleWorker(file);
   let calls = 0;
   const mf = new Miniflare({
-    modulesRoot: www,
-    modules: [
-      { type: "ESModule", path: file },
-      { type: "ESModule", path: path.join(www, "pkg/swre.js") },
-      { type: "CompiledWasm", path: path.join(www, "pkg/swre_bg.wasm") },
-    ],
+    modulesRoot: bundle.modulesRoot,
+    modules: bundle.modules,
     compatibilityDate: "2025-06-01",
     serviceBindings: {
       UPSTREAM: async (request) => {
@@ -96,5 +94,6 @@ test("the README's Workers example runs as written in workerd", async () => {
   } finally {
     await mf.dispose();
     await rm(file, { force: true });
+    await rm(bundle.dir, { recursive: true, force: true });
   }
 });

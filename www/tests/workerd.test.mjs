@@ -28,10 +28,11 @@ let mf;
 before(async () => {
   mf = new Miniflare({
     modulesRoot: root,
-    modules: [
-      { type: "ESModule", path: path.join(root, "worker/worker.mjs") },
-      { type: "ESModule", path: path.join(root, "pkg/swre.js") },
-      { type: "CompiledWasm", path: path.join(root, "pkg/swre_bg.wasm") },
+    modules: true,
+    scriptPath: path.join(root, "worker/worker.mjs"),
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
     ],
     compatibilityDate: "2025-06-01",
     kvNamespaces: ["KV"],

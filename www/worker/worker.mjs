@@ -5,10 +5,7 @@
 //
 // Background refreshes are handed to ctx.waitUntil, so they finish after the
 // response has been sent. Every response carries an RFC 9211 Cache-Status.
-import wasm from "../pkg/swre_bg.wasm";
-import { initSync, SwrCache } from "../pkg/swre.js";
-
-initSync({ module: wasm });
+import { SwrCache } from "../package/src/workerd.js";
 
 const caches_ = new Map();
 

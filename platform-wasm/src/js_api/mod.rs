@@ -12,99 +12,19 @@ use std::time::Duration;
 
 use futures::future::{select, Either};
 
-use js_sys::{Function, Object, Promise, Reflect};
+use js_sys::{Array, Function, Object, Promise, Reflect};
 use swre_core::storage::memory::MemoryLimits;
-use swre_core::{BoxError, Cached, Engine, Error, MemoryStorage, NotCounted, Tiered, Timer};
+use swre_core::{
+    BoxError, CacheTtl, Cached, CallOptions, Engine, Error, MemoryStorage, NotCounted, Tiered,
+    Timer,
+};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::{CacheApiStorage, IndexedDbStorage, JsStorage};
 use options::StorageChoice;
 use storage::{AnyStorage, Persistent};
 use tasks::JsApiRuntime;
-
-#[wasm_bindgen(typescript_custom_section)]
-const TS_TYPES: &'static str = r#"
-/** Where a SwrCache keeps entries. */
-export type SwrStorage = "memory" | "indexeddb" | "cache" | {
-  get(key: string, type?: "arrayBuffer"): Promise<Uint8Array | ArrayBuffer | null | undefined> | Uint8Array | ArrayBuffer | null | undefined;
-  put(key: string, value: Uint8Array, options?: { expirationTtl?: number }): Promise<unknown> | unknown;
-  delete(key: string): Promise<unknown> | unknown;
-};
-
-/** Options of `SwrCache.open`; durations are milliseconds. */
-export interface SwrOptions {
-  /** Database / cache name for "indexeddb" and "cache" (default "swre"). */
-  name?: string;
-  storage?: SwrStorage;
-  /** Served as a hit this long (default 5000). */
-  fresh?: number;
-  /** Then served at once while one background refresh runs (default 3600000). */
-  stale?: number;
-  /** Then kept as a fallback for upstream failures (default 302400000). */
-  expired?: number;
-  /** Entries kept in memory (default 10000). */
-  maxEntries?: number;
-  /** Bytes kept in memory: keys, values and about 96 bytes per entry (default 64 MiB). */
-  maxBytes?: number;
-  /** The largest value stored (default 16 MiB); a larger one is returned but not stored, and counted as `oversizedValues`. */
-  maxValueBytes?: number;
-  /** Longest an upstream call may take (default 30000). */
-  refreshTimeout?: number;
-  breaker?: { failureThreshold?: number; successThreshold?: number; openFor?: number; maxHalfOpen?: number; maxKeyBreakers?: number };
-  /** "revalidate" (default): wait for a refresh, old value on failure; "serveStale": serve expired values at once. */
-  expiredMode?: "revalidate" | "serveStale";
-  /** Receives each background task's promise (e.g. `ctx.waitUntil.bind(ctx)`). */
-  waitUntil?: (promise: Promise<unknown>) => void;
-}
-
-export type SwrStatus = "hit" | "stale" | "miss" | "expired" | "fallback";
-
-export interface SwrResult<T = unknown> {
-  value: T;
-  status: SwrStatus;
-  /** Milliseconds since the value was fetched. */
-  age: number;
-  createdAt: number;
-  freshUntil: number;
-  staleUntil: number;
-  expiresAt: number;
-}
-
-export interface SwrGetOptions {
-  /** Given a promise of this call's background work, if any: a Worker's `ctx.waitUntil.bind(ctx)`
-   * (bound: an unbound `ctx.waitUntil` throws when called, and `get` then rejects with kind "options"). */
-  waitUntil?: (promise: Promise<unknown>) => void;
-}
-
-export interface SwrStats {
-  hits: number; stale: number; misses: number; expired: number; fallbacks: number; errors: number;
-  upstreamCalls: number; upstreamErrors: number; upstreamTimeouts: number;
-  refreshesStarted: number; refreshesSkipped: number; breakerRejections: number;
-  storageReadErrors: number; storageWriteErrors: number; oversizedValues: number; inFlight: number; refreshesRunning: number;
-}
-"#;
-
-#[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(typescript_type = "SwrOptions")]
-    pub type SwrOptions;
-    #[wasm_bindgen(typescript_type = "() => unknown | Promise<unknown>")]
-    pub type SwrFetcher;
-    #[wasm_bindgen(typescript_type = "SwrGetOptions")]
-    pub type SwrGetOptions;
-    #[wasm_bindgen(typescript_type = "Promise<SwrCache>")]
-    pub type OpenPromise;
-    #[wasm_bindgen(typescript_type = "Promise<SwrResult<any>>")]
-    pub type ResultPromise;
-    #[wasm_bindgen(typescript_type = "Promise<SwrResult<any> | undefined>")]
-    pub type PeekPromise;
-    #[wasm_bindgen(typescript_type = "Promise<void>")]
-    pub type VoidPromise;
-    #[wasm_bindgen(typescript_type = "SwrStats")]
-    pub type SwrStats;
-}
 
 /// A fetched value the JS API cannot store (not a string, bytes or JSON).
 #[derive(Debug)]
@@ -177,7 +97,10 @@ fn set(obj: &Object, key: &str, value: JsValue) {
     let _ = Reflect::set(obj, &JsValue::from_str(key), &value);
 }
 
-fn result_object(c: &Cached<swre_core::Bytes>) -> Result<JsValue, JsValue> {
+/// `{ value, status, age, createdAt, freshUntil, staleUntil, expiresAt, size }`,
+/// where `size` is the stored size when the memory tier holds this very
+/// entry (the façade may keep it), else -1.
+fn result_object(c: &Cached<swre_core::Bytes>, size: f64) -> Result<JsValue, JsValue> {
     let value = value::decode(&c.value).map_err(|m| js_error("codec", &m, None))?;
     let o = Object::new();
     set(&o, "value", value);
@@ -187,12 +110,8 @@ fn result_object(c: &Cached<swre_core::Bytes>) -> Result<JsValue, JsValue> {
     set(&o, "freshUntil", (c.fresh_until as f64).into());
     set(&o, "staleUntil", (c.stale_until as f64).into());
     set(&o, "expiresAt", (c.expires_at as f64).into());
+    set(&o, "size", size.into());
     Ok(o.into())
-}
-
-fn string_key(key: &JsValue) -> Result<String, JsValue> {
-    key.as_string()
-        .ok_or_else(|| js_error("invalidKey", "the key must be a string", None))
 }
 
 struct Inner {
@@ -200,6 +119,10 @@ struct Inner {
     runtime: JsApiRuntime,
     /// How long one `get` may wait in all: the refresh timeout and a margin.
     wait_limit: Duration,
+    max_entries: usize,
+    max_bytes: usize,
+    refresh_timeout: Duration,
+    ttl: CacheTtl,
 }
 
 /// Ticks a short timer while a `get` waits, for at most `limit`.
@@ -218,22 +141,22 @@ async fn keep_alive(runtime: JsApiRuntime, limit: Duration) {
     }
 }
 
-/// A stale-while-revalidate cache for JavaScript.
+/// The engine under the JavaScript package's `SwrCache` (`www/package`).
 ///
-/// ```js
-/// const cache = await SwrCache.open({ storage: "indexeddb", fresh: 5_000, stale: 60_000, expired: 3_600_000 });
-/// const { value, status, age } = await cache.get("user:1", () => fetch("/api/user/1").then(r => r.json()));
-/// ```
+/// The package's façade serves fresh hits from a JS-side table of decoded
+/// values and calls this class for everything else: misses, stale and
+/// expired lookups, writes, and the bookkeeping that keeps the two coherent
+/// ([`SwrEngine::touch`] for the eviction bit of hits served in JS).
+/// Arguments are checked by the façade; this class trusts their types.
 #[wasm_bindgen]
-pub struct SwrCache {
+pub struct SwrEngine {
     inner: Rc<Inner>,
 }
 
 #[wasm_bindgen]
-impl SwrCache {
-    /// Opens a cache; rejects with a message naming any bad option.
-    pub fn open(options: Option<SwrOptions>) -> OpenPromise {
-        let options: JsValue = options.map(JsValue::from).unwrap_or(JsValue::UNDEFINED);
+impl SwrEngine {
+    /// Opens an engine; rejects with a message naming any bad option.
+    pub fn open(options: JsValue) -> Promise {
         future_to_promise(async move {
             let o = options::parse(&options)
                 .map_err(|m| js_error("options", &format!("SwrCache.open: {m}"), None))?;
@@ -247,7 +170,9 @@ impl SwrCache {
             });
             // An unbound `ctx.waitUntil` throws when called: find out now.
             if let Some(f) = &o.wait_until {
-                if let Err(thrown) = f.call1(&JsValue::UNDEFINED, &Promise::resolve(&JsValue::UNDEFINED)) {
+                if let Err(thrown) =
+                    f.call1(&JsValue::UNDEFINED, &Promise::resolve(&JsValue::UNDEFINED))
+                {
                     return Err(js_error(
                         "options",
                         "SwrCache.open: `waitUntil` threw when called; pass `ctx.waitUntil.bind(ctx)`, not `ctx.waitUntil`",
@@ -297,48 +222,28 @@ impl SwrCache {
                 .max_value_bytes(o.max_value_bytes)
                 .build()
                 .map_err(|e| js_error("options", &format!("SwrCache.open: {e}"), None))?;
-            Ok(SwrCache {
+            Ok(SwrEngine {
                 inner: Rc::new(Inner {
                     engine,
                     runtime,
                     wait_limit,
+                    max_entries: o.max_entries,
+                    max_bytes: o.max_bytes,
+                    refresh_timeout: o.refresh_timeout,
+                    ttl: o.ttl,
                 }),
             }
             .into())
         })
-        .unchecked_into()
     }
 
-    /// The value under `key`, fetched with `fetcher` when there is no usable
-    /// one; resolves to `{ value, status, age, … }`.
-    pub fn get(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
-        fetcher: SwrFetcher,
-        options: Option<SwrGetOptions>,
-    ) -> ResultPromise {
+    /// The value under `key`, fetched with `fetch()` when there is no usable
+    /// one; resolves to `{ value, status, age, … }`. `fresh` is a per-call
+    /// fresh window in milliseconds (negative: the cache's TTL); the call's
+    /// stale and expired windows are then the cache's.
+    pub fn get(&self, key: String, fetch: Function, fresh: f64) -> Promise {
         let inner = self.inner.clone();
-        let fetcher: JsValue = fetcher.into();
-        let options: JsValue = options.map(JsValue::from).unwrap_or(JsValue::UNDEFINED);
         future_to_promise(async move {
-            let key = string_key(&key)?;
-            let fetcher: Function = fetcher
-                .dyn_into()
-                .map_err(|_| js_error("fetcher", "the fetcher must be a function", None))?;
-            // No options object is the common case: look nothing up on it
-            // (a property read on `undefined` throws, and each caught throw
-            // left an entry in the externref table).
-            let wait_until = if options.is_object() {
-                match Reflect::get(&options, &"waitUntil".into()) {
-                    Ok(f) if f.is_undefined() => None,
-                    Ok(f) => Some(f.dyn_into::<Function>().map_err(|_| {
-                        js_error("options", "get: `waitUntil` must be a function", None)
-                    })?),
-                    Err(_) => None,
-                }
-            } else {
-                None
-            };
             let fetch = move || async move {
                 let thrown = |v: JsValue| -> BoxError {
                     Box::new(JsFetchError {
@@ -346,18 +251,33 @@ impl SwrCache {
                         thrown: v,
                     })
                 };
-                let returned = fetcher.call0(&JsValue::UNDEFINED).map_err(thrown)?;
+                let returned = fetch.call0(&JsValue::UNDEFINED).map_err(thrown)?;
                 let value = JsFuture::from(Promise::resolve(&returned))
                     .await
                     .map_err(thrown)?;
                 // A value that cannot be stored is the caller's error, not
                 // the origin's: it never moves the breaker, and reads as a
                 // `codec` error as it does from `set`.
-                value::encode(&value)
-                    .map_err(|message| -> BoxError { Box::new(NotCounted::new(JsEncodeError(message))) })
+                value::encode(&value).map_err(|message| -> BoxError {
+                    Box::new(NotCounted::new(JsEncodeError(message)))
+                })
             };
             let result = {
-                let lookup = pin!(inner.engine.get_or_fetch(&key, fetch));
+                let lookup = if fresh >= 0.0 {
+                    let ttl = CacheTtl {
+                        fresh: Duration::from_millis(fresh as u64),
+                        ..inner.ttl
+                    };
+                    Either::Left(
+                        inner
+                            .engine
+                            .with(CallOptions::new().ttl(ttl))
+                            .get_or_fetch(&key, fetch),
+                    )
+                } else {
+                    Either::Right(inner.engine.get_or_fetch(&key, fetch))
+                };
+                let lookup = pin!(lookup);
                 let keep_alive = pin!(keep_alive(inner.runtime.clone(), inner.wait_limit));
                 match select(lookup, keep_alive).await {
                     Either::Left((r, _)) => r,
@@ -366,53 +286,63 @@ impl SwrCache {
                     }),
                 }
             };
-            if let Some(f) = wait_until {
-                if inner.runtime.tracker.is_busy() {
-                    if let Err(thrown) = f.call1(&JsValue::UNDEFINED, &inner.runtime.tracker.idle()) {
-                        // An unbound `ctx.waitUntil` throws "Illegal invocation":
-                        // say so rather than let workerd cancel the refresh.
-                        return Err(js_error(
-                            "options",
-                            "get: `waitUntil` threw when called; pass `ctx.waitUntil.bind(ctx)`, not `ctx.waitUntil`",
-                            Some(&thrown),
-                        ));
-                    }
-                }
-            }
             match result {
-                Ok(c) => result_object(&c),
+                Ok(c) => {
+                    let held = inner
+                        .engine
+                        .storage()
+                        .memory()
+                        .peek_now(&key)
+                        .is_some_and(|e| {
+                            e.created_at == c.created_at && e.fresh_until == c.fresh_until
+                        });
+                    result_object(&c, if held { c.value.len() as f64 } else { -1.0 })
+                }
                 Err(e) => Err(engine_error(&e)),
             }
         })
-        .unchecked_into()
     }
 
     /// The stored value under `key` without fetching or refreshing, or `undefined`.
-    pub fn peek(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
-    ) -> PeekPromise {
+    pub fn peek(&self, key: String) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
-            let key = string_key(&key)?;
             match inner.engine.peek(&key).await {
-                Ok(Some(c)) => result_object(&c),
+                Ok(Some(c)) => result_object(&c, -1.0),
                 Ok(None) => Ok(JsValue::UNDEFINED),
                 Err(e) => Err(engine_error(&e)),
             }
         })
-        .unchecked_into()
+    }
+
+    /// The value the memory tier holds for `key` in any phase, decoded, or
+    /// `undefined`: a fetcher's `staleValue`. Never reads persistent storage.
+    #[wasm_bindgen(js_name = memoryValue)]
+    pub fn memory_value(&self, key: String) -> JsValue {
+        self.inner
+            .engine
+            .storage()
+            .memory()
+            .peek_now(&key)
+            .and_then(|e| value::decode(&e.value).ok())
+            .unwrap_or(JsValue::UNDEFINED)
+    }
+
+    /// Marks each key in `keys` (strings) as used in the memory tier, as a
+    /// hit does: the façade's hits count for eviction this way, in batches.
+    pub fn touch(&self, keys: Array) {
+        let memory = self.inner.engine.storage().memory();
+        for k in keys.iter() {
+            if let Some(k) = k.as_string() {
+                let _ = memory.get_now(&k);
+            }
+        }
     }
 
     /// Stores `value` under `key` with the cache's TTL.
-    pub fn set(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "unknown")] value: JsValue,
-    ) -> VoidPromise {
+    pub fn set(&self, key: String, value: JsValue) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
-            let key = string_key(&key)?;
             let bytes = value::encode(&value).map_err(|m| js_error("codec", &m, None))?;
             inner
                 .engine
@@ -421,17 +351,12 @@ impl SwrCache {
                 .map(|_| JsValue::UNDEFINED)
                 .map_err(|e| engine_error(&e))
         })
-        .unchecked_into()
     }
 
     /// Removes `key`.
-    pub fn delete(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
-    ) -> VoidPromise {
+    pub fn delete(&self, key: String) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
-            let key = string_key(&key)?;
             inner
                 .engine
                 .invalidate(&key)
@@ -439,16 +364,39 @@ impl SwrCache {
                 .map(|_| JsValue::UNDEFINED)
                 .map_err(|e| engine_error(&e))
         })
-        .unchecked_into()
     }
 
-    /// Resolves when every background refresh running now has finished.
-    pub fn pending(&self) -> VoidPromise {
-        self.inner.runtime.tracker.idle().unchecked_into()
+    /// Resolves when every background task running now has finished.
+    pub fn pending(&self) -> Promise {
+        self.inner.runtime.tracker.idle()
     }
 
-    /// Counters since the cache was opened.
-    pub fn stats(&self) -> SwrStats {
+    /// Whether a background task is running.
+    pub fn busy(&self) -> bool {
+        self.inner.runtime.tracker.is_busy()
+    }
+
+    /// The `maxEntries` the engine was opened with.
+    #[wasm_bindgen(js_name = maxEntries)]
+    pub fn max_entries(&self) -> f64 {
+        self.inner.max_entries as f64
+    }
+
+    /// The `maxBytes` the engine was opened with.
+    #[wasm_bindgen(js_name = maxBytes)]
+    pub fn max_bytes(&self) -> f64 {
+        self.inner.max_bytes as f64
+    }
+
+    /// The refresh timeout in milliseconds.
+    #[wasm_bindgen(js_name = refreshTimeout)]
+    pub fn refresh_timeout(&self) -> f64 {
+        self.inner.refresh_timeout.as_millis() as f64
+    }
+
+    /// Counters since the engine was opened, as `[name, value]` pairs in
+    /// camelCase: the one list the façade and the types follow.
+    pub fn stats(&self) -> Object {
         let s = self.inner.engine.stats();
         let o = Object::new();
         for (k, v) in [
@@ -472,6 +420,6 @@ impl SwrCache {
         ] {
             set(&o, k, (v as f64).into());
         }
-        JsValue::from(o).unchecked_into()
+        o
     }
 }

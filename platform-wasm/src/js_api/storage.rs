@@ -48,6 +48,16 @@ impl Storage for Persistent {
     }
 }
 
+impl AnyStorage {
+    /// The memory tier: the whole store, or its L1.
+    pub(crate) fn memory(&self) -> &MemoryStorage {
+        match self {
+            AnyStorage::Memory(s) => s,
+            AnyStorage::Tiered(s) => s.l1(),
+        }
+    }
+}
+
 impl Storage for AnyStorage {
     async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
         match self {
