@@ -109,11 +109,20 @@ struct Sleep {
     _callback: Option<Closure<dyn FnMut()>>,
 }
 
+thread_local! {
+    /// The global's `setTimeout` and `clearTimeout`, looked up once.
+    static TIMERS: Option<(Function, Function)> = {
+        let f = |name| global_property(name).and_then(|f| f.dyn_into::<Function>().ok());
+        f("setTimeout").zip(f("clearTimeout"))
+    };
+    /// `"unref"` as a JS string.
+    static UNREF: JsValue = JsValue::from_str("unref");
+}
+
 impl Sleep {
     fn new(ms: f64) -> Self {
         let state = Rc::new(RefCell::new(SleepState::default()));
-        let set_timeout = global_property("setTimeout").and_then(|f| f.dyn_into::<Function>().ok());
-        let Some(set_timeout) = set_timeout else {
+        let Some(set_timeout) = TIMERS.with(|t| t.as_ref().map(|(set, _)| set.clone())) else {
             // No timer on this global: done at once rather than hang.
             state.borrow_mut().fired = true;
             return Self {
@@ -139,7 +148,8 @@ impl Sleep {
         if handle.is_undefined() {
             state.borrow_mut().fired = true;
         } else if handle.is_object() {
-            if let Some(unref) = Reflect::get(&handle, &"unref".into())
+            if let Some(unref) = UNREF
+                .with(|k| Reflect::get(&handle, k))
                 .ok()
                 .and_then(|f| f.dyn_into::<Function>().ok())
             {
@@ -174,11 +184,11 @@ impl Drop for Sleep {
         if self.state.borrow().fired || self.handle.is_undefined() {
             return;
         }
-        if let Some(clear) =
-            global_property("clearTimeout").and_then(|f| f.dyn_into::<Function>().ok())
-        {
-            let _ = clear.call1(&js_sys::global(), &self.handle);
-        }
+        TIMERS.with(|t| {
+            if let Some((_, clear)) = t {
+                let _ = clear.call1(&js_sys::global(), &self.handle);
+            }
+        });
     }
 }
 

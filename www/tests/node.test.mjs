@@ -6,6 +6,8 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
+import v8 from "node:v8";
+import { runInNewContext } from "node:vm";
 import { SwrCache } from "../package/src/node.js";
 import { initSync } from "../package/wasm/swre.js";
 
@@ -21,19 +23,39 @@ before(async () => {
 const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-test("hits without an options object leave the externref table and memory flat", async () => {
-  const cache = await SwrCache.open({ storage: "memory" });
+/** The JS heap after a full collection. */
+function heapUsed() {
+  v8.setFlagsFromString("--expose-gc");
+  runInNewContext("gc")();
+  return process.memoryUsage().heapUsed;
+}
+
+test("3M warm hits leave wasm memory, the externref table and the JS heap flat", async () => {
+  const cache = await SwrCache.open({ storage: "memory", fresh: 3_600_000 });
   await cache.get("k", () => "v");
-  for (let i = 0; i < 20_000; i++) await cache.get("k", () => "never");
+  const ctx = { waitUntil() {} };
+  const hits = async (n) => {
+    for (let i = 0; i < n; i++) {
+      await cache.get("k", () => "never");
+      await cache.get("k", () => "never", {});
+      await cache.get("k", () => "never", { waitUntil: ctx.waitUntil });
+    }
+  };
+  await hits(20_000);
   const table = wasm.__wbindgen_externrefs.length;
   const memory = wasm.memory.buffer.byteLength;
-  for (let i = 0; i < 200_000; i++) await cache.get("k", () => "never");
+  const heap = heapUsed();
+  await hits(1_000_000);
   assert.equal(wasm.__wbindgen_externrefs.length, table, "the externref table grew");
   assert.equal(wasm.memory.buffer.byteLength, memory, "wasm memory grew");
-  assert.equal(cache.stats().upstreamCalls, 1);
+  const grown = heapUsed() - heap;
+  assert.ok(grown < 1 << 20, `the JS heap grew by ${grown} bytes over 3M hits`);
+  const s = cache.stats();
+  assert.equal(s.upstreamCalls, 1);
+  assert.equal(s.hits, 3 * 1_020_000, "hits answered in JS are counted");
 });
 
-test("misses and rejecting fetches leave the externref table and memory flat", async () => {
+test("300k failing fetches and misses leave wasm memory and the externref table flat", async () => {
   const cache = await SwrCache.open({
     storage: "memory",
     maxEntries: 1_000,
@@ -49,12 +71,15 @@ test("misses and rejecting fetches leave the externref table and memory flat", a
   for (let i = 0; i < 25; i++) await miss();
   assert.equal(wasm.__wbindgen_externrefs.length, t0, "misses grew the externref table");
   assert.equal(wasm.memory.buffer.byteLength, m0, "misses grew wasm memory");
-  const fail = async () => {
+  const rejects = async () => {
+    throw new Error("origin down");
+  };
+  const throws = () => {
     throw new Error("origin down");
   };
   const run = async (n) => {
     for (let i = 0; i < n; i++) {
-      await cache.get("k", fail, {}).then(
+      await cache.get("k", i % 2 ? rejects : throws, i % 3 ? {} : undefined).then(
         () => assert.fail("resolved"),
         (e) => assert.equal(e.kind, "upstream"),
       );
@@ -63,9 +88,10 @@ test("misses and rejecting fetches leave the externref table and memory flat", a
   await run(20_000);
   const table = wasm.__wbindgen_externrefs.length;
   const memory = wasm.memory.buffer.byteLength;
-  await run(100_000);
+  await run(300_000);
   assert.equal(wasm.__wbindgen_externrefs.length, table, "the externref table grew");
   assert.equal(wasm.memory.buffer.byteLength, memory, "wasm memory grew");
+  assert.equal(cache.stats().upstreamErrors, 320_000);
 });
 
 test("no timer outlives the call it bounds, so Node can exit", async () => {

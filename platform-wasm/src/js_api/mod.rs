@@ -6,17 +6,15 @@ mod tasks;
 mod value;
 
 use std::fmt;
-use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures::future::{select, Either};
+use futures::future::Either;
 
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use swre_core::storage::memory::MemoryLimits;
 use swre_core::{
     BoxError, CacheTtl, Cached, CallOptions, Engine, Error, MemoryStorage, NotCounted, Tiered,
-    Timer,
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
@@ -97,48 +95,53 @@ fn set(obj: &Object, key: &str, value: JsValue) {
     let _ = Reflect::set(obj, &JsValue::from_str(key), &value);
 }
 
+/// The property names of a result object, made JS strings once.
+const RESULT_KEYS: [&str; 8] = [
+    "value",
+    "status",
+    "age",
+    "createdAt",
+    "freshUntil",
+    "staleUntil",
+    "expiresAt",
+    "size",
+];
+
+thread_local! {
+    static KEYS: Vec<JsValue> = RESULT_KEYS.iter().map(|k| JsValue::from_str(k)).collect();
+}
+
 /// `{ value, status, age, createdAt, freshUntil, staleUntil, expiresAt, size }`,
 /// where `size` is the stored size when the memory tier holds this very
 /// entry (the façade may keep it), else -1.
 fn result_object(c: &Cached<swre_core::Bytes>, size: f64) -> Result<JsValue, JsValue> {
     let value = value::decode(&c.value).map_err(|m| js_error("codec", &m, None))?;
     let o = Object::new();
-    set(&o, "value", value);
-    set(&o, "status", c.status.as_str().into());
-    set(&o, "age", (c.age.as_millis() as f64).into());
-    set(&o, "createdAt", (c.created_at as f64).into());
-    set(&o, "freshUntil", (c.fresh_until as f64).into());
-    set(&o, "staleUntil", (c.stale_until as f64).into());
-    set(&o, "expiresAt", (c.expires_at as f64).into());
-    set(&o, "size", size.into());
+    let fields = [
+        value,
+        c.status.as_str().into(),
+        (c.age.as_millis() as f64).into(),
+        (c.created_at as f64).into(),
+        (c.fresh_until as f64).into(),
+        (c.stale_until as f64).into(),
+        (c.expires_at as f64).into(),
+        size.into(),
+    ];
+    KEYS.with(|keys| {
+        for (k, v) in keys.iter().zip(fields.iter()) {
+            let _ = Reflect::set(&o, k, v);
+        }
+    });
     Ok(o.into())
 }
 
 struct Inner {
     engine: Engine<AnyStorage, JsApiRuntime>,
     runtime: JsApiRuntime,
-    /// How long one `get` may wait in all: the refresh timeout and a margin.
-    wait_limit: Duration,
     max_entries: usize,
     max_bytes: usize,
     refresh_timeout: Duration,
     ttl: CacheTtl,
-}
-
-/// Ticks a short timer while a `get` waits, for at most `limit`.
-///
-/// A Workers request that waits on an upstream call another request started
-/// has no I/O of its own, and workerd cancels such a request as hung. Each
-/// tick is a timer owned by the waiting request, so it stays alive; the limit
-/// bounds the wait even if the other request (and its call) was cancelled.
-/// A lookup that completes on its first poll (a hit) never starts a timer.
-async fn keep_alive(runtime: JsApiRuntime, limit: Duration) {
-    const TICK: Duration = Duration::from_millis(25);
-    let mut waited = Duration::ZERO;
-    while waited < limit {
-        runtime.sleep(TICK).await;
-        waited += TICK;
-    }
 }
 
 /// The engine under the JavaScript package's `SwrCache` (`www/package`).
@@ -213,7 +216,6 @@ impl SwrEngine {
                 )),
             };
             let runtime = JsApiRuntime::new(o.wait_until);
-            let wait_limit = o.refresh_timeout + Duration::from_secs(1);
             let engine = Engine::builder(storage, runtime.clone())
                 .ttl(o.ttl)
                 .refresh_timeout(o.refresh_timeout)
@@ -226,7 +228,6 @@ impl SwrEngine {
                 inner: Rc::new(Inner {
                     engine,
                     runtime,
-                    wait_limit,
                     max_entries: o.max_entries,
                     max_bytes: o.max_bytes,
                     refresh_timeout: o.refresh_timeout,
@@ -277,14 +278,7 @@ impl SwrEngine {
                 } else {
                     Either::Right(inner.engine.get_or_fetch(&key, fetch))
                 };
-                let lookup = pin!(lookup);
-                let keep_alive = pin!(keep_alive(inner.runtime.clone(), inner.wait_limit));
-                match select(lookup, keep_alive).await {
-                    Either::Left((r, _)) => r,
-                    Either::Right(((), _)) => Err(Error::Timeout {
-                        after: inner.wait_limit,
-                    }),
-                }
+                lookup.await
             };
             match result {
                 Ok(c) => {

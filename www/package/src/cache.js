@@ -63,8 +63,9 @@ const COUNTER = { hit: "hits", stale: "stale", miss: "misses", expired: "expired
 /**
  * Defines `SwrCache` over a loader that resolves to the wasm-bindgen
  * `SwrEngine` class once the module is instantiated. `keepAlive`: tick a
- * timer while a call waits on another call's fetch (workerd cancels a
- * request with no I/O of its own as hung).
+ * timer while a call waits on the engine (workerd cancels a request with no
+ * I/O of its own as hung, which one waiting on another request's fetch is).
+ * The engine bounds every wait by the call's deadline.
  */
 export function define(load, { keepAlive = false } = {}) {
   let loading;
@@ -103,7 +104,7 @@ export function define(load, { keepAlive = false } = {}) {
       } catch (e) {
         throw swrError("init", `SwrCache.open: cannot load swre's WebAssembly module: ${e?.message ?? e}`, e);
       }
-      return new SwrCache(token, await Engine.open(options));
+      return new SwrCache(token, await Engine.open(guarded(options)));
     }
 
     /** The value under `key`, fetched with `fetcher` when there is no usable one. */
@@ -175,7 +176,6 @@ export function define(load, { keepAlive = false } = {}) {
             throw e;
           },
         );
-        if (keepAlive) answer = ticking(answer);
       } else {
         const writes = this.#writes;
         const raw = engine.get(key, this.#fetch(engine, key, fetcher), ttl);
@@ -191,6 +191,7 @@ export function define(load, { keepAlive = false } = {}) {
           return fromEngine(r);
         });
       }
+      if (keepAlive) answer = ticking(answer);
       if (signal !== undefined) answer = abortable(answer, signal);
       return waitUntil === undefined ? answer : answer.then((r) => this.#handOver(waitUntil, r));
     }
@@ -214,36 +215,23 @@ export function define(load, { keepAlive = false } = {}) {
     #fetch(engine, key, fetcher) {
       const timeout = this.#timeout;
       return () => {
-        const controller = new AbortController();
-        const timer = setTimeout(
-          () => controller.abort(new DOMException("the refresh timeout passed", "TimeoutError")),
-          timeout,
-        );
-        let stale;
-        let read = false;
-        const context = {
-          signal: controller.signal,
-          get staleValue() {
-            if (!read) {
-              read = true;
-              stale = engine.memoryValue(key);
-            }
-            return stale;
-          },
-        };
+        const context = new FetchContext(engine, key, timeout);
         let out;
         try {
           out = fetcher(context);
         } catch (e) {
-          clearTimeout(timer);
-          throw e;
+          context.done();
+          // Rejected, not thrown: a throw caught by wasm-bindgen's glue
+          // leaves one slot of the externref table behind (its unused
+          // return value), about one per failing call.
+          return Promise.reject(e);
         }
         if (out !== null && typeof out === "object" && typeof out.then === "function") {
-          const clear = () => clearTimeout(timer);
-          Promise.resolve(out).then(clear, clear);
+          const done = () => context.done();
+          Promise.resolve(out).then(done, done);
           return out;
         }
-        clearTimeout(timer);
+        context.done();
         return out;
       };
     }
@@ -356,6 +344,102 @@ export function define(load, { keepAlive = false } = {}) {
   }
 
   return SwrCache;
+}
+
+/**
+ * `options` with the caller's functions wrapped so that they never throw
+ * into the engine (a throw caught by wasm-bindgen's glue leaves a slot of
+ * its externref table behind): a store's methods reject instead, and a
+ * `waitUntil` that throws is reported here, at `open`.
+ */
+function guarded(options) {
+  if (options === null || typeof options !== "object") return options;
+  const o = { ...options };
+  const { waitUntil, storage } = o;
+  if (typeof waitUntil === "function") {
+    try {
+      waitUntil(Promise.resolve());
+    } catch (e) {
+      throw swrError("options", "SwrCache.open: `waitUntil` threw when called; pass `ctx.waitUntil.bind(ctx)`, not `ctx.waitUntil`", e);
+    }
+    o.waitUntil = (p) => {
+      try {
+        waitUntil(p);
+      } catch {
+        // Checked at open; a later throw only loses the hand-over.
+      }
+    };
+  }
+  if (storage !== null && typeof storage === "object") {
+    const methods = ["get", "put", "delete"];
+    if (methods.every((m) => typeof storage[m] === "function")) {
+      const store = {};
+      for (const m of methods) {
+        store[m] = (...args) => {
+          try {
+            return storage[m](...args);
+          } catch (e) {
+            return Promise.reject(e);
+          }
+        };
+      }
+      o.storage = store;
+    }
+  }
+  return o;
+}
+
+/**
+ * What a fetcher is given. The signal (an `AbortController` and its timer)
+ * and the stale value are made only when the fetcher reads them.
+ */
+class FetchContext {
+  #engine;
+  #key;
+  #deadline;
+  #controller;
+  #timer;
+  #stale;
+  #read = false;
+  #done = false;
+
+  constructor(engine, key, timeout) {
+    this.#engine = engine;
+    this.#key = key;
+    this.#deadline = Date.now() + timeout;
+  }
+
+  /** Aborts when the refresh timeout passes: pass it to `fetch(url, { signal })`. */
+  get signal() {
+    if (this.#controller === undefined) {
+      const controller = new AbortController();
+      this.#controller = controller;
+      const reason = () => new DOMException("the refresh timeout passed", "TimeoutError");
+      const left = this.#deadline - Date.now();
+      if (left <= 0) controller.abort(reason());
+      else if (!this.#done) this.#timer = setTimeout(() => controller.abort(reason()), left);
+    }
+    return this.#controller.signal;
+  }
+
+  /** The value the memory tier holds for the key (stale or expired), or `undefined`. */
+  get staleValue() {
+    if (!this.#read) {
+      this.#read = true;
+      try {
+        this.#stale = this.#done ? undefined : this.#engine.memoryValue(this.#key);
+      } catch {
+        this.#stale = undefined; // the cache was closed meanwhile
+      }
+    }
+    return this.#stale;
+  }
+
+  /** The fetch settled: its timer goes. */
+  done() {
+    this.#done = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+  }
 }
 
 /** Settles with `p`, or rejects when `signal` aborts first; never cancels `p`. */

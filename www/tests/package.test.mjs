@@ -1,0 +1,219 @@
+// The package's SwrCache façade in Node: the fetcher's context, per-call
+// options, close, and the JS hit table kept coherent with writes, deletes,
+// eviction and concurrent callers.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { SwrCache } from "swre";
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+const failure = (p) => p.then(() => null, (e) => e);
+
+test("the fetcher gets the stale value and a signal that aborts at the refresh timeout", async () => {
+  const cache = await SwrCache.open({ fresh: 1, stale: 60_000, refreshTimeout: 100 });
+  const seen = [];
+  await cache.get("k", (ctx) => {
+    seen.push(ctx.staleValue, ctx.signal.aborted);
+    return { n: 1 };
+  });
+  await sleep(5); // stale
+  let signal;
+  const stale = await cache.get("k", async (ctx) => {
+    seen.push(ctx.staleValue);
+    signal = ctx.signal;
+    await new Promise((resolve, reject) => ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason)));
+  });
+  assert.equal(stale.status, "stale");
+  await cache.pending();
+  assert.deepEqual(seen, [undefined, false, { n: 1 }]);
+  // The engine gave up at its deadline; the signal's timer started as the
+  // fetcher was called, a moment later.
+  for (let i = 0; i < 50 && !signal.aborted; i++) await sleep(2);
+  assert.equal(signal.aborted, true, "the signal did not abort at the refresh timeout");
+  assert.equal(signal.reason.name, "TimeoutError");
+  assert.equal(cache.stats().upstreamErrors + cache.stats().upstreamTimeouts, 1);
+  const before = timers();
+  await cache.get("quick", (ctx) => (ctx.signal.aborted ? "aborted" : "fine"));
+  await sleep(0);
+  assert.equal(timers(), before, "the signal's timer outlived a fetch that finished");
+});
+
+test("a caller's signal ends its own wait, never the shared fetch", async () => {
+  const cache = await SwrCache.open();
+  let calls = 0;
+  let release;
+  const slow = () => {
+    calls++;
+    return new Promise((r) => (release = () => r("fetched")));
+  };
+  const controller = new AbortController();
+  const mine = failure(cache.get("k", slow, { signal: controller.signal }));
+  const other = cache.get("k", slow);
+  await sleep(1);
+  controller.abort(new Error("user left"));
+  const err = await mine;
+  assert.equal(err.kind, "aborted");
+  assert.equal(err.cause.message, "user left");
+  release();
+  assert.equal((await other).value, "fetched");
+  assert.equal((await cache.get("k", slow)).status, "hit");
+  assert.equal(calls, 1);
+  const already = await failure(cache.get("k", slow, { signal: AbortSignal.abort() }));
+  assert.equal(already.kind, "aborted");
+});
+
+test("a per-call ttl sets the fresh window of what that call fetches", async () => {
+  const cache = await SwrCache.open({ fresh: 60_000 });
+  const r = await cache.get("k", () => "v", { ttl: 30 });
+  assert.equal(r.freshUntil - r.createdAt, 30);
+  assert.equal((await cache.get("k", () => "w")).status, "hit");
+  await sleep(40);
+  assert.equal((await cache.get("k", () => "w")).status, "stale");
+  for (const [options, needle] of [
+    [{ ttl: -1 }, "`ttl`"],
+    [{ ttl: "soon" }, "`ttl`"],
+    [{ tll: 5 }, "`tll`"],
+    [{ signal: {} }, "`signal`"],
+    [42, "options must be an object"],
+  ]) {
+    const e = await failure(cache.get("k", () => "v", options));
+    assert.equal(e?.kind, "options", JSON.stringify(options));
+    assert.ok(e.message.includes(needle), e.message);
+  }
+});
+
+test("values follow JSON semantics on the first answer and on hits", async () => {
+  const cache = await SwrCache.open();
+  const date = new Date(0);
+  const first = await cache.get("k", () => ({ m: new Map([[1, 2]]), d: date, n: NaN, u: new Uint8Array([1]) }));
+  const expected = { m: {}, d: date.toISOString(), n: null, u: { 0: 1 } };
+  assert.deepEqual(first.value, expected);
+  const hit = await cache.get("k", () => "never");
+  assert.equal(hit.status, "hit");
+  assert.deepEqual(hit.value, expected);
+  assert.deepEqual(Object.keys(hit), Object.keys(first), "every answer has one shape");
+});
+
+test("close frees the cache; later calls say so clearly", async () => {
+  const cache = await SwrCache.open();
+  await cache.get("k", () => "v");
+  cache.close();
+  cache.close(); // twice is fine
+  for (const p of [cache.get("k", () => "v"), cache.set("k", 1), cache.delete("k"), cache.peek("k")]) {
+    const e = await failure(p);
+    assert.equal(e?.kind, "closed");
+    assert.match(e.message, /closed/);
+  }
+  assert.throws(() => cache.stats(), (e) => e.kind === "closed");
+  await cache.pending();
+  assert.throws(() => new SwrCache(), /SwrCache\.open/);
+});
+
+test("a delete while a fetch is in flight is not undone by the fetch's answer", async () => {
+  const cache = await SwrCache.open();
+  let release;
+  const first = cache.get("k", () => new Promise((r) => (release = () => r("old"))));
+  await sleep(1);
+  await cache.delete("k");
+  release();
+  assert.equal((await first).value, "old", "the caller still gets its answer");
+  const after = await cache.get("k", () => "new");
+  assert.deepEqual([after.status, after.value], ["miss", "new"], "the deleted value came back");
+});
+
+test("a set while a slow store read is on its way wins over what the read returns", async () => {
+  // A persistent store whose reads are slow: the read starts before the
+  // set and returns the old value after it.
+  const data = new Map();
+  let gate = null;
+  const store = {
+    async get(key) {
+      if (gate) await gate;
+      return data.get(key) ?? null;
+    },
+    async put(key, value) {
+      data.set(key, value);
+    },
+    async delete(key) {
+      data.delete(key);
+    },
+  };
+  const writer = await SwrCache.open({ storage: store, fresh: 60_000 });
+  await writer.set("k", "old");
+  const cache = await SwrCache.open({ storage: store, fresh: 60_000 });
+  let open;
+  gate = new Promise((r) => (open = r));
+  const read = cache.get("k", () => "fetched");
+  await sleep(1);
+  const write = cache.set("k", "new");
+  gate = null;
+  open();
+  await Promise.all([read, write]);
+  const after = await cache.get("k", () => "fetched");
+  assert.equal(after.value, "new", `served ${after.value} (${after.status}) after the set`);
+});
+
+test("an answer read while a set is landing is dropped once the set lands", async () => {
+  // A persistent store whose writes are slow: a lookup made while the set is
+  // on its way may still see the old value; once the set lands it must not
+  // be served from the JS table.
+  const data = new Map();
+  let gate = null;
+  const store = {
+    async get(key) {
+      return data.get(key) ?? null;
+    },
+    async put(key, value) {
+      if (gate) await gate;
+      data.set(key, value);
+    },
+    async delete(key) {
+      data.delete(key);
+    },
+  };
+  const cache = await SwrCache.open({ storage: store, fresh: 60_000 });
+  await cache.get("k", () => "old");
+  let open;
+  gate = new Promise((r) => (open = r));
+  const write = cache.set("k", "new");
+  const during = await cache.get("k", () => "fetched");
+  gate = null;
+  open();
+  await write;
+  const after = await cache.get("k", () => "fetched");
+  assert.equal(after.value, "new", `served ${after.value} (${after.status}) after the set landed; during it: ${during.value}`);
+});
+
+test("hits answered in JS count for eviction", async () => {
+  // One shard of 100 entries; a hot tenth is read only through the JS table.
+  const cache = await SwrCache.open({ maxEntries: 100, maxBytes: 1 << 20, maxValueBytes: 1 << 20, fresh: 60_000 });
+  let calls = 0;
+  const fetch = () => {
+    calls++;
+    return "v";
+  };
+  for (let i = 0; i < 100; i++) await cache.get(`k${i}`, fetch);
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 100; i += 10) assert.equal((await cache.get(`k${i}`, fetch)).status, "hit");
+  }
+  for (let i = 0; i < 50; i++) await cache.get(`w${i}`, fetch); // one-hit wonders
+  assert.equal(calls, 150);
+  for (let i = 0; i < 100; i += 10) await cache.get(`k${i}`, fetch);
+  assert.equal(calls, 150, "hot keys hit only in JS were evicted");
+});
+
+test("a stampede of 1,000 callers on a cold key makes one upstream call and counts every caller", async () => {
+  const cache = await SwrCache.open();
+  let calls = 0;
+  const fetch = async () => {
+    calls++;
+    await sleep(5);
+    return { v: 1 };
+  };
+  const all = await Promise.all(Array.from({ length: 1_000 }, () => cache.get("cold", fetch)));
+  assert.equal(calls, 1);
+  assert.ok(all.every((r) => r.value.v === 1));
+  const s = cache.stats();
+  assert.equal(s.hits + s.misses + s.stale + s.expired + s.fallbacks, 1_000);
+  assert.equal(s.upstreamCalls, 1);
+});
