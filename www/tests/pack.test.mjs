@@ -1,0 +1,217 @@
+// The packed package as a user gets it: `npm pack` of www/package installed
+// into a fresh temp project, then used in seven settings: a Node script, a
+// Worker bundled as wrangler bundles it and run in workerd, a Chromium page
+// (import map, no bundler), a module worker, a module service worker, an
+// esbuild bundle (the `swre/inline` entry) and a Vite build. No `.wasm` is
+// ever copied by hand.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { build as esbuild } from "esbuild";
+import { build as viteBuild } from "vite";
+import { Miniflare } from "miniflare";
+import { chromium } from "playwright-core";
+import { bundleWorker } from "./bundle-worker.mjs";
+
+const www = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+let project, server, browser;
+
+/** Writes `files` (relative path → text) under the project. */
+async function write(files) {
+  for (const [rel, text] of Object.entries(files)) {
+    const file = path.join(project, rel);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, text);
+  }
+}
+
+/** A static server over the project directory. */
+function serve(root) {
+  const types = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm" };
+  const s = http.createServer(async (req, res) => {
+    const rel = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    const file = path.join(root, rel);
+    if (!file.startsWith(root)) return res.writeHead(403).end();
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { "content-type": types[path.extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end("not found");
+    }
+  });
+  return new Promise((resolve) => s.listen(0, "127.0.0.1", () => resolve({ url: `http://127.0.0.1:${s.address().port}`, close: () => new Promise((r) => s.close(r)) })));
+}
+
+// What every setting runs: a miss, then a hit, from a memory cache.
+const SCENARIO = `
+  const cache = await SwrCache.open();
+  let calls = 0;
+  const fetcher = () => { calls++; return { answer: 42 }; };
+  const a = await cache.get("k", fetcher);
+  const b = await cache.get("k", fetcher);
+  const result = [a.status, b.status, b.value.answer, calls];
+`;
+const EXPECTED = ["miss", "hit", 42, 1];
+
+before(async () => {
+  project = await mkdtemp(path.join(os.tmpdir(), "swre-pack-"));
+  const tarball = execFileSync("npm", ["pack", "--silent", "--pack-destination", project], { cwd: path.join(www, "package"), encoding: "utf8" }).trim().split("\n").pop();
+  await write({ "package.json": JSON.stringify({ name: "swre-pack-trial", private: true, type: "module" }) });
+  execFileSync("npm", ["install", "--no-audit", "--no-fund", "--offline", "--loglevel=error", path.join(project, tarball)], { cwd: project, stdio: "pipe" });
+  server = await serve(project);
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+  if (project) await rm(project, { recursive: true, force: true });
+});
+
+/** Opens `page` of the project in Chromium and waits for `window.__result`. */
+async function inChromium(rel) {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+  try {
+    await page.goto(`${server.url}/${rel}`);
+    await page.waitForFunction(() => window.__result !== undefined, null, { timeout: 20_000 }).catch(() => {});
+    const result = await page.evaluate(() => window.__result);
+    assert.ok(result !== undefined, `no result from ${rel}: ${errors.join("; ")}`);
+    return result;
+  } finally {
+    await page.close();
+  }
+}
+
+test("the tarball holds the entry points, the types and the module, and nothing else", async () => {
+  const pkg = path.join(project, "node_modules", "swre");
+  const files = (await readdir(pkg, { recursive: true })).sort();
+  for (const f of ["index.d.ts", "package.json", "src/cache.js", "src/node.js", "src/web.js", "src/workerd.js", "src/inline.js", "wasm/swre.js", "wasm/swre_bg.wasm"]) {
+    assert.ok(files.includes(f), `${f} is missing from the package`);
+  }
+  assert.ok(!files.some((f) => f.endsWith(".rs") || f.includes("tests")), files.join(", "));
+});
+
+test("Node: a script imports the package and uses it with no setup", async () => {
+  await write({ "node-script.mjs": `import { SwrCache } from "swre";\n${SCENARIO}\nconsole.log(JSON.stringify(result));\n` });
+  const out = execFileSync(process.execPath, ["node-script.mjs"], { cwd: project, encoding: "utf8", timeout: 30_000 });
+  assert.deepEqual(JSON.parse(out), EXPECTED);
+});
+
+test("Workers: bundled with the workerd condition, run in workerd", async () => {
+  await write({
+    "worker.mjs": `import { SwrCache } from "swre";
+let cache;
+export default {
+  async fetch(request, env, ctx) {
+    cache ??= SwrCache.open({ storage: "cache", name: "pack" });
+    const c = await cache;
+    let calls = 0;
+    const r = await c.get(new URL(request.url).pathname, () => { calls++; return "from origin"; }, { waitUntil: ctx.waitUntil.bind(ctx) });
+    return Response.json([r.status, r.value, calls]);
+  },
+};
+`,
+  });
+  const bundle = await bundleWorker(path.join(project, "worker.mjs"));
+  const mf = new Miniflare({ modulesRoot: bundle.modulesRoot, modules: bundle.modules, compatibilityDate: "2025-06-01" });
+  try {
+    const first = await (await mf.dispatchFetch("http://w.test/a")).json();
+    const second = await (await mf.dispatchFetch("http://w.test/a")).json();
+    assert.deepEqual(first, ["miss", "from origin", 1]);
+    assert.deepEqual(second, ["hit", "from origin", 0]);
+  } finally {
+    await mf.dispose();
+    await rm(bundle.dir, { recursive: true, force: true });
+  }
+});
+
+test("Chromium page: an import map and no bundler", async () => {
+  await write({
+    "page.html": `<!doctype html><script type="importmap">{ "imports": { "swre": "/node_modules/swre/src/web.js" } }</script>
+<script type="module">import { SwrCache } from "swre";\n${SCENARIO}\nwindow.__result = result;</script>`,
+  });
+  assert.deepEqual(await inChromium("page.html"), EXPECTED);
+});
+
+test("Chromium module worker", async () => {
+  await write({
+    "module-worker.js": `import { SwrCache } from "/node_modules/swre/src/web.js";\n${SCENARIO}\npostMessage(result);\n`,
+    "worker.html": `<!doctype html><script type="module">
+const w = new Worker("/module-worker.js", { type: "module" });
+w.onmessage = (e) => { window.__result = e.data; };
+w.onerror = (e) => { window.__result = ["worker error", e.message]; };
+</script>`,
+  });
+  assert.deepEqual(await inChromium("worker.html"), EXPECTED);
+});
+
+test("Chromium module service worker (no top-level await), answering fetches from the Cache API", async () => {
+  await write({
+    "sw.js": `import { SwrCache } from "/node_modules/swre/src/web.js";
+let cache;
+let calls = 0;
+self.addEventListener("install", () => self.skipWaiting());
+self.addEventListener("activate", (e) => e.waitUntil(self.clients.claim()));
+self.addEventListener("fetch", (e) => {
+  const url = new URL(e.request.url);
+  if (!url.pathname.startsWith("/swr/")) return;
+  e.respondWith((async () => {
+    cache ??= SwrCache.open({ storage: "cache", name: "sw-trial" });
+    const r = await (await cache).get(url.pathname, () => { calls++; return "from the service worker"; }, { waitUntil: e.waitUntil.bind(e) });
+    return Response.json([r.status, r.value, calls]);
+  })());
+});
+`,
+    "sw.html": `<!doctype html><script type="module">
+await navigator.serviceWorker.register("/sw.js", { type: "module" });
+await navigator.serviceWorker.ready;
+if (!navigator.serviceWorker.controller) await new Promise((r) => navigator.serviceWorker.addEventListener("controllerchange", r, { once: true }));
+const a = await (await fetch("/swr/item")).json();
+const b = await (await fetch("/swr/item")).json();
+window.__result = [a, b];
+</script>`,
+  });
+  assert.deepEqual(await inChromium("sw.html"), [
+    ["miss", "from the service worker", 1],
+    ["hit", "from the service worker", 1],
+  ]);
+});
+
+test("esbuild bundle of the swre/inline entry: no loader settings, no .wasm to copy", async () => {
+  await write({ "esb/entry.js": `import { SwrCache } from "swre/inline";\n${SCENARIO}\nwindow.__result = result;\n` });
+  await esbuild({
+    entryPoints: [path.join(project, "esb/entry.js")],
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    outfile: path.join(project, "esb/out/bundle.js"),
+    logLevel: "silent",
+  });
+  assert.deepEqual(await readdir(path.join(project, "esb/out")), ["bundle.js"]);
+  await write({ "esb/out/index.html": `<!doctype html><script type="module" src="bundle.js"></script>` });
+  assert.deepEqual(await inChromium("esb/out/index.html"), EXPECTED);
+});
+
+test("Vite build: the module is emitted as an asset from new URL(…, import.meta.url)", async () => {
+  await write({
+    "vite-app/index.html": `<!doctype html><script type="module" src="./main.js"></script>`,
+    "vite-app/main.js": `import { SwrCache } from "swre";\n${SCENARIO}\nwindow.__result = result;\n`,
+  });
+  await viteBuild({ root: path.join(project, "vite-app"), base: "./", logLevel: "silent", build: { outDir: "dist", emptyOutDir: true } });
+  const assets = await readdir(path.join(project, "vite-app/dist/assets"));
+  assert.ok(assets.some((f) => f.endsWith(".wasm")), `no .wasm among ${assets.join(", ")}`);
+  assert.deepEqual(await inChromium("vite-app/dist/index.html"), EXPECTED);
+});
