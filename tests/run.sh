@@ -100,13 +100,13 @@ WASM_BINDGEN_TEST_WEBDRIVER_JSON="$ROOT/platform-wasm/webdriver.json" \
 WASM_BINDGEN_TEST_TIMEOUT=180 \
   cargo test -p swre-wasm --target wasm32-unknown-unknown
 
-step "JavaScript package: wasm-bindgen --target web from the wasm-release profile"
-bash www/build.sh
-
-step "npm ci (www)"
+step "npm ci (www: test tools, and binaryen's wasm-opt and esbuild for the package build)"
 (cd www && npm ci --no-audit --no-fund --loglevel=error)
 
-step "JS API and the example Worker in workerd (Miniflare); the demo page end to end in Chromium (playwright-core)"
+step "JavaScript package: wasm-release profile, wasm-bindgen --target web, wasm-opt"
+bash www/build.sh
+
+step "JS package: Node tests, workerd (Miniflare), the demo page in Chromium, and the packed tarball in seven settings"
 (cd www && npm test)
 
 step "quickstart (the README's main job)"

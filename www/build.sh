@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the npm package's WebAssembly part into www/package/wasm: the
-# size-optimised `wasm-release` profile, wasm-bindgen --target web, and the
-# module as base64 for the `swre/inline` entry.
+# size-optimised `wasm-release` profile, wasm-bindgen --target web, wasm-opt,
+# the glue minified, and the module as base64 for the `swre/inline` entry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
@@ -10,6 +10,19 @@ out=www/package/wasm
 rm -rf "$out"
 wasm-bindgen --target web --no-typescript --out-dir "$out" --out-name swre \
   "$target_dir/wasm32-unknown-unknown/wasm-release/swre_wasm.wasm"
+# wasm-opt from npm `binaryen` (www/node_modules: run `npm ci` in www first).
+# The flags name the features rustc emits (the stripped module lists none).
+wasm_opt=www/node_modules/binaryen/bin/wasm-opt
+if [ ! -x "$wasm_opt" ]; then
+  echo "www/build.sh: $wasm_opt is missing; run \`npm ci\` in www first" >&2
+  exit 1
+fi
+"$wasm_opt" -Oz --converge --enable-reference-types --enable-bulk-memory \
+  --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+  --enable-multivalue "$out/swre_bg.wasm" -o "$out/swre_bg.wasm"
+# The generated glue, minified (the hand-written src/ stays as written).
+www/node_modules/.bin/esbuild "$out/swre.js" --minify --format=esm --log-level=warning \
+  --outfile="$out/swre.min.js" && mv "$out/swre.min.js" "$out/swre.js"
 python3 - "$out" <<'PY'
 import base64, sys
 out = sys.argv[1]

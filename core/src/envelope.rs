@@ -74,7 +74,7 @@ pub fn encode(key: &str, entry: &Entry) -> Option<Vec<u8>> {
     }
     out.extend_from_slice(key.as_bytes());
     out.extend_from_slice(&entry.value);
-    let crc = crc32fast::hash(&out);
+    let crc = crate::crc::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     Some(out)
 }
@@ -88,7 +88,7 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded<'_>> {
     if body.len() < HEADER_LEN || body[..4] != MAGIC || body[4] != VERSION || body[5] > 1 {
         return None;
     }
-    if crc32fast::hash(body).to_le_bytes() != crc {
+    if crate::crc::hash(body).to_le_bytes() != crc {
         return None;
     }
     let key_len = read_u32(body, 6)? as usize;
@@ -236,7 +236,7 @@ mod tests {
         b[6..10].copy_from_slice(&u32::MAX.to_le_bytes());
         b[10..14].copy_from_slice(&u32::MAX.to_le_bytes());
         let body = b.len() - TRAILER_LEN;
-        let crc = crc32fast::hash(&b[..body]);
+        let crc = crate::crc::hash(&b[..body]);
         b[body..].copy_from_slice(&crc.to_le_bytes());
         assert!(decode(&b).is_none());
         assert!(decode(&vec![0xff; 4096]).is_none());

@@ -55,7 +55,8 @@ impl fmt::Display for Error {
             Error::Timeout { after } => write!(
                 f,
                 "upstream fetch did not finish within the refresh timeout ({} ms)",
-                after.as_millis()
+                // u64, not u128: u128 formatting is kilobytes of wasm.
+                u64::try_from(after.as_millis()).unwrap_or(u64::MAX)
             ),
             Error::CircuitOpen => f.write_str(
                 "circuit breaker is open after repeated upstream failures and no cached value can be served; retry after the breaker's open period",

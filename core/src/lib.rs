@@ -30,6 +30,7 @@ extern crate std;
 mod breaker;
 mod bytes;
 pub mod codec;
+mod crc;
 mod engine;
 mod entry;
 pub mod envelope;

@@ -115,3 +115,12 @@ impl EventWait {
         fired
     }
 }
+
+/// `future_to_promise`, instantiated once: every caller hands it a boxed
+/// future (one copy of the promise glue instead of one per call site).
+#[inline(never)]
+pub(crate) fn boxed_promise(
+    f: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JsValue, JsValue>>>>,
+) -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(f)
+}

@@ -17,7 +17,7 @@ use swre_core::{
     BoxError, CacheTtl, Cached, CallOptions, Engine, Error, MemoryStorage, NotCounted, Tiered,
 };
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{future_to_promise, JsFuture};
+use wasm_bindgen_futures::JsFuture;
 
 use crate::{CacheApiStorage, IndexedDbStorage, JsStorage};
 use options::StorageChoice;
@@ -25,8 +25,15 @@ use storage::{AnyStorage, Persistent};
 use tasks::JsApiRuntime;
 
 /// A fetched value the JS API cannot store (not a string, bytes or JSON).
-#[derive(Debug)]
 struct JsEncodeError(String);
+
+/// The message as it is: a derived `Debug` would escape it, and string
+/// escaping is kilobytes of wasm.
+impl fmt::Debug for JsEncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 impl fmt::Display for JsEncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -160,7 +167,7 @@ pub struct SwrEngine {
 impl SwrEngine {
     /// Opens an engine; rejects with a message naming any bad option.
     pub fn open(options: JsValue) -> Promise {
-        future_to_promise(async move {
+        crate::js::boxed_promise(Box::pin(async move {
             let o = options::parse(&options)
                 .map_err(|m| js_error("options", &format!("SwrCache.open: {m}"), None))?;
             // Each memory shard holds an equal part of `maxBytes`: use no more
@@ -235,7 +242,7 @@ impl SwrEngine {
                 }),
             }
             .into())
-        })
+        }))
     }
 
     /// The value under `key`, fetched with `fetch()` when there is no usable
@@ -244,7 +251,7 @@ impl SwrEngine {
     /// stale and expired windows are then the cache's.
     pub fn get(&self, key: String, fetch: Function, fresh: f64) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
+        crate::js::boxed_promise(Box::pin(async move {
             let fetch = move || async move {
                 let thrown = |v: JsValue| -> BoxError {
                     Box::new(JsFetchError {
@@ -294,19 +301,19 @@ impl SwrEngine {
                 }
                 Err(e) => Err(engine_error(&e)),
             }
-        })
+        }))
     }
 
     /// The stored value under `key` without fetching or refreshing, or `undefined`.
     pub fn peek(&self, key: String) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
+        crate::js::boxed_promise(Box::pin(async move {
             match inner.engine.peek(&key).await {
                 Ok(Some(c)) => result_object(&c, -1.0),
                 Ok(None) => Ok(JsValue::UNDEFINED),
                 Err(e) => Err(engine_error(&e)),
             }
-        })
+        }))
     }
 
     /// The value the memory tier holds for `key` in any phase, decoded, or
@@ -336,7 +343,7 @@ impl SwrEngine {
     /// Stores `value` under `key` with the cache's TTL.
     pub fn set(&self, key: String, value: JsValue) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
+        crate::js::boxed_promise(Box::pin(async move {
             let bytes = value::encode(&value).map_err(|m| js_error("codec", &m, None))?;
             inner
                 .engine
@@ -344,20 +351,20 @@ impl SwrEngine {
                 .await
                 .map(|_| JsValue::UNDEFINED)
                 .map_err(|e| engine_error(&e))
-        })
+        }))
     }
 
     /// Removes `key`.
     pub fn delete(&self, key: String) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
+        crate::js::boxed_promise(Box::pin(async move {
             inner
                 .engine
                 .invalidate(&key)
                 .await
                 .map(|_| JsValue::UNDEFINED)
                 .map_err(|e| engine_error(&e))
-        })
+        }))
     }
 
     /// Resolves when every background task running now has finished.

@@ -112,11 +112,25 @@ fn count(obj: &JsValue, name: &str, label: &str) -> Result<Option<u64>, String> 
     }
 }
 
+/// How a rejected option value reads in a message: strings quoted by
+/// `JSON.stringify`, numbers as JS prints them (no Rust float formatting or
+/// debug escaping in the wasm), anything else by its `typeof`.
 fn shown(v: &JsValue) -> String {
-    v.as_string()
-        .map(|s| format!("{s:?}"))
-        .or_else(|| v.as_f64().map(|n| n.to_string()))
-        .unwrap_or_else(|| v.js_typeof().as_string().unwrap_or_default())
+    if v.is_string() {
+        return js_sys::JSON::stringify(v)
+            .ok()
+            .and_then(|s| s.as_string())
+            .unwrap_or_default();
+    }
+    if v.as_f64().is_some() {
+        return v
+            .unchecked_ref::<js_sys::Number>()
+            .to_string_with_radix(10)
+            .ok()
+            .and_then(|s| s.as_string())
+            .unwrap_or_default();
+    }
+    v.js_typeof().as_string().unwrap_or_default()
 }
 
 /// Parses `SwrCache.open`'s argument.

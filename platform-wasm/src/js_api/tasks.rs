@@ -2,7 +2,6 @@
 //! tracked as promises so edge workers can hand them to `waitUntil`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
@@ -16,13 +15,19 @@ use crate::runtime::{BrowserRuntime, JsClock};
 #[derive(Default)]
 pub(crate) struct Tracker {
     next: Cell<u32>,
-    pending: RefCell<BTreeMap<u32, Promise>>,
+    /// Running tasks' promises by id (few: the refresh bound caps them).
+    pending: RefCell<Vec<(u32, Promise)>>,
 }
 
 impl Tracker {
     /// A promise that settles when every task running now has finished.
     pub(crate) fn idle(&self) -> Promise {
-        let all: Array = self.pending.borrow().values().cloned().collect();
+        let all: Array = self
+            .pending
+            .borrow()
+            .iter()
+            .map(|(_, p)| p.clone())
+            .collect();
         Promise::all(&all)
     }
 
@@ -67,15 +72,15 @@ impl Spawn for JsApiRuntime {
         let id = self.tracker.next.get().wrapping_add(1);
         self.tracker.next.set(id);
         let tracker = self.tracker.clone();
-        let promise = wasm_bindgen_futures::future_to_promise(async move {
+        let promise = crate::js::boxed_promise(Box::pin(async move {
             task.await;
-            tracker.pending.borrow_mut().remove(&id);
+            tracker.pending.borrow_mut().retain(|(i, _)| *i != id);
             Ok(JsValue::UNDEFINED)
-        });
+        }));
         self.tracker
             .pending
             .borrow_mut()
-            .insert(id, promise.clone());
+            .push((id, promise.clone()));
         if let Some(f) = &self.wait_until {
             let _ = f.call1(&JsValue::UNDEFINED, &promise);
         }
