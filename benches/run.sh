@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Runs the benchmarks in quick mode and rewrites BENCHMARKS.md (and the hit
+# Runs the benchmarks in quick mode (criterion, then the JS package's
+# benchmarks in Node and Chromium) and rewrites BENCHMARKS.md (and the hit
 # latency chart) from that run. Usage: bash benches/run.sh [criterion filter]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 rm -rf "$target_dir/criterion"
 cargo bench -p swre-benches --bench cache -- --warm-up-time 0.5 --measurement-time 2 --noplot "$@"
-python3 benches/report.py "$target_dir/criterion" BENCHMARKS.md benches/hit-latency.svg
+# The JS package: needs www/package/wasm (bash www/build.sh) and www/node_modules (npm ci).
+(cd www && node bench/run.mjs "$target_dir/js-bench.json")
+python3 benches/report.py "$target_dir/criterion" BENCHMARKS.md benches/hit-latency.svg "$target_dir/js-bench.json"
 echo "wrote BENCHMARKS.md and benches/hit-latency.svg"
