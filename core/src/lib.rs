@@ -55,7 +55,10 @@ pub mod testing;
 pub use breaker::{BreakerConfig, BreakerScope, BreakerState};
 pub use bytes::Bytes;
 pub use codec::{Codec, Compressed, Json, Postcard};
-pub use engine::{Cached, CallOptions, Engine, EngineBuilder, WithOptions};
+pub use engine::{
+    Cached, CallOptions, Engine, EngineBuilder, WithOptions, DEFAULT_MAX_VALUE_BYTES,
+    DEFAULT_REFRESH_TIMEOUT,
+};
 pub use entry::{CacheTtl, Entry};
 pub use error::{
     BoxError, CodecError, ConfigError, Error, FetchError, KeyError, NotCounted, StorageError,

@@ -28,6 +28,28 @@ macro_rules! counters {
             pub key_breakers: u64,
         }
 
+        impl Stats {
+            /// Every field with its name, in declaration order: the one list
+            /// that bindings (the JS package's `stats()`) and exporters follow.
+            ///
+            /// ```
+            /// let s = swre_core::Stats::default();
+            /// assert!(s.fields().any(|(name, _)| name == "hits"));
+            /// assert!(s.fields().any(|(name, _)| name == "in_flight"));
+            /// ```
+            pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> {
+                [
+                    $( (stringify!($striped), self.$striped), )*
+                    $( (stringify!($name), self.$name), )*
+                    ("in_flight", self.in_flight),
+                    ("refreshes_running", self.refreshes_running),
+                    ("tasks_running", self.tasks_running),
+                    ("key_breakers", self.key_breakers),
+                ]
+                .into_iter()
+            }
+        }
+
         #[derive(Default)]
         pub(crate) struct Counters {
             $( pub(crate) $striped: Striped, )*

@@ -1,13 +1,14 @@
-//! [`BrowserRuntime`]: `Date.now()`, `setTimeout`, `spawn_local` or `waitUntil`.
+//! [`BrowserRuntime`]: `Date.now()`, `setTimeout`, and tasks as tracked
+//! promises (also handed to `waitUntil` when one is given).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use js_sys::{Function, Reflect};
+use js_sys::{Array, Function, Promise, Reflect};
 use swre_core::{Clock, Spawn, Timer};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -36,14 +37,28 @@ impl Clock for JsClock {
 ///
 /// - Timers call `setTimeout` on the global object, so they work in a window,
 ///   dedicated/shared/service workers and workerd (no `window` needed).
-/// - Tasks run with `wasm_bindgen_futures::spawn_local`, or — with
-///   [`with_wait_until`](Self::with_wait_until) — are also handed to a JS
+/// - Tasks run as promises (`future_to_promise`), with
+///   [`with_wait_until`](Self::with_wait_until) also handed to a JS
 ///   `waitUntil(promise)` function, so an edge worker keeps running a
 ///   background refresh after its response was sent.
+///
+/// Every spawned task is tracked as a promise: [`pending`](Self::pending)
+/// settles when the tasks running now have finished (what a Worker hands to
+/// `waitUntil` after a response), and [`is_busy`](Self::is_busy) says
+/// whether any runs.
 #[derive(Clone, Debug)]
 pub struct BrowserRuntime<C = JsClock> {
     clock: C,
     wait_until: Option<Function>,
+    tasks: Rc<Tasks>,
+}
+
+/// The promises of running tasks, by id (few: the engine's refresh bound
+/// caps them).
+#[derive(Debug, Default)]
+struct Tasks {
+    next: Cell<u32>,
+    running: RefCell<Vec<(u32, Promise)>>,
 }
 
 impl BrowserRuntime<JsClock> {
@@ -55,10 +70,7 @@ impl BrowserRuntime<JsClock> {
     /// `Date.now()`, with every task's promise also given to `wait_until`
     /// (e.g. `ctx.waitUntil.bind(ctx)` in a Worker's `fetch` handler).
     pub fn with_wait_until(wait_until: Function) -> Self {
-        Self {
-            clock: JsClock,
-            wait_until: Some(wait_until),
-        }
+        Self::new().wait_until(wait_until)
     }
 }
 
@@ -74,6 +86,7 @@ impl<C: Clock + Clone + 'static> BrowserRuntime<C> {
         Self {
             clock,
             wait_until: None,
+            tasks: Rc::default(),
         }
     }
 
@@ -81,6 +94,23 @@ impl<C: Clock + Clone + 'static> BrowserRuntime<C> {
     pub fn wait_until(mut self, wait_until: Function) -> Self {
         self.wait_until = Some(wait_until);
         self
+    }
+
+    /// A promise that settles when every task running now has finished.
+    pub fn pending(&self) -> Promise {
+        let all: Array = self
+            .tasks
+            .running
+            .borrow()
+            .iter()
+            .map(|(_, p)| p.clone())
+            .collect();
+        Promise::all(&all)
+    }
+
+    /// Whether a spawned task is still running.
+    pub fn is_busy(&self) -> bool {
+        !self.tasks.running.borrow().is_empty()
     }
 }
 
@@ -200,17 +230,20 @@ impl<C: Clock> Timer for BrowserRuntime<C> {
 
 impl<C: Clock> Spawn for BrowserRuntime<C> {
     fn spawn(&self, task: impl Future<Output = ()> + 'static) {
-        match &self.wait_until {
-            None => wasm_bindgen_futures::spawn_local(task),
-            Some(wait_until) => {
-                let promise = wasm_bindgen_futures::future_to_promise(async move {
-                    task.await;
-                    Ok(JsValue::UNDEFINED)
-                });
-                // The promise runs whether or not waitUntil accepts it (it may
-                // refuse after the response); a refusal only shortens its life.
-                let _ = wait_until.call1(&JsValue::UNDEFINED, &promise);
-            }
+        let tasks = self.tasks.clone();
+        let id = tasks.next.get().wrapping_add(1);
+        tasks.next.set(id);
+        let done = tasks.clone();
+        let promise = crate::js::boxed_promise(Box::pin(async move {
+            task.await;
+            done.running.borrow_mut().retain(|(i, _)| *i != id);
+            Ok(JsValue::UNDEFINED)
+        }));
+        tasks.running.borrow_mut().push((id, promise.clone()));
+        if let Some(wait_until) = &self.wait_until {
+            // The promise runs whether or not waitUntil accepts it (it may
+            // refuse after the response); a refusal only shortens its life.
+            let _ = wait_until.call1(&JsValue::UNDEFINED, &promise);
         }
     }
 }

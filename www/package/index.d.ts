@@ -23,7 +23,7 @@ export interface SwrOptions {
   stale?: number;
   /** Then kept as a fallback for upstream failures (default 302400000). */
   expired?: number;
-  /** Entries kept in memory (default 10000). */
+  /** Entries kept in memory (default 100000). */
   maxEntries?: number;
   /** Bytes kept in memory: keys, stored values and about 96 bytes per entry (default 64 MiB). */
   maxBytes?: number;
@@ -89,13 +89,10 @@ export interface SwrError extends Error {
     | "codec" | "shutdown" | "abandoned" | "valueTooLarge" | "aborted" | "closed" | "init" | "other";
 }
 
-/** Counters since the cache was opened; the names are the Rust `Stats` fields in camelCase. */
-export interface SwrStats {
-  hits: number; stale: number; misses: number; expired: number; fallbacks: number; errors: number;
-  upstreamCalls: number; upstreamErrors: number; upstreamTimeouts: number;
-  refreshesStarted: number; refreshesSkipped: number; breakerRejections: number;
-  storageReadErrors: number; storageWriteErrors: number; oversizedValues: number; inFlight: number; refreshesRunning: number;
-}
+// Counters since the cache was opened: swre-core's `Stats` fields in
+// camelCase, generated from the Rust source by the build.
+import type { SwrStats } from "./wasm/stats.js";
+export type { SwrStats };
 
 export declare class SwrCache {
   private constructor();

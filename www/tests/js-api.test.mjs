@@ -40,7 +40,7 @@ test("bad options reject with a message naming the option", async () => {
     storage: "`storage`",
     unknown: "`fersh`",
     breaker: "`breaker.failureThreshold`",
-    total: "5000",
+    total: "at least 5 s",
     name: "`name`",
     waitUntil: "`waitUntil`",
     storeObject: "`put`",

@@ -98,7 +98,7 @@ async function inChromium(rel) {
 test("the tarball holds the entry points, the types and the module, and nothing else", async () => {
   const pkg = path.join(project, "node_modules", "swre");
   const files = (await readdir(pkg, { recursive: true })).sort();
-  for (const f of ["index.d.ts", "package.json", "src/cache.js", "src/node.js", "src/web.js", "src/workerd.js", "src/inline.js", "wasm/swre.js", "wasm/swre_bg.wasm"]) {
+  for (const f of ["index.d.ts", "package.json", "src/cache.js", "src/node.js", "src/web.js", "src/workerd.js", "src/inline.js", "wasm/swre.js", "wasm/swre_bg.wasm", "wasm/stats.d.ts"]) {
     assert.ok(files.includes(f), `${f} is missing from the package`);
   }
   assert.ok(!files.some((f) => f.endsWith(".rs") || f.includes("tests")), files.join(", "));

@@ -3,6 +3,7 @@
 // eviction and concurrent callers.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { SwrCache } from "swre";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -216,4 +217,25 @@ test("a stampede of 1,000 callers on a cold key makes one upstream call and coun
   const s = cache.stats();
   assert.equal(s.hits + s.misses + s.stale + s.expired + s.fallbacks, 1_000);
   assert.equal(s.upstreamCalls, 1);
+});
+
+test("stats() has exactly the fields its TypeScript type lists, both from swre-core's Stats", async () => {
+  const cache = await SwrCache.open();
+  const types = readFileSync(new URL("../package/wasm/stats.d.ts", import.meta.url), "utf8");
+  const typed = [...types.matchAll(/^  (\w+): number;$/gm)].map((m) => m[1]);
+  const s = cache.stats();
+  assert.deepEqual(Object.keys(s), typed);
+  assert.ok(typed.includes("upstreamCalls") && typed.includes("flightsTakenOver") && typed.includes("inFlight"));
+  assert.ok(Object.values(s).every((v) => typeof v === "number"));
+});
+
+test("rules that relate options come from the engine's builder, named as JS options", async () => {
+  for (const [options, needle] of [
+    [{ fresh: 1, stale: 1, expired: 1 }, "`fresh` + `stale` + `expired` must total at least 5 s"],
+    [{ breaker: { successThreshold: 5, maxHalfOpen: 2 } }, "`breaker.maxHalfOpen` must be at least"],
+  ]) {
+    const e = await failure(SwrCache.open(options));
+    assert.equal(e?.kind, "options", JSON.stringify(options));
+    assert.ok(e.message.startsWith("SwrCache.open: ") && e.message.includes(needle), e.message);
+  }
 });

@@ -8,6 +8,12 @@ use crate::entry::CacheTtl;
 use crate::error::{ConfigError, Error};
 use crate::policy::ExpiredMode;
 
+/// The refresh timeout an engine gets unless its builder sets one.
+pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest value an engine stores unless its builder sets another.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 << 20;
+
 /// The settled options of an engine.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
@@ -26,11 +32,11 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             ttl: CacheTtl::default(),
-            refresh_timeout: Duration::from_secs(30),
+            refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
             max_concurrent_refreshes: 1000,
             expired_mode: ExpiredMode::Revalidate,
             breaker: BreakerConfig::default(),
-            max_value_bytes: 16 << 20,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             max_key_bytes: 8192,
             negative_ttl: None,
             shutdown_timeout: Duration::from_secs(30),

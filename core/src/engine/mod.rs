@@ -37,6 +37,7 @@ mod ticket;
 pub use builder::EngineBuilder;
 pub use cached::Cached;
 use config::checked_ttl;
+pub use config::{DEFAULT_MAX_VALUE_BYTES, DEFAULT_REFRESH_TIMEOUT};
 use decide::{decide, Decision};
 use shared::Shared;
 

@@ -2,7 +2,6 @@
 
 mod options;
 mod storage;
-mod tasks;
 mod value;
 
 use std::fmt;
@@ -19,10 +18,9 @@ use swre_core::{
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::{CacheApiStorage, IndexedDbStorage, JsStorage};
+use crate::{BrowserRuntime, CacheApiStorage, IndexedDbStorage, JsStorage};
 use options::StorageChoice;
 use storage::{AnyStorage, Persistent};
-use tasks::JsApiRuntime;
 
 /// A fetched value the JS API cannot store (not a string, bytes or JSON).
 struct JsEncodeError(String);
@@ -143,8 +141,8 @@ fn result_object(c: &Cached<swre_core::Bytes>, size: f64) -> Result<JsValue, JsV
 }
 
 struct Inner {
-    engine: Engine<AnyStorage, JsApiRuntime>,
-    runtime: JsApiRuntime,
+    engine: Engine<AnyStorage, BrowserRuntime>,
+    runtime: BrowserRuntime,
     max_entries: usize,
     max_bytes: usize,
     refresh_timeout: Duration,
@@ -222,7 +220,10 @@ impl SwrEngine {
                     })?),
                 )),
             };
-            let runtime = JsApiRuntime::new(o.wait_until);
+            let runtime = match o.wait_until {
+                Some(f) => BrowserRuntime::with_wait_until(f),
+                None => BrowserRuntime::new(),
+            };
             let engine = Engine::builder(storage, runtime.clone())
                 .ttl(o.ttl)
                 .refresh_timeout(o.refresh_timeout)
@@ -230,7 +231,13 @@ impl SwrEngine {
                 .expired_mode(o.expired_mode)
                 .max_value_bytes(o.max_value_bytes)
                 .build()
-                .map_err(|e| js_error("options", &format!("SwrCache.open: {e}"), None))?;
+                .map_err(|e| {
+                    let m = match &e {
+                        Error::Config(c) => options::config_error(c.option, c.reason),
+                        other => other.to_string(),
+                    };
+                    js_error("options", &format!("SwrCache.open: {m}"), None)
+                })?;
             Ok(SwrEngine {
                 inner: Rc::new(Inner {
                     engine,
@@ -369,12 +376,12 @@ impl SwrEngine {
 
     /// Resolves when every background task running now has finished.
     pub fn pending(&self) -> Promise {
-        self.inner.runtime.tracker.idle()
+        self.inner.runtime.pending()
     }
 
     /// Whether a background task is running.
     pub fn busy(&self) -> bool {
-        self.inner.runtime.tracker.is_busy()
+        self.inner.runtime.is_busy()
     }
 
     /// The `maxEntries` the engine was opened with.
@@ -395,32 +402,30 @@ impl SwrEngine {
         self.inner.refresh_timeout.as_millis() as f64
     }
 
-    /// Counters since the engine was opened, as `[name, value]` pairs in
-    /// camelCase: the one list the façade and the types follow.
+    /// Counters since the engine was opened: every `Stats` field, named in
+    /// camelCase (`upstream_calls` → `upstreamCalls`), from `Stats::fields`.
     pub fn stats(&self) -> Object {
-        let s = self.inner.engine.stats();
         let o = Object::new();
-        for (k, v) in [
-            ("hits", s.hits),
-            ("stale", s.stale),
-            ("misses", s.misses),
-            ("expired", s.expired),
-            ("fallbacks", s.fallbacks),
-            ("errors", s.errors),
-            ("upstreamCalls", s.upstream_calls),
-            ("upstreamErrors", s.upstream_errors),
-            ("upstreamTimeouts", s.upstream_timeouts),
-            ("refreshesStarted", s.refreshes_started),
-            ("refreshesSkipped", s.refreshes_skipped),
-            ("breakerRejections", s.breaker_rejections),
-            ("storageReadErrors", s.storage_read_errors),
-            ("storageWriteErrors", s.storage_write_errors),
-            ("oversizedValues", s.oversized_values),
-            ("inFlight", s.in_flight),
-            ("refreshesRunning", s.refreshes_running),
-        ] {
-            set(&o, k, (v as f64).into());
+        for (name, v) in self.inner.engine.stats().fields() {
+            set(&o, &camel_case(name), (v as f64).into());
         }
         o
     }
+}
+
+/// `snake_case` → `camelCase`.
+pub(crate) fn camel_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

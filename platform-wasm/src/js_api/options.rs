@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use js_sys::{Function, Object, Reflect};
-use swre_core::{BreakerConfig, CacheTtl, ExpiredMode};
+use swre_core::storage::memory::MemoryLimits;
+use swre_core::{
+    BreakerConfig, CacheTtl, ExpiredMode, DEFAULT_MAX_VALUE_BYTES, DEFAULT_REFRESH_TIMEOUT,
+};
 use wasm_bindgen::{JsCast, JsValue};
 
 /// Which storage to open.
@@ -133,19 +136,23 @@ fn shown(v: &JsValue) -> String {
     v.js_typeof().as_string().unwrap_or_default()
 }
 
-/// Parses `SwrCache.open`'s argument.
+/// Parses `SwrCache.open`'s argument: types and ranges here, the rules that
+/// relate options to each other in `EngineBuilder::build` (see
+/// [`config_error`]).
 pub(crate) fn parse(value: &JsValue) -> Result<Options, String> {
-    let defaults = CacheTtl::default();
+    // Every default is swre-core's: the memory tier's limits, the engine's
+    // TTL, refresh timeout, value bound and breaker.
+    let memory = MemoryLimits::default();
     let mut o = Options {
         name: "swre".to_owned(),
         storage: StorageChoice::Memory,
-        ttl: defaults,
-        max_entries: 10_000,
-        max_bytes: 64 << 20,
-        max_value_bytes: 16 << 20,
-        refresh_timeout: Duration::from_secs(30),
+        ttl: CacheTtl::default(),
+        max_entries: memory.max_entries,
+        max_bytes: memory.max_bytes,
+        max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+        refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
         breaker: BreakerConfig::default(),
-        expired_mode: ExpiredMode::Revalidate,
+        expired_mode: ExpiredMode::default(),
         wait_until: None,
     };
     if value.is_undefined() || value.is_null() {
@@ -188,11 +195,6 @@ pub(crate) fn parse(value: &JsValue) -> Result<Options, String> {
     }
     if let Some(d) = millis(value, "expired", "expired", true)? {
         o.ttl.expired = d;
-    }
-    if !o.ttl.is_valid() {
-        return Err(
-            "`fresh` + `stale` + `expired` must total at least 5000 milliseconds".to_owned(),
-        );
     }
     if let Some(n) = count(value, "maxEntries", "maxEntries")? {
         o.max_entries = n as usize;
@@ -251,11 +253,19 @@ pub(crate) fn parse(value: &JsValue) -> Result<Options, String> {
         if let Some(n) = count(&b, "maxKeyBreakers", "breaker.maxKeyBreakers")? {
             c.max_key_breakers = n as usize;
         }
-        if c.max_half_open < c.success_threshold {
-            return Err(
-                "`breaker.maxHalfOpen` must be at least `breaker.successThreshold`".to_owned(),
-            );
-        }
     }
     Ok(o)
+}
+
+/// The message for an option `EngineBuilder::build` rejected, in the JS
+/// option's name: `ttl` is the three windows together, and every other
+/// option is the builder's in camelCase (`breaker.max_half_open` →
+/// `breaker.maxHalfOpen`).
+pub(crate) fn config_error(option: &str, reason: &str) -> String {
+    let name = if option == "ttl" {
+        "`fresh` + `stale` + `expired`".to_owned()
+    } else {
+        format!("`{}`", super::camel_case(option))
+    };
+    format!("{name} {reason}")
 }

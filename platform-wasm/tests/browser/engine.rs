@@ -186,6 +186,30 @@ async fn wait_until_receives_the_background_refresh() {
     drop(wait_until);
 }
 
+#[wasm_bindgen_test]
+async fn pending_settles_when_the_running_tasks_have_finished() {
+    let (engine, clock) = engine_on(MemoryStorage::new(), |b| b);
+    let calls = Calls::default();
+    engine.get_or_fetch("k", calls.ok("v1")).await.unwrap();
+    assert!(!engine.runtime().is_busy());
+    clock.advance(10 * SEC);
+    let r = engine
+        .get_or_fetch("k", calls.after(30, Ok("v2")))
+        .await
+        .unwrap();
+    assert_eq!(r.status, Status::Stale);
+    assert!(engine.runtime().is_busy(), "the refresh is not tracked");
+    wasm_bindgen_futures::JsFuture::from(engine.runtime().pending())
+        .await
+        .unwrap();
+    assert!(!engine.runtime().is_busy());
+    assert_eq!(
+        text(&engine.storage().get("k").await.unwrap().unwrap().value),
+        "v2",
+        "pending settled before the refresh stored its value"
+    );
+}
+
 trait NowF64 {
     fn now_ms_f64(&self) -> f64;
 }
