@@ -20,6 +20,7 @@ const allowed = new Set([
   "style.css",
   "package/src/web.js",
   "package/src/cache.js",
+  "package/src/table.js",
   "package/wasm/swre.js",
   "package/wasm/swre_bg.wasm",
 ]);

@@ -239,3 +239,31 @@ test("rules that relate options come from the engine's builder, named as JS opti
     assert.ok(e.message.startsWith("SwrCache.open: ") && e.message.includes(needle), e.message);
   }
 });
+
+test("maxEntries and maxBytes are the limits, exactly", async () => {
+  const present = async (cache, keys) => {
+    let n = 0;
+    for (const k of keys) if ((await cache.peek(k)) !== undefined) n++;
+    return n;
+  };
+  const cache = await SwrCache.open({ maxEntries: 1_000 });
+  const keys = Array.from({ length: 1_001 }, (_, i) => `k${i}`);
+  for (const k of keys.slice(0, 1_000)) await cache.set(k, "v");
+  assert.equal(await present(cache, keys), 1_000, "1,000 entries into maxEntries 1,000");
+  await cache.set(keys[1_000], "v");
+  assert.equal(await present(cache, keys), 1_000, "one more evicts exactly one");
+
+  // 40,000 values of 2 KB: all kept when the byte bound allows them.
+  const big = await SwrCache.open({ maxEntries: 100_000, maxBytes: 200 << 20 });
+  const value = "x".repeat(2_000);
+  const many = Array.from({ length: 40_000 }, (_, i) => `b${i}`);
+  for (const k of many) await big.set(k, value);
+  assert.equal(await present(big, many), 40_000);
+
+  // The byte bound: each entry is charged its key, its stored size and 96 bytes.
+  const bounded = await SwrCache.open({ maxBytes: 100 * (2 + 2_001 + 96), maxValueBytes: 4_000 });
+  const hundred = Array.from({ length: 150 }, (_, i) => `c${i}`);
+  for (const k of hundred) await bounded.set(k, value);
+  const kept = await present(bounded, hundred);
+  assert.ok(kept <= 100 && kept >= 95, `${kept} entries kept under a 100-entry byte bound`);
+});

@@ -177,26 +177,14 @@ impl MemoryStorage {
         (hash, &self.shards[shard])
     }
 
-    /// The entry under `key`, without going through a future (the read never
-    /// waits). Marks the entry as used, as any read does, for eviction.
+    /// The entry under `key`, without going through a future (the read never waits).
     #[inline]
     pub fn get_now(&self, key: &str) -> Option<Entry> {
-        self.read(key, true)
-    }
-
-    /// The entry under `key` without marking it as used: what the store
-    /// holds, for bookkeeping that must not change what gets evicted.
-    pub fn peek_now(&self, key: &str) -> Option<Entry> {
-        self.read(key, false)
-    }
-
-    #[inline]
-    fn read(&self, key: &str, mark: bool) -> Option<Entry> {
         let (hash, shard) = self.locate(key);
         let shard = shard.read();
         let idx = *shard.table.find(hash, |&i| shard.key_is(i, key))?;
         let node = shard.node(idx)?;
-        if mark && !node.visited.load(Ordering::Relaxed) {
+        if !node.visited.load(Ordering::Relaxed) {
             node.visited.store(true, Ordering::Relaxed);
         }
         Some(node.entry.clone())

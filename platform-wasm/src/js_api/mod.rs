@@ -2,6 +2,7 @@
 
 mod options;
 mod storage;
+mod table;
 mod value;
 
 use std::fmt;
@@ -10,17 +11,15 @@ use std::time::Duration;
 
 use futures::future::Either;
 
-use js_sys::{Array, Function, Object, Promise, Reflect};
-use swre_core::storage::memory::MemoryLimits;
-use swre_core::{
-    BoxError, CacheTtl, Cached, CallOptions, Engine, Error, MemoryStorage, NotCounted, Tiered,
-};
+use js_sys::{Function, Object, Promise, Reflect};
+use swre_core::{BoxError, CacheTtl, Cached, CallOptions, Engine, Error, NotCounted, Tiered};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::{BrowserRuntime, CacheApiStorage, IndexedDbStorage, JsStorage};
 use options::StorageChoice;
 use storage::{AnyStorage, Persistent};
+use table::JsTable;
 
 /// A fetched value the JS API cannot store (not a string, bytes or JSON).
 struct JsEncodeError(String);
@@ -101,7 +100,7 @@ fn set(obj: &Object, key: &str, value: JsValue) {
 }
 
 /// The property names of a result object, made JS strings once.
-const RESULT_KEYS: [&str; 8] = [
+const RESULT_KEYS: [&str; 7] = [
     "value",
     "status",
     "age",
@@ -109,18 +108,30 @@ const RESULT_KEYS: [&str; 8] = [
     "freshUntil",
     "staleUntil",
     "expiresAt",
-    "size",
 ];
 
 thread_local! {
     static KEYS: Vec<JsValue> = RESULT_KEYS.iter().map(|k| JsValue::from_str(k)).collect();
 }
 
-/// `{ value, status, age, createdAt, freshUntil, staleUntil, expiresAt, size }`,
-/// where `size` is the stored size when the memory tier holds this very
-/// entry (the façade may keep it), else -1.
-fn result_object(c: &Cached<swre_core::Bytes>, size: f64) -> Result<JsValue, JsValue> {
-    let value = value::decode(&c.value).map_err(|m| js_error("codec", &m, None))?;
+/// `{ value, status, age, createdAt, freshUntil, staleUntil, expiresAt }`.
+/// The value comes from the table when the answer carries a handle.
+fn result_object(
+    table: &JsTable,
+    key: &str,
+    c: &Cached<swre_core::Bytes>,
+) -> Result<JsValue, JsValue> {
+    let value = match table.value(key, &c.value) {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            return Err(js_error(
+                "abandoned",
+                "the entry was deleted while this call waited for it",
+                None,
+            ))
+        }
+        Err(m) => return Err(js_error("codec", &m, None)),
+    };
     let o = Object::new();
     let fields = [
         value,
@@ -130,7 +141,6 @@ fn result_object(c: &Cached<swre_core::Bytes>, size: f64) -> Result<JsValue, JsV
         (c.fresh_until as f64).into(),
         (c.stale_until as f64).into(),
         (c.expires_at as f64).into(),
-        size.into(),
     ];
     KEYS.with(|keys| {
         for (k, v) in keys.iter().zip(fields.iter()) {
@@ -143,8 +153,6 @@ fn result_object(c: &Cached<swre_core::Bytes>, size: f64) -> Result<JsValue, JsV
 struct Inner {
     engine: Engine<AnyStorage, BrowserRuntime>,
     runtime: BrowserRuntime,
-    max_entries: usize,
-    max_bytes: usize,
     refresh_timeout: Duration,
     ttl: CacheTtl,
 }
@@ -164,18 +172,18 @@ pub struct SwrEngine {
 #[wasm_bindgen]
 impl SwrEngine {
     /// Opens an engine; rejects with a message naming any bad option.
-    pub fn open(options: JsValue) -> Promise {
+    /// `table_class` is the package's `Table` (the memory tier).
+    pub fn open(options: JsValue, table_class: Function) -> Promise {
         crate::js::boxed_promise(Box::pin(async move {
             let o = options::parse(&options)
                 .map_err(|m| js_error("options", &format!("SwrCache.open: {m}"), None))?;
-            // Each memory shard holds an equal part of `maxBytes`: use no more
-            // shards than keep a `maxValueBytes` value storable in one.
-            let shards = (o.max_bytes / o.max_value_bytes.max(1)).clamp(1, 16);
-            let memory = MemoryStorage::with_limits(MemoryLimits {
-                max_entries: o.max_entries,
-                max_bytes: o.max_bytes,
-                shards,
-            });
+            let memory = JsTable::new(&table_class, o.max_entries, o.max_bytes).map_err(|e| {
+                js_error(
+                    "options",
+                    "SwrCache.open: cannot make the memory table",
+                    Some(&e),
+                )
+            })?;
             // An unbound `ctx.waitUntil` throws when called: find out now.
             if let Some(f) = &o.wait_until {
                 if let Err(thrown) =
@@ -242,8 +250,6 @@ impl SwrEngine {
                 inner: Rc::new(Inner {
                     engine,
                     runtime,
-                    max_entries: o.max_entries,
-                    max_bytes: o.max_bytes,
                     refresh_timeout: o.refresh_timeout,
                     ttl: o.ttl,
                 }),
@@ -295,17 +301,7 @@ impl SwrEngine {
                 lookup.await
             };
             match result {
-                Ok(c) => {
-                    let held = inner
-                        .engine
-                        .storage()
-                        .memory()
-                        .peek_now(&key)
-                        .is_some_and(|e| {
-                            e.created_at == c.created_at && e.fresh_until == c.fresh_until
-                        });
-                    result_object(&c, if held { c.value.len() as f64 } else { -1.0 })
-                }
+                Ok(c) => result_object(inner.engine.storage().table(), &key, &c),
                 Err(e) => Err(engine_error(&e)),
             }
         }))
@@ -316,35 +312,16 @@ impl SwrEngine {
         let inner = self.inner.clone();
         crate::js::boxed_promise(Box::pin(async move {
             match inner.engine.peek(&key).await {
-                Ok(Some(c)) => result_object(&c, -1.0),
+                Ok(Some(c)) => result_object(inner.engine.storage().table(), &key, &c),
                 Ok(None) => Ok(JsValue::UNDEFINED),
                 Err(e) => Err(engine_error(&e)),
             }
         }))
     }
 
-    /// The value the memory tier holds for `key` in any phase, decoded, or
-    /// `undefined`: a fetcher's `staleValue`. Never reads persistent storage.
-    #[wasm_bindgen(js_name = memoryValue)]
-    pub fn memory_value(&self, key: String) -> JsValue {
-        self.inner
-            .engine
-            .storage()
-            .memory()
-            .peek_now(&key)
-            .and_then(|e| value::decode(&e.value).ok())
-            .unwrap_or(JsValue::UNDEFINED)
-    }
-
-    /// Marks each key in `keys` (strings) as used in the memory tier, as a
-    /// hit does: the façade's hits count for eviction this way, in batches.
-    pub fn touch(&self, keys: Array) {
-        let memory = self.inner.engine.storage().memory();
-        for k in keys.iter() {
-            if let Some(k) = k.as_string() {
-                let _ = memory.get_now(&k);
-            }
-        }
+    /// The memory tier (the package's `Table`) this engine reads and writes.
+    pub fn table(&self) -> JsValue {
+        self.inner.engine.storage().table().js().clone()
     }
 
     /// Stores `value` under `key` with the cache's TTL.
@@ -382,18 +359,6 @@ impl SwrEngine {
     /// Whether a background task is running.
     pub fn busy(&self) -> bool {
         self.inner.runtime.is_busy()
-    }
-
-    /// The `maxEntries` the engine was opened with.
-    #[wasm_bindgen(js_name = maxEntries)]
-    pub fn max_entries(&self) -> f64 {
-        self.inner.max_entries as f64
-    }
-
-    /// The `maxBytes` the engine was opened with.
-    #[wasm_bindgen(js_name = maxBytes)]
-    pub fn max_bytes(&self) -> f64 {
-        self.inner.max_bytes as f64
     }
 
     /// The refresh timeout in milliseconds.

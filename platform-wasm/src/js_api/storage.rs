@@ -1,7 +1,8 @@
 //! The storage a `SwrCache` was opened with, as one type the engine can hold.
 
-use swre_core::{Entry, MemoryStorage, Storage, StorageError, Tiered};
+use swre_core::{Entry, Storage, StorageError, Tiered};
 
+use super::table::JsTable;
 use crate::{CacheApiStorage, IndexedDbStorage, JsStorage};
 
 /// A persistent store behind the memory tier.
@@ -11,10 +12,10 @@ pub(crate) enum Persistent {
     Js(JsStorage),
 }
 
-/// `"memory"`, or memory in front of a persistent store.
+/// `"memory"` (the JS table), or the table in front of a persistent store.
 pub(crate) enum AnyStorage {
-    Memory(MemoryStorage),
-    Tiered(Tiered<MemoryStorage, Persistent>),
+    Memory(JsTable),
+    Tiered(Tiered<JsTable, Persistent>),
 }
 
 impl Storage for Persistent {
@@ -50,7 +51,7 @@ impl Storage for Persistent {
 
 impl AnyStorage {
     /// The memory tier: the whole store, or its L1.
-    pub(crate) fn memory(&self) -> &MemoryStorage {
+    pub(crate) fn table(&self) -> &JsTable {
         match self {
             AnyStorage::Memory(s) => s,
             AnyStorage::Tiered(s) => s.l1(),

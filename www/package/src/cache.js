@@ -1,19 +1,16 @@
 // SwrCache: the package's one class, shared by every entry point.
 //
-// Fresh hits are answered here, from a table of values the engine already
-// decoded, without crossing into WebAssembly. Everything else (misses, stale
-// and expired lookups, writes, the breaker, persistence, refresh control)
-// is the Rust engine's. The table is a cache of the engine's answers, never
-// a second source of truth:
-//   - a slot is used only while its entry is fresh; stale entries go to the
-//     engine, which refreshes them, and the next answer replaces the slot;
-//   - `set` and `delete` drop the slot when they start and again when they
-//     land, and an answer is kept only if no write began while it was on
-//     its way, so the latest write always wins;
-//   - hits served here count in `stats()` and, in batches sent before the
-//     engine's next call, for the engine's eviction (the SIEVE visited bit);
-//   - the table holds at most `maxEntries` slots and `maxBytes` of stored
-//     size, dropping its oldest slots first.
+// The memory tier is a JS `Table` (table.js) of decoded values, which the
+// Rust engine reads and writes as its memory storage. Fresh hits are
+// answered here, straight from that table, without crossing into
+// WebAssembly; everything else (misses, stale and expired lookups, writes,
+// the breaker, persistence, refresh control, eviction) is the engine's. As
+// the table is the store itself, a hit always sees the latest write,
+// delete, refresh or eviction, and its SIEVE bit is set here as the engine
+// sets it on its own reads. Lookups of one key without per-call options that
+// arrive while one is in flight join it (one engine call for a stampede).
+
+import { Table } from "./table.js";
 
 const CLOSED = "this SwrCache was closed";
 const GET_OPTIONS = ["waitUntil", "signal", "ttl"];
@@ -27,20 +24,6 @@ function swrError(kind, message, cause) {
 }
 
 const reject = (kind, message, cause) => Promise.reject(swrError(kind, message, cause));
-
-/** A decoded answer of the engine, kept while it is fresh. */
-class Slot {
-  constructor(r) {
-    this.value = r.value;
-    this.createdAt = r.createdAt;
-    this.freshUntil = r.freshUntil;
-    this.staleUntil = r.staleUntil;
-    this.expiresAt = r.expiresAt;
-    this.size = r.size;
-    /** Hit here since the engine last heard of it. */
-    this.used = false;
-  }
-}
 
 /** The result object every lookup resolves to (one shape for all paths). */
 function result(value, status, age, r) {
@@ -74,25 +57,18 @@ export function define(load, { keepAlive = false } = {}) {
 
   class SwrCache {
     #engine;
-    #table = new Map();
-    #bytes = 0;
-    #maxEntries;
-    #maxBytes;
+    /** The memory tier the engine stores into (table.js). */
+    #table;
     #timeout;
-    /** Keys hit here since the last batch sent to the engine. */
-    #touched = [];
     /** Lookups answered here (hits) or by joining another call: counted here. */
     #counts = { hits: 0, stale: 0, misses: 0, expired: 0, fallbacks: 0, errors: 0 };
-    /** Bumped by every write; an answer older than a write is not kept. */
-    #writes = 0;
     /** In-flight lookups without per-call options, by key, to join. */
     #joins = new Map();
 
     constructor(secret, engine) {
       if (secret !== token) throw new TypeError("use `await SwrCache.open(options)` to create a SwrCache");
       this.#engine = engine;
-      this.#maxEntries = engine.maxEntries();
-      this.#maxBytes = engine.maxBytes();
+      this.#table = engine.table();
       this.#timeout = engine.refreshTimeout();
     }
 
@@ -104,17 +80,17 @@ export function define(load, { keepAlive = false } = {}) {
       } catch (e) {
         throw swrError("init", `SwrCache.open: cannot load swre's WebAssembly module: ${e?.message ?? e}`, e);
       }
-      return new SwrCache(token, await Engine.open(guarded(options)));
+      return new SwrCache(token, await Engine.open(guarded(options), Table));
     }
 
     /** The value under `key`, fetched with `fetcher` when there is no usable one. */
     get(key, fetcher, options) {
       if (typeof fetcher !== "function") return reject("fetcher", "get: the fetcher must be a function");
       if (options === undefined) {
-        const slot = this.#table.get(key);
+        const slot = this.#table?.slot(key);
         if (slot !== undefined) {
           const now = Date.now();
-          if (now < slot.freshUntil) return Promise.resolve(this.#hit(key, slot, now));
+          if (now < slot.freshUntil) return Promise.resolve(this.#hit(slot, now));
         }
         return this.#lookup(key, fetcher, undefined, undefined, -1);
       }
@@ -137,23 +113,20 @@ export function define(load, { keepAlive = false } = {}) {
         return reject("options", `get: \`ttl\` must be a non-negative number of milliseconds (got ${String(ttl)})`);
       }
       if (signal?.aborted) return reject("aborted", "get: the caller's signal was already aborted", signal.reason);
-      const slot = this.#table.get(key);
+      const slot = this.#table?.slot(key);
       if (slot !== undefined) {
         const now = Date.now();
         if (now < slot.freshUntil) {
-          const r = this.#hit(key, slot, now);
+          const r = this.#hit(slot, now);
           return waitUntil === undefined ? Promise.resolve(r) : this.#handOver(waitUntil, r);
         }
       }
       return this.#lookup(key, fetcher, waitUntil, signal, ttl === undefined ? -1 : ttl);
     }
 
-    #hit(key, slot, now) {
+    #hit(slot, now) {
       this.#counts.hits++;
-      if (!slot.used) {
-        slot.used = true;
-        this.#touched.push(key);
-      }
+      slot.visited = true;
       return result(slot.value, "hit", now - slot.createdAt, slot);
     }
 
@@ -161,7 +134,6 @@ export function define(load, { keepAlive = false } = {}) {
       const engine = this.#engine;
       if (engine === undefined) return reject("closed", `get: ${CLOSED}`);
       if (typeof key !== "string") return reject("invalidKey", "get: the key must be a string");
-      this.#flush(engine);
       let answer;
       const joined = ttl < 0 ? this.#joins.get(key) : undefined;
       if (joined !== undefined) {
@@ -177,8 +149,7 @@ export function define(load, { keepAlive = false } = {}) {
           },
         );
       } else {
-        const writes = this.#writes;
-        const raw = engine.get(key, this.#fetch(engine, key, fetcher), ttl);
+        const raw = engine.get(key, this.#fetch(key, fetcher), ttl);
         if (ttl < 0) {
           this.#joins.set(key, raw);
           const done = () => {
@@ -186,10 +157,7 @@ export function define(load, { keepAlive = false } = {}) {
           };
           raw.then(done, done);
         }
-        answer = raw.then((r) => {
-          if (this.#writes === writes && this.#engine === engine) this.#keep(key, r);
-          return fromEngine(r);
-        });
+        answer = raw.then(fromEngine);
       }
       if (keepAlive) answer = ticking(answer);
       if (signal !== undefined) answer = abortable(answer, signal);
@@ -212,10 +180,11 @@ export function define(load, { keepAlive = false } = {}) {
     }
 
     /** The function the engine calls for an upstream fetch. */
-    #fetch(engine, key, fetcher) {
+    #fetch(key, fetcher) {
       const timeout = this.#timeout;
+      const table = this.#table;
       return () => {
-        const context = new FetchContext(engine, key, timeout);
+        const context = new FetchContext(table.slot(key)?.value, timeout);
         let out;
         try {
           out = fetcher(context);
@@ -236,50 +205,11 @@ export function define(load, { keepAlive = false } = {}) {
       };
     }
 
-    /** Keeps a fresh answer in the table. */
-    #keep(key, r) {
-      if (r.size < 0 || r.size > this.#maxBytes || !(Date.now() < r.freshUntil)) return;
-      this.#drop(key);
-      this.#table.set(key, new Slot(r));
-      this.#bytes += r.size;
-      while (this.#table.size > this.#maxEntries || this.#bytes > this.#maxBytes) {
-        this.#drop(this.#table.keys().next().value);
-      }
-    }
-
-    #drop(key) {
-      const slot = this.#table.get(key);
-      if (slot !== undefined) {
-        this.#table.delete(key);
-        this.#bytes -= slot.size;
-      }
-    }
-
-    /** Sends the keys hit here since the last batch to the engine. */
-    #flush(engine) {
-      const touched = this.#touched;
-      if (touched.length === 0) return;
-      this.#touched = [];
-      engine.touch(touched);
-      for (const k of touched) {
-        const slot = this.#table.get(k);
-        if (slot !== undefined) slot.used = false;
-      }
-    }
-
-    /** Forgets what the table and the joinable lookups know of `key`. */
-    #written(key) {
-      this.#writes++;
-      this.#drop(key);
-      this.#joins.delete(key);
-    }
-
     /** The stored value under `key` without fetching or refreshing, or `undefined`. */
     peek(key) {
       const engine = this.#engine;
       if (engine === undefined) return reject("closed", `peek: ${CLOSED}`);
       if (typeof key !== "string") return reject("invalidKey", "peek: the key must be a string");
-      this.#flush(engine);
       return engine.peek(key).then((r) => (r === undefined ? undefined : fromEngine(r)));
     }
 
@@ -297,16 +227,9 @@ export function define(load, { keepAlive = false } = {}) {
       const engine = this.#engine;
       if (engine === undefined) return reject("closed", `${name}: ${CLOSED}`);
       if (typeof key !== "string") return reject("invalidKey", `${name}: the key must be a string`);
-      this.#flush(engine);
-      this.#written(key);
-      const landed = () => this.#written(key);
-      return op(engine).then(
-        () => landed(),
-        (e) => {
-          landed();
-          throw e;
-        },
-      );
+      // A lookup made from now on must not join one that started before.
+      this.#joins.delete(key);
+      return op(engine).then(noop);
     }
 
     /** Resolves when every background refresh running now has finished. */
@@ -333,8 +256,8 @@ export function define(load, { keepAlive = false } = {}) {
       if (engine === undefined) return;
       this.#engine = undefined;
       this.#table.clear();
+      this.#table = undefined;
       this.#joins.clear();
-      this.#touched = [];
       engine.free();
     }
 
@@ -394,18 +317,14 @@ function guarded(options) {
  * and the stale value are made only when the fetcher reads them.
  */
 class FetchContext {
-  #engine;
-  #key;
   #deadline;
   #controller;
   #timer;
-  #stale;
-  #read = false;
   #done = false;
 
-  constructor(engine, key, timeout) {
-    this.#engine = engine;
-    this.#key = key;
+  constructor(staleValue, timeout) {
+    /** The value the memory tier held for the key (stale or expired) when the fetch began, or `undefined`. */
+    this.staleValue = staleValue;
     this.#deadline = Date.now() + timeout;
   }
 
@@ -420,19 +339,6 @@ class FetchContext {
       else if (!this.#done) this.#timer = setTimeout(() => controller.abort(reason()), left);
     }
     return this.#controller.signal;
-  }
-
-  /** The value the memory tier holds for the key (stale or expired), or `undefined`. */
-  get staleValue() {
-    if (!this.#read) {
-      this.#read = true;
-      try {
-        this.#stale = this.#done ? undefined : this.#engine.memoryValue(this.#key);
-      } catch {
-        this.#stale = undefined; // the cache was closed meanwhile
-      }
-    }
-    return this.#stale;
   }
 
   /** The fetch settled: its timer goes. */

@@ -130,20 +130,6 @@ fn sieve_spares_visited_entries() {
 }
 
 #[test]
-fn peek_now_reads_without_sparing_the_entry_from_eviction() {
-    let s = one_shard(usize::MAX / 2, 2);
-    s.set_now("old", entry("1", 0, 1_000_000)).unwrap();
-    s.set_now("hot", entry("2", 0, 1_000_000)).unwrap();
-    assert_eq!(s.peek_now("old").unwrap().value.as_slice(), b"1");
-    assert!(s.get_now("hot").is_some());
-    s.set_now("new", entry("3", 0, 1_000_000)).unwrap();
-    assert!(s.peek_now("old").is_none(), "a peek spared the entry");
-    assert!(s.peek_now("hot").is_some());
-    assert!(s.peek_now("new").is_some());
-    assert_eq!(s.peek_now("missing"), None);
-}
-
-#[test]
 fn clear_empties_every_shard() {
     let s = MemoryStorage::new();
     for i in 0..100u64 {

@@ -1,0 +1,148 @@
+//! The JS API's memory tier: a [`Storage`] over the package's JS `Table`
+//! (`www/package/src/table.js`), which holds each entry once, decoded.
+//!
+//! A write decodes the value (the one decode an entry gets) and hands the JS
+//! value to the table; a read returns the entry's times with a *handle* as
+//! its value (a tag byte and the table's id of the entry), which
+//! [`JsTable::value`] turns back into the JS value when the answer is
+//! built. The engine never looks inside a value it did not fetch, so a
+//! handle passes through it like any bytes; persistent stores behind the
+//! table (in [`Tiered`](swre_core::Tiered)) still get the encoded bytes.
+
+use js_sys::Function;
+use swre_core::{Entry, Storage, StorageError, StorageErrorKind};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use super::value;
+
+#[wasm_bindgen]
+extern "C" {
+    /// The package's `Table` class (`www/package/src/table.js`).
+    pub type Table;
+
+    #[wasm_bindgen(method)]
+    fn read(this: &Table, key: &str, meta: &mut [f64]) -> bool;
+
+    #[wasm_bindgen(method)]
+    fn write(this: &Table, key: &str, value: &JsValue, size: f64, meta: &[f64]) -> bool;
+
+    #[wasm_bindgen(method, js_name = value)]
+    fn value_of(this: &Table, key: &str, id: f64) -> JsValue;
+
+    #[wasm_bindgen(method)]
+    fn remove(this: &Table, key: &str);
+
+    #[wasm_bindgen(method)]
+    fn clear(this: &Table);
+}
+
+/// The first byte of a handle; no encoded value starts with it.
+const HANDLE: u8 = b'h';
+
+/// The memory tier over a JS `Table`.
+pub(crate) struct JsTable {
+    table: Table,
+}
+
+impl JsTable {
+    /// A table made by the façade's `Table` class for these limits.
+    pub(crate) fn new(
+        class: &Function,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Self, JsValue> {
+        let args = js_sys::Array::of2(&(max_entries as f64).into(), &(max_bytes as f64).into());
+        let table = js_sys::Reflect::construct(class, &args)?;
+        Ok(Self {
+            table: table.unchecked_into(),
+        })
+    }
+
+    /// The JS table itself, for the façade's hits.
+    pub(crate) fn js(&self) -> &JsValue {
+        &self.table
+    }
+
+    /// The JS value of an answer's value: a handle is looked up in the
+    /// table, anything else decoded. `Ok(None)`: the handle's entry was
+    /// removed while the answer was on its way.
+    pub(crate) fn value(&self, key: &str, bytes: &[u8]) -> Result<Option<JsValue>, String> {
+        match bytes.split_first() {
+            Some((&HANDLE, id)) if id.len() == 8 => {
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(id);
+                let v = self.table.value_of(key, f64::from_le_bytes(raw));
+                Ok((!v.is_undefined()).then_some(v))
+            }
+            _ => value::decode(bytes).map(Some),
+        }
+    }
+
+    fn read_entry(&self, key: &str) -> Option<Entry> {
+        let mut meta = [0.0f64; 6];
+        if !self.table.read(key, &mut meta) {
+            return None;
+        }
+        let mut handle = Vec::with_capacity(9);
+        handle.push(HANDLE);
+        handle.extend_from_slice(&meta[5].to_le_bytes());
+        let mut e = Entry::new(handle, 0, Default::default());
+        e.created_at = meta[0] as u64;
+        e.fresh_until = meta[1] as u64;
+        e.stale_until = meta[2] as u64;
+        e.expires_at = meta[3] as u64;
+        e.pinned_ttl = meta[4] != 0.0;
+        Some(e)
+    }
+}
+
+impl Storage for JsTable {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        Ok(self.read_entry(key))
+    }
+
+    fn get_ready(&self, key: &str) -> Option<Result<Option<Entry>, StorageError>> {
+        Some(Ok(self.read_entry(key)))
+    }
+
+    async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
+        if entry.value.first() == Some(&HANDLE) {
+            // Written back as read (e.g. a fill from this very table): the
+            // table already holds it.
+            return Ok(());
+        }
+        let decoded = value::decode(&entry.value)
+            .map_err(|m| StorageError::new(StorageErrorKind::Other, m))?;
+        let now = js_sys::Date::now();
+        let meta = [
+            entry.created_at as f64,
+            entry.fresh_until as f64,
+            entry.stale_until as f64,
+            entry.expires_at as f64,
+            if entry.pinned_ttl { 1.0 } else { 0.0 },
+            now,
+        ];
+        if self
+            .table
+            .write(key, &decoded, entry.value.len() as f64, &meta)
+        {
+            Ok(())
+        } else {
+            Err(StorageError::new(
+                StorageErrorKind::TooLarge,
+                "the entry exceeds the memory tier's `maxBytes`",
+            ))
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.table.remove(key);
+        Ok(())
+    }
+
+    async fn clear(&self) -> Result<(), StorageError> {
+        self.table.clear();
+        Ok(())
+    }
+}
