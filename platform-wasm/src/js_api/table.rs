@@ -28,7 +28,7 @@ extern "C" {
     fn write(this: &Table, key: &str, value: &JsValue, size: f64, meta: &[f64]) -> bool;
 
     #[wasm_bindgen(method, js_name = value)]
-    fn value_of(this: &Table, key: &str, id: f64) -> JsValue;
+    fn value_of(this: &Table, key: &str) -> JsValue;
 
     #[wasm_bindgen(method)]
     fn remove(this: &Table, key: &str);
@@ -69,10 +69,8 @@ impl JsTable {
     /// removed while the answer was on its way.
     pub(crate) fn value(&self, key: &str, bytes: &[u8]) -> Result<Option<JsValue>, String> {
         match bytes.split_first() {
-            Some((&HANDLE, id)) if id.len() == 8 => {
-                let mut raw = [0u8; 8];
-                raw.copy_from_slice(id);
-                let v = self.table.value_of(key, f64::from_le_bytes(raw));
+            Some((&HANDLE, [])) => {
+                let v = self.table.value_of(key);
                 Ok((!v.is_undefined()).then_some(v))
             }
             _ => value::decode(bytes).map(Some),
@@ -80,14 +78,11 @@ impl JsTable {
     }
 
     fn read_entry(&self, key: &str) -> Option<Entry> {
-        let mut meta = [0.0f64; 6];
+        let mut meta = [0.0f64; 5];
         if !self.table.read(key, &mut meta) {
             return None;
         }
-        let mut handle = Vec::with_capacity(9);
-        handle.push(HANDLE);
-        handle.extend_from_slice(&meta[5].to_le_bytes());
-        let mut e = Entry::new(handle, 0, Default::default());
+        let mut e = Entry::new([HANDLE].as_slice(), 0, Default::default());
         e.created_at = meta[0] as u64;
         e.fresh_until = meta[1] as u64;
         e.stale_until = meta[2] as u64;

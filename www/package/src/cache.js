@@ -87,10 +87,10 @@ export function define(load, { keepAlive = false } = {}) {
     get(key, fetcher, options) {
       if (typeof fetcher !== "function") return reject("fetcher", "get: the fetcher must be a function");
       if (options === undefined) {
-        const slot = this.#table?.slot(key);
-        if (slot !== undefined) {
-          const now = Date.now();
-          if (now < slot.freshUntil) return Promise.resolve(this.#hit(slot, now));
+        const hit = this.#table?.freshHit(key, Date.now());
+        if (hit !== undefined) {
+          this.#counts.hits++;
+          return Promise.resolve(hit);
         }
         return this.#lookup(key, fetcher, undefined, undefined, -1);
       }
@@ -113,21 +113,12 @@ export function define(load, { keepAlive = false } = {}) {
         return reject("options", `get: \`ttl\` must be a non-negative number of milliseconds (got ${String(ttl)})`);
       }
       if (signal?.aborted) return reject("aborted", "get: the caller's signal was already aborted", signal.reason);
-      const slot = this.#table?.slot(key);
-      if (slot !== undefined) {
-        const now = Date.now();
-        if (now < slot.freshUntil) {
-          const r = this.#hit(slot, now);
-          return waitUntil === undefined ? Promise.resolve(r) : this.#handOver(waitUntil, r);
-        }
+      const hit = this.#table?.freshHit(key, Date.now());
+      if (hit !== undefined) {
+        this.#counts.hits++;
+        return waitUntil === undefined ? Promise.resolve(hit) : this.#handOver(waitUntil, hit);
       }
       return this.#lookup(key, fetcher, waitUntil, signal, ttl === undefined ? -1 : ttl);
-    }
-
-    #hit(slot, now) {
-      this.#counts.hits++;
-      slot.visited = true;
-      return result(slot.value, "hit", now - slot.createdAt, slot);
     }
 
     #lookup(key, fetcher, waitUntil, signal, ttl) {
@@ -184,7 +175,7 @@ export function define(load, { keepAlive = false } = {}) {
       const timeout = this.#timeout;
       const table = this.#table;
       return () => {
-        const context = new FetchContext(table.slot(key)?.value, timeout);
+        const context = new FetchContext(table.valueOf(key), timeout);
         let out;
         try {
           out = fetcher(context);

@@ -5,33 +5,35 @@
 // decodes a value once, when it is written, and reads entries back as
 // handles), and the façade answers fresh hits from it directly. One copy of
 // each entry exists, here; persistent stores behind it hold bytes.
+//
+// Entries live in slots of parallel arrays (values in an Array, times and
+// sizes in typed arrays), found through a Map from key to slot: no object
+// per entry, and no boxed number per time.
 
 /** What a stored entry is charged besides its key and value, as the Rust MemoryStorage charges. */
 const ENTRY_OVERHEAD = 96;
-
-/** One entry: the decoded value and the absolute times of its phases. */
-class Slot {
-  constructor(id, value, size, meta) {
-    this.id = id;
-    this.value = value;
-    this.size = size;
-    this.createdAt = meta[0];
-    this.freshUntil = meta[1];
-    this.staleUntil = meta[2];
-    this.expiresAt = meta[3];
-    this.pinned = meta[4] !== 0;
-    /** Read since the eviction hand last passed (SIEVE). */
-    this.visited = false;
-  }
-}
+const VISITED = 1;
+const PINNED = 2;
 
 export class Table {
-  #slots = new Map();
+  /** Key → slot. Its insertion order is the SIEVE queue, oldest first. */
+  #index = new Map();
+  /** Slot → value. */
+  #values = [];
+  /** Slot → created, fresh-until, stale-until, expires-at (Unix ms). */
+  #times = new Float64Array(0);
+  /** Slot → bytes charged. */
+  #sizes = new Uint32Array(0);
+  /** Slot → VISITED | PINNED. */
+  #flags = new Uint8Array(0);
+  /** Slots freed by removals, to reuse. */
+  #free = [];
+  /** Slots ever handed out (the next new one). */
+  #top = 0;
   #bytes = 0;
   #maxEntries;
   #maxBytes;
-  #nextId = 1;
-  /** The SIEVE hand: an iterator over the slots, oldest first. */
+  /** The SIEVE hand: an iterator over `#index`. */
   #hand = null;
 
   constructor(maxEntries, maxBytes) {
@@ -39,72 +41,121 @@ export class Table {
     this.#maxBytes = maxBytes;
   }
 
-  /** The slot under `key`, for the façade's hits (which set `visited`). */
-  slot(key) {
-    return this.#slots.get(key);
+  get size() {
+    return this.#index.size;
   }
 
-  get size() {
-    return this.#slots.size;
+  /**
+   * The façade's hit: the answer for `key` if its entry is fresh at `now`
+   * (marking it used, as the engine's reads do), else `undefined`.
+   */
+  freshHit(key, now) {
+    const i = this.#index.get(key);
+    if (i === undefined) return undefined;
+    const t = this.#times;
+    const at = i * 4;
+    const freshUntil = t[at + 1];
+    if (!(now < freshUntil)) return undefined;
+    this.#flags[i] |= VISITED;
+    const createdAt = t[at];
+    return { value: this.#values[i], status: "hit", age: now - createdAt, createdAt, freshUntil, staleUntil: t[at + 2], expiresAt: t[at + 3] };
+  }
+
+  /** The value held for `key` in any phase, or `undefined`. */
+  valueOf(key) {
+    const i = this.#index.get(key);
+    return i === undefined ? undefined : this.#values[i];
   }
 
   // Called by the engine (platform-wasm/src/js_api/table.rs).
 
-  /** Fills `meta` with the entry's times, pinned flag and id; false when absent. */
+  /** Fills `meta` with the entry's four times and pinned flag (1 or 0); false when absent. */
   read(key, meta) {
-    const s = this.#slots.get(key);
-    if (s === undefined) return false;
-    s.visited = true;
-    meta[0] = s.createdAt;
-    meta[1] = s.freshUntil;
-    meta[2] = s.staleUntil;
-    meta[3] = s.expiresAt;
-    meta[4] = s.pinned ? 1 : 0;
-    meta[5] = s.id;
+    const i = this.#index.get(key);
+    if (i === undefined) return false;
+    this.#flags[i] |= VISITED;
+    const t = this.#times;
+    const at = i * 4;
+    meta[0] = t[at];
+    meta[1] = t[at + 1];
+    meta[2] = t[at + 2];
+    meta[3] = t[at + 3];
+    meta[4] = this.#flags[i] & PINNED ? 1 : 0;
     return true;
   }
 
   /**
    * Stores an entry, evicting as needed; false (and nothing changed) when it
    * can never fit. `meta`: created, fresh-until, stale-until, expires-at,
-   * pinned (1 or 0), and the time now (for eviction: expired entries go
-   * first).
+   * pinned (1 or 0), and the time now (expired entries are evicted first).
    */
   write(key, value, size, meta) {
     const charge = key.length + size + ENTRY_OVERHEAD;
     if (charge > this.#maxBytes) return false;
-    const old = this.#slots.get(key);
-    const slot = new Slot(this.#nextId++, value, charge, meta);
-    if (old !== undefined) {
-      this.#bytes -= old.size;
-      slot.visited = old.visited;
+    let i = this.#index.get(key);
+    if (i === undefined) {
+      i = this.#slot();
+      this.#index.set(key, i);
+      this.#flags[i] = 0;
+    } else {
+      this.#bytes -= this.#sizes[i];
     }
-    this.#slots.set(key, slot);
+    this.#values[i] = value;
+    const at = i * 4;
+    this.#times[at] = meta[0];
+    this.#times[at + 1] = meta[1];
+    this.#times[at + 2] = meta[2];
+    this.#times[at + 3] = meta[3];
+    this.#sizes[i] = charge;
+    this.#flags[i] = (this.#flags[i] & VISITED) | (meta[4] !== 0 ? PINNED : 0);
     this.#bytes += charge;
-    while (this.#slots.size > this.#maxEntries || this.#bytes > this.#maxBytes) {
+    while (this.#index.size > this.#maxEntries || this.#bytes > this.#maxBytes) {
       if (!this.#evictOne(key, meta[5])) break;
     }
     return true;
   }
 
-  /** The value of the entry `id` under `key`, or of whatever replaced it; `undefined` when the key is gone. */
-  value(key, id) {
-    const s = this.#slots.get(key);
-    return s === undefined ? undefined : s.value;
+  /** The value under `key` (what a handle read from this table stands for), or `undefined` when it is gone. */
+  value(key) {
+    return this.valueOf(key);
   }
 
   remove(key) {
-    const s = this.#slots.get(key);
-    if (s !== undefined) {
-      this.#slots.delete(key);
-      this.#bytes -= s.size;
-    }
+    const i = this.#index.get(key);
+    if (i === undefined) return;
+    this.#index.delete(key);
+    this.#values[i] = undefined;
+    this.#bytes -= this.#sizes[i];
+    this.#free.push(i);
   }
 
   clear() {
-    this.#slots.clear();
+    this.#index.clear();
+    this.#values = [];
+    this.#free = [];
+    this.#top = 0;
     this.#bytes = 0;
     this.#hand = null;
+  }
+
+  /** A free slot, growing the arrays (doubling, up to `maxEntries` + 1) when none is left. */
+  #slot() {
+    const reused = this.#free.pop();
+    if (reused !== undefined) return reused;
+    const i = this.#top++;
+    if (i >= this.#flags.length) {
+      const cap = Math.min(Math.max(64, this.#flags.length * 2), this.#maxEntries + 1);
+      const times = new Float64Array(cap * 4);
+      times.set(this.#times);
+      this.#times = times;
+      const sizes = new Uint32Array(cap);
+      sizes.set(this.#sizes);
+      this.#sizes = sizes;
+      const flags = new Uint8Array(cap);
+      flags.set(this.#flags);
+      this.#flags = flags;
+    }
+    return i;
   }
 
   /**
@@ -113,16 +164,15 @@ export class Table {
    */
   #evictOne(keep, now) {
     for (let pass = 0; pass < 3; pass++) {
-      if (this.#hand === null) this.#hand = this.#slots.entries();
+      if (this.#hand === null) this.#hand = this.#index.entries();
       for (let n = this.#hand.next(); !n.done; n = this.#hand.next()) {
-        const [k, s] = n.value;
+        const [k, i] = n.value;
         if (k === keep) continue;
-        if (s.visited && s.expiresAt > now) {
-          s.visited = false;
+        if (this.#flags[i] & VISITED && this.#times[i * 4 + 3] > now) {
+          this.#flags[i] &= ~VISITED;
           continue;
         }
-        this.#slots.delete(k);
-        this.#bytes -= s.size;
+        this.remove(k);
         return true;
       }
       this.#hand = null;
