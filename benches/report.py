@@ -139,13 +139,12 @@ def js_goals(js, row):
         row(f"JS 1,000-caller stampede within 1.5× of lru-cache ({rt})", f"{ratio(a, b)}", a <= 1.5 * b)
     a, b = js["memory"]["swre"], js["memory"]["lru-cache"]
     row("JS memory per entry within 2× of lru-cache", f"{a:.0f} B vs {b:.0f} B ({ratio(a, b)})", a <= 2 * b,
-        "The JS table holds the decoded value and its phase times (about 290 B an entry with the key, "
-        "twice lru-cache's whole entry), and the engine keeps its own copy of the entry in wasm memory "
-        "(about 200 B: the key, the stored bytes, the SIEVE node and the table slot). Meeting the goal needs "
-        "the JS table to be the memory tier, with the engine keeping no second copy.")
+        "Each entry is held once, in the JS table (a Map entry, the decoded value, four times, a size and a "
+        "flag byte in parallel arrays); the remaining difference is the Map entry and the times lru-cache does "
+        "not keep.")
     total = js["size"]["swreWasm"] + js["size"]["swreJs"]
     row("JS package ≤ 48 KiB gzip -9 (wasm + JS)", f"{total / 1024:.1f} KiB", total <= 48 * 1024,
-        "The engine with its three persistent stores is the bulk of the wasm (a memory-only build is about 50 KB); "
+        "The engine's futures (lookup, flight, storage) and its three persistent stores are the bulk of the wasm; "
         "see docs/JS-PACKAGE.md for where the bytes go and what is left to cut.")
 
 

@@ -25,7 +25,7 @@ export interface SwrOptions {
   expired?: number;
   /** Entries kept in memory (default 100000). */
   maxEntries?: number;
-  /** Bytes kept in memory: keys, stored values and about 96 bytes per entry (default 64 MiB). */
+  /** Bytes kept in memory, each entry charged its key, its stored (encoded) size and 96 bytes (default 64 MiB). */
   maxBytes?: number;
   /** The largest value stored (default 16 MiB); a larger one is returned but not stored, and counted as `oversizedValues`. */
   maxValueBytes?: number;
