@@ -77,18 +77,21 @@ impl Storage for JsStorage {
             StorageError::new(StorageErrorKind::TooLarge, "key or value over 4 GiB")
         })?;
         let value = Uint8Array::from(&bytes[..]);
-        let remaining_s = entry.expires_at.saturating_sub(JsClock.now_ms()) / 1000;
-        let options = if remaining_s >= 60 {
-            let o = Object::new();
-            let _ = Reflect::set(
-                &o,
-                &JsValue::from_str("expirationTtl"),
-                &JsValue::from_f64(remaining_s as f64),
-            );
-            JsValue::from(o)
-        } else {
-            JsValue::UNDEFINED
-        };
+        // KV's `expirationTtl` is whole seconds, at least 60: a shorter life
+        // is rounded up to that (the envelope's own times still make the
+        // entry read as expired on time), so no entry is kept forever.
+        let remaining_s = entry
+            .expires_at
+            .saturating_sub(JsClock.now_ms())
+            .div_ceil(1000)
+            .max(60);
+        let o = Object::new();
+        let _ = Reflect::set(
+            &o,
+            &JsValue::from_str("expirationTtl"),
+            &JsValue::from_f64(remaining_s as f64),
+        );
+        let options = JsValue::from(o);
         let k = JsValue::from_str(key);
         self.call(
             "store.put",

@@ -25,7 +25,11 @@ export interface SwrOptions {
   expired?: number;
   /** Entries kept in memory (default 100000). */
   maxEntries?: number;
-  /** Bytes kept in memory, each entry charged its key, its stored (encoded) size and 96 bytes (default 64 MiB). */
+  /**
+   * Bytes kept in memory, each entry charged its key, its stored (encoded) size and 96 bytes
+   * (default 64 MiB). The decoded values take more of the JS heap than their encoded size
+   * (about 3× for small JSON objects): in a Worker (128 MB per isolate) keep this well under it.
+   */
   maxBytes?: number;
   /** The largest value stored (default 16 MiB); a larger one is returned but not stored, and counted as `oversizedValues`. */
   maxValueBytes?: number;
@@ -40,15 +44,15 @@ export interface SwrOptions {
 }
 
 /** What a fetcher is given. */
-export interface SwrFetchContext<T = unknown> {
+export interface SwrFetchContext {
   /** Aborts when the refresh timeout passes: pass it to `fetch(url, { signal })`. */
   signal: AbortSignal;
-  /** The value the cache holds in memory for the key (stale or expired), if any. */
-  readonly staleValue: SwrValue<T> | undefined;
+  /** The value the cache held for the key in memory (stale or expired) when the fetch began, if any (a `SwrValue` of what was stored). */
+  readonly staleValue: unknown;
 }
 
 /** Calls the origin; its value must be a string, a Uint8Array / ArrayBuffer, or JSON. */
-export type SwrFetcher<T = unknown> = (context: SwrFetchContext<T>) => T | Promise<T>;
+export type SwrFetcher<T = unknown> = (context: SwrFetchContext) => T | Promise<T>;
 
 /** Options of one `get`. */
 export interface SwrGetOptions {
@@ -62,11 +66,34 @@ export interface SwrGetOptions {
 }
 
 /**
- * A cached value as every read returns it: the JSON value of what the fetcher
- * returned (a Map or Date does not survive), or the string or bytes as given.
- * Hits share one object: treat it as read-only.
+ * A cached value as every read returns it: strings and bytes as they were
+ * (an `ArrayBuffer` or a `Buffer` comes back as a plain `Uint8Array`), and
+ * anything else as `JSON.parse(JSON.stringify(value))` gives it back (a
+ * `Date` becomes its ISO string, a `Map` or `Set` `{}`, `NaN` `null`).
+ * Hits share one object: it is read-only.
  */
-export type SwrValue<T> = T extends string | Uint8Array ? T : T extends ArrayBuffer ? Uint8Array : Readonly<T>;
+export type SwrValue<T> = T extends string
+  ? string
+  : T extends ArrayBuffer | Uint8Array
+    ? Uint8Array
+    : Jsonified<T>;
+
+/** What JSON keeps of `T`, read-only. */
+export type Jsonified<T> = unknown extends T
+  ? unknown
+  : T extends string | number | boolean | null
+  ? T
+  : T extends Date
+    ? string
+    : T extends { toJSON(): infer J }
+      ? Jsonified<J>
+      : T extends Map<unknown, unknown> | Set<unknown> | WeakMap<object, unknown> | WeakSet<object>
+        ? Readonly<Record<string, never>>
+        : T extends readonly (infer U)[]
+          ? ReadonlyArray<Jsonified<U>>
+          : T extends object
+            ? { readonly [K in keyof T as T[K] extends (...args: never[]) => unknown ? never : K]: Jsonified<T[K]> }
+            : never;
 
 export type SwrStatus = "hit" | "stale" | "miss" | "expired" | "fallback";
 
@@ -112,5 +139,4 @@ export declare class SwrCache {
   stats(): SwrStats;
   /** Frees the cache; later calls reject with kind "closed". */
   close(): void;
-  [Symbol.dispose](): void;
 }

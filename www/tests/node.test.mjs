@@ -55,7 +55,7 @@ test("3M warm hits leave wasm memory, the externref table and the JS heap flat",
   assert.equal(s.hits, 3 * 1_020_000, "hits answered in JS are counted");
 });
 
-test("300k failing fetches and misses leave wasm memory and the externref table flat", async () => {
+test("300k failing fetches, misses and codec errors leave wasm memory and the externref table flat", async () => {
   const cache = await SwrCache.open({
     storage: "memory",
     maxEntries: 1_000,
@@ -92,6 +92,19 @@ test("300k failing fetches and misses leave wasm memory and the externref table 
   assert.equal(wasm.__wbindgen_externrefs.length, table, "the externref table grew");
   assert.equal(wasm.memory.buffer.byteLength, memory, "wasm memory grew");
   assert.equal(cache.stats().upstreamErrors, 320_000);
+  // Values JSON cannot hold (the stringify throws) and cannot be set.
+  const cyclic = {};
+  cyclic.self = cyclic;
+  const codec = async (n) => {
+    for (let i = 0; i < n; i++) {
+      const e = await (i % 2 ? cache.get(`c${i % 7}`, () => 10n) : cache.set("c", cyclic)).then(() => null, (e) => e);
+      assert.equal(e?.kind, "codec");
+    }
+  };
+  await codec(5_000);
+  const t1 = wasm.__wbindgen_externrefs.length;
+  await codec(30_000);
+  assert.equal(wasm.__wbindgen_externrefs.length, t1, "codec errors grew the externref table");
 });
 
 test("no timer outlives the call it bounds, so Node can exit", async () => {

@@ -215,3 +215,25 @@ test("Vite build: the module is emitted as an asset from new URL(…, import.met
   assert.ok(assets.some((f) => f.endsWith(".wasm")), `no .wasm among ${assets.join(", ")}`);
   assert.deepEqual(await inChromium("vite-app/dist/index.html"), EXPECTED);
 });
+
+test("TypeScript: a strict consumer type-checks against the packed types", async () => {
+  await write({
+    "ts/consumer.ts": `import { SwrCache, type SwrStats, type SwrValue } from "swre";
+type User = { id: number; at: Date; tags: Map<string, number> };
+export async function main(): Promise<string> {
+  const cache = await SwrCache.open({ fresh: 1_000, maxBytes: 1 << 20, storage: "memory" });
+  const r = await cache.get("u", async ({ signal }): Promise<User> => ({ id: signal.aborted ? 0 : 1, at: new Date(), tags: new Map() }), { ttl: 10_000 });
+  const at: string = r.value.at; // a Date comes back as its ISO string
+  const id: number = r.value.id;
+  const bytes: SwrValue<ArrayBuffer> = new Uint8Array(1);
+  const stats: SwrStats = cache.stats();
+  cache.close();
+  return at + id + bytes.length + stats.flightsTakenOver;
+}
+`,
+  });
+  const tsc = path.join(www, "node_modules", "typescript", "bin", "tsc");
+  for (const resolution of [["--module", "nodenext", "--moduleResolution", "nodenext"], ["--module", "esnext", "--moduleResolution", "bundler"]]) {
+    execFileSync(process.execPath, [tsc, "--noEmit", "--strict", "--target", "es2022", "--lib", "es2022,dom", ...resolution, "ts/consumer.ts"], { cwd: project, encoding: "utf8" });
+  }
+});

@@ -267,3 +267,115 @@ test("maxEntries and maxBytes are the limits, exactly", async () => {
   const kept = await present(bounded, hundred);
   assert.ok(kept <= 100 && kept >= 95, `${kept} entries kept under a 100-entry byte bound`);
 });
+
+/** A JS-object store over a Map of bytes, like a KV namespace. */
+function mapStore() {
+  const m = new Map();
+  const puts = [];
+  return {
+    m,
+    puts,
+    async get(key) {
+      return m.get(key) ?? null;
+    },
+    async put(key, value, options) {
+      puts.push(options);
+      m.set(key, new Uint8Array(value));
+    },
+    async delete(key) {
+      m.delete(key);
+    },
+  };
+}
+
+test("a get right after an un-awaited set or delete sees it", async () => {
+  const cache = await SwrCache.open({ fresh: 60_000 });
+  await cache.get("k", () => "v1");
+  const set = cache.set("k", "v2");
+  assert.equal((await cache.get("k", () => "fetched")).value, "v2");
+  await set;
+  const del = cache.delete("k");
+  const after = await cache.get("k", () => "fetched");
+  assert.deepEqual([after.value, after.status], ["fetched", "miss"]);
+  await del;
+});
+
+test("a fallback whose entry was evicted while it waited still gets its old value", async () => {
+  const cache = await SwrCache.open({ fresh: 1, stale: 1, expired: 60_000, maxEntries: 1 });
+  await cache.set("a", "old");
+  await sleep(10); // expired: a lookup waits for the refresh
+  const waiting = cache.get("a", async () => {
+    await sleep(30);
+    throw new Error("origin down");
+  });
+  await sleep(5);
+  await cache.set("b", "b"); // evicts "a"
+  const r = await waiting;
+  assert.deepEqual([r.value, r.status], ["old", "fallback"]);
+});
+
+test("a persisted entry the package cannot read back is a miss, then overwritten", async () => {
+  const store = mapStore();
+  const writer = await SwrCache.open({ storage: store });
+  await writer.set("k", { a: 1 });
+  // Break the JSON inside a valid envelope: the checksum is recomputed.
+  const bytes = store.m.get("k");
+  const at = bytes.indexOf("{".charCodeAt(0));
+  bytes[at] = "!".charCodeAt(0);
+  let c = ~0;
+  for (const x of bytes.subarray(0, bytes.length - 4)) {
+    c ^= x;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  new DataView(bytes.buffer).setUint32(bytes.length - 4, ~c >>> 0, true);
+  const cache = await SwrCache.open({ storage: store });
+  let calls = 0;
+  const first = await cache.get("k", () => (calls++, "refetched"));
+  const second = await cache.get("k", () => (calls++, "again"));
+  assert.deepEqual([first.status, first.value, second.status, calls], ["miss", "refetched", "hit", 1]);
+});
+
+test("the fetcher's signal runs from the call's admission, not from when the fetcher starts", async () => {
+  // Each store read takes 50 ms, and a cold lookup reads twice before it
+  // calls the fetcher: about 100 ms of the 300 ms are gone by then.
+  const slow = mapStore();
+  const get = slow.get;
+  slow.get = async (k) => {
+    await sleep(50);
+    return get(k);
+  };
+  const cache = await SwrCache.open({ storage: slow, refreshTimeout: 300 });
+  let calledAfter;
+  let abortedAfter;
+  const started = Date.now();
+  await failure(
+    cache.get("k", ({ signal }) => {
+      calledAfter = Date.now() - started;
+      return new Promise((_, reject) =>
+        signal.addEventListener("abort", () => {
+          abortedAfter = Date.now() - started;
+          reject(signal.reason);
+        }),
+      );
+    }),
+  );
+  assert.ok(calledAfter >= 80, `the fetcher was called after ${calledAfter} ms`);
+  assert.ok(abortedAfter !== undefined && abortedAfter < 370, `the signal aborted after ${abortedAfter} ms (deadline 300 ms from admission)`);
+});
+
+test("a per-call ttl the engine's rules reject is an options error; codec errors say what is wrong", async () => {
+  const cache = await SwrCache.open({ fresh: 1_000, stale: 1_000, expired: 3_000 });
+  const e = await failure(cache.get("k", () => "v", { ttl: 100 }));
+  assert.equal(e.kind, "options");
+  assert.match(e.message, /`fresh` \+ `stale` \+ `expired` must total at least 5 s/);
+  const codec = await failure(cache.get("c", () => 10n));
+  assert.equal(codec.kind, "codec");
+  assert.doesNotMatch(codec.message, /upstream/);
+});
+
+test("KV entries always get an expirationTtl of at least 60 s", async () => {
+  const store = mapStore();
+  const cache = await SwrCache.open({ storage: store, fresh: 1_000, stale: 2_000, expired: 3_000 });
+  await cache.set("k", "v");
+  assert.deepEqual(store.puts, [{ expirationTtl: 60 }]);
+});

@@ -18,7 +18,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::{BrowserRuntime, CacheApiStorage, IndexedDbStorage, JsStorage};
 use options::StorageChoice;
-use storage::{AnyStorage, Persistent};
+use storage::{AnyStorage, Persistent, Readable};
 use table::JsTable;
 
 /// A fetched value the JS API cannot store (not a string, bytes or JSON).
@@ -83,6 +83,7 @@ fn engine_error(e: &Error) -> JsValue {
         Error::Shutdown => "shutdown",
         Error::Abandoned => "abandoned",
         Error::ValueTooLarge { .. } => "valueTooLarge",
+        Error::Config(_) => "options",
         _ => "other",
     };
     let cause = match e {
@@ -92,7 +93,17 @@ fn engine_error(e: &Error) -> JsValue {
             .map(|f| f.thrown.clone()),
         _ => None,
     };
-    js_error(kind, &e.to_string(), cause.as_ref())
+    let message = match e {
+        // The caller's value, not an upstream failure: say only what is wrong with it.
+        Error::Upstream(u) => match u.inner().downcast_ref::<JsEncodeError>() {
+            Some(JsEncodeError(m)) => m.clone(),
+            None => e.to_string(),
+        },
+        // A per-call option the builder's rules reject, named as the JS option.
+        Error::Config(c) => options::config_error(c.option, c.reason),
+        _ => e.to_string(),
+    };
+    js_error(kind, &message, cause.as_ref())
 }
 
 fn set(obj: &Object, key: &str, value: JsValue) {
@@ -159,10 +170,9 @@ struct Inner {
 
 /// The engine under the JavaScript package's `SwrCache` (`www/package`).
 ///
-/// The package's façade serves fresh hits from a JS-side table of decoded
-/// values and calls this class for everything else: misses, stale and
-/// expired lookups, writes, and the bookkeeping that keeps the two coherent
-/// ([`SwrEngine::touch`] for the eviction bit of hits served in JS).
+/// Its memory tier is the package's JS `Table` (see `table.rs`), from which
+/// the façade serves fresh hits itself; this class does everything else:
+/// misses, stale and expired lookups, writes, persistence, the breaker.
 /// Arguments are checked by the façade; this class trusts their types.
 #[wasm_bindgen]
 pub struct SwrEngine {
@@ -203,30 +213,32 @@ impl SwrEngine {
                     None,
                 )
             };
-            let storage = match o.storage {
-                StorageChoice::Memory => AnyStorage::Memory(memory),
-                StorageChoice::IndexedDb => AnyStorage::Tiered(Tiered::new(
-                    memory,
-                    Persistent::IndexedDb(
-                        IndexedDbStorage::open(&o.name, "entries")
-                            .await
-                            .map_err(open_error)?,
-                    ),
+            let store = match o.storage {
+                StorageChoice::Memory => None,
+                StorageChoice::IndexedDb => Some(Persistent::IndexedDb(
+                    IndexedDbStorage::open(&o.name, "entries")
+                        .await
+                        .map_err(open_error)?,
                 )),
-                StorageChoice::Cache => AnyStorage::Tiered(Tiered::new(
-                    memory,
-                    Persistent::Cache(CacheApiStorage::open(&o.name).await.map_err(open_error)?),
+                StorageChoice::Cache => Some(Persistent::Cache(
+                    CacheApiStorage::open(&o.name).await.map_err(open_error)?,
                 )),
-                StorageChoice::Object(obj) => AnyStorage::Tiered(Tiered::new(
-                    memory,
-                    Persistent::Js(JsStorage::new(obj).map_err(|e| {
+                StorageChoice::Object(obj) => {
+                    Some(Persistent::Js(JsStorage::new(obj).map_err(|e| {
                         js_error(
                             "options",
                             &format!("SwrCache.open: `storage` object: {}", e.message()),
                             None,
                         )
-                    })?),
-                )),
+                    })?))
+                }
+            };
+            let storage = match store {
+                None => AnyStorage::Memory(memory),
+                Some(store) => {
+                    let json = memory.js().clone();
+                    AnyStorage::Tiered(Tiered::new(memory, Readable::new(store, json)))
+                }
             };
             let runtime = match o.wait_until {
                 Some(f) => BrowserRuntime::with_wait_until(f),
@@ -265,6 +277,7 @@ impl SwrEngine {
     pub fn get(&self, key: String, fetch: Function, fresh: f64) -> Promise {
         let inner = self.inner.clone();
         crate::js::boxed_promise(Box::pin(async move {
+            let json = inner.engine.storage().table().js().clone();
             let fetch = move || async move {
                 let thrown = |v: JsValue| -> BoxError {
                     Box::new(JsFetchError {
@@ -279,7 +292,7 @@ impl SwrEngine {
                 // A value that cannot be stored is the caller's error, not
                 // the origin's: it never moves the breaker, and reads as a
                 // `codec` error as it does from `set`.
-                value::encode(&value).map_err(|message| -> BoxError {
+                value::encode(&value, &json).map_err(|message| -> BoxError {
                     Box::new(NotCounted::new(JsEncodeError(message)))
                 })
             };
@@ -321,14 +334,15 @@ impl SwrEngine {
 
     /// The memory tier (the package's `Table`) this engine reads and writes.
     pub fn table(&self) -> JsValue {
-        self.inner.engine.storage().table().js().clone()
+        self.inner.engine.storage().table().js().clone().into()
     }
 
     /// Stores `value` under `key` with the cache's TTL.
     pub fn set(&self, key: String, value: JsValue) -> Promise {
         let inner = self.inner.clone();
         crate::js::boxed_promise(Box::pin(async move {
-            let bytes = value::encode(&value).map_err(|m| js_error("codec", &m, None))?;
+            let bytes = value::encode(&value, inner.engine.storage().table().js())
+                .map_err(|m| js_error("codec", &m, None))?;
             inner
                 .engine
                 .set(&key, bytes)

@@ -2,7 +2,8 @@
 
 use swre_core::{Entry, Storage, StorageError, Tiered};
 
-use super::table::JsTable;
+use super::table::{JsTable, Table};
+use super::value;
 use crate::{CacheApiStorage, IndexedDbStorage, JsStorage};
 
 /// A persistent store behind the memory tier.
@@ -15,7 +16,38 @@ pub(crate) enum Persistent {
 /// `"memory"` (the JS table), or the table in front of a persistent store.
 pub(crate) enum AnyStorage {
     Memory(JsTable),
-    Tiered(Tiered<JsTable, Persistent>),
+    Tiered(Tiered<JsTable, Readable>),
+}
+
+/// A persistent store whose entries read as absent when the JS API cannot
+/// read their value back (another writer's bytes, JSON that does not
+/// parse): a miss, so the next fetch overwrites them, as with any garbage,
+/// instead of an error on every read until they expire.
+pub(crate) struct Readable {
+    store: Persistent,
+    json: Table,
+}
+
+impl Readable {
+    pub(crate) fn new(store: Persistent, json: Table) -> Self {
+        Self { store, json }
+    }
+}
+
+impl Storage for Readable {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        let found = self.store.get(key).await?;
+        Ok(found.filter(|e| value::decode(&e.value, &self.json).is_ok()))
+    }
+    async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
+        self.store.set(key, entry).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.store.delete(key).await
+    }
+    async fn clear(&self) -> Result<(), StorageError> {
+        self.store.clear().await
+    }
 }
 
 impl Storage for Persistent {

@@ -14,11 +14,21 @@ use swre_core::{Entry, Storage, StorageError, StorageErrorKind};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::value;
+use super::value::{self, JsonHost};
+
+impl JsonHost for Table {
+    fn stringify(&self, value: &JsValue) -> JsValue {
+        self.json_stringify(value)
+    }
+    fn parse(&self, text: &str) -> JsValue {
+        self.json_parse(text)
+    }
+}
 
 #[wasm_bindgen]
 extern "C" {
     /// The package's `Table` class (`www/package/src/table.js`).
+    #[derive(Clone)]
     pub type Table;
 
     #[wasm_bindgen(method)]
@@ -28,7 +38,13 @@ extern "C" {
     fn write(this: &Table, key: &str, value: &JsValue, size: f64, meta: &[f64]) -> bool;
 
     #[wasm_bindgen(method, js_name = value)]
-    fn value_of(this: &Table, key: &str) -> JsValue;
+    fn value_of(this: &Table, key: &str, id: f64) -> JsValue;
+
+    #[wasm_bindgen(method, js_name = stringify)]
+    fn json_stringify(this: &Table, value: &JsValue) -> JsValue;
+
+    #[wasm_bindgen(method, js_name = parse)]
+    fn json_parse(this: &Table, text: &str) -> JsValue;
 
     #[wasm_bindgen(method)]
     fn remove(this: &Table, key: &str);
@@ -59,30 +75,36 @@ impl JsTable {
         })
     }
 
-    /// The JS table itself, for the façade's hits.
-    pub(crate) fn js(&self) -> &JsValue {
+    /// The JS table itself, for the façade's hits and as the JSON host.
+    pub(crate) fn js(&self) -> &Table {
         &self.table
     }
 
     /// The JS value of an answer's value: a handle is looked up in the
-    /// table, anything else decoded. `Ok(None)`: the handle's entry was
-    /// removed while the answer was on its way.
+    /// table, anything else decoded. `Ok(None)`: the handle's write is no
+    /// longer known to the table (replaced or evicted long ago).
     pub(crate) fn value(&self, key: &str, bytes: &[u8]) -> Result<Option<JsValue>, String> {
         match bytes.split_first() {
-            Some((&HANDLE, [])) => {
-                let v = self.table.value_of(key);
+            Some((&HANDLE, id)) if id.len() == 4 => {
+                let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
+                let v = self.table.value_of(key, f64::from(id));
                 Ok((!v.is_undefined()).then_some(v))
             }
-            _ => value::decode(bytes).map(Some),
+            _ => value::decode(bytes, &self.table).map(Some),
         }
     }
 
     fn read_entry(&self, key: &str) -> Option<Entry> {
-        let mut meta = [0.0f64; 5];
+        let mut meta = [0.0f64; 6];
         if !self.table.read(key, &mut meta) {
             return None;
         }
-        let mut e = Entry::new([HANDLE].as_slice(), 0, Default::default());
+        let id = (meta[5] as u32).to_le_bytes();
+        let mut e = Entry::new(
+            [HANDLE, id[0], id[1], id[2], id[3]].as_slice(),
+            0,
+            Default::default(),
+        );
         e.created_at = meta[0] as u64;
         e.fresh_until = meta[1] as u64;
         e.stale_until = meta[2] as u64;
@@ -107,7 +129,7 @@ impl Storage for JsTable {
             // table already holds it.
             return Ok(());
         }
-        let decoded = value::decode(&entry.value)
+        let decoded = value::decode(&entry.value, &self.table)
             .map_err(|m| StorageError::new(StorageErrorKind::Other, m))?;
         let now = js_sys::Date::now();
         let meta = [

@@ -172,10 +172,11 @@ export function define(load, { keepAlive = false } = {}) {
 
     /** The function the engine calls for an upstream fetch. */
     #fetch(key, fetcher) {
-      const timeout = this.#timeout;
+      // The engine admits the call as it is made: its deadline runs from now.
+      const deadline = Date.now() + this.#timeout;
       const table = this.#table;
       return () => {
-        const context = new FetchContext(table.valueOf(key), timeout);
+        const context = new FetchContext(table.valueOf(key), deadline);
         let out;
         try {
           out = fetcher(context);
@@ -218,8 +219,11 @@ export function define(load, { keepAlive = false } = {}) {
       const engine = this.#engine;
       if (engine === undefined) return reject("closed", `${name}: ${CLOSED}`);
       if (typeof key !== "string") return reject("invalidKey", `${name}: the key must be a string`);
-      // A lookup made from now on must not join one that started before.
+      // A lookup made from now on must not join one that started before,
+      // nor be answered here from what the write replaces: it goes to the
+      // engine, which runs it after this write.
       this.#joins.delete(key);
+      this.#table.remove(key);
       return op(engine).then(noop);
     }
 
@@ -313,10 +317,10 @@ class FetchContext {
   #timer;
   #done = false;
 
-  constructor(staleValue, timeout) {
+  constructor(staleValue, deadline) {
     /** The value the memory tier held for the key (stale or expired) when the fetch began, or `undefined`. */
     this.staleValue = staleValue;
-    this.#deadline = Date.now() + timeout;
+    this.#deadline = deadline;
   }
 
   /** Aborts when the refresh timeout passes: pass it to `fetch(url, { signal })`. */

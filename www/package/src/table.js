@@ -14,6 +14,8 @@
 const ENTRY_OVERHEAD = 96;
 const VISITED = 1;
 const PINNED = 2;
+/** How many replaced or evicted values are kept for answers still on their way. */
+const RECENT = 64;
 
 export class Table {
   /** Key → slot. Its insertion order is the SIEVE queue, oldest first. */
@@ -26,6 +28,15 @@ export class Table {
   #sizes = new Uint32Array(0);
   /** Slot → VISITED | PINNED. */
   #flags = new Uint8Array(0);
+  /** Slot → the id of the write it holds (an answer's handle names it). */
+  #ids = new Uint32Array(0);
+  #nextId = 1;
+  /**
+   * Write id → value, for the last RECENT values replaced, removed or
+   * evicted: an answer the engine read before that (a fallback that waited
+   * on a failed refresh) still gets its own value.
+   */
+  #recent = new Map();
   /** Slots freed by removals, to reuse. */
   #free = [];
   /** Slots ever handed out (the next new one). */
@@ -69,7 +80,29 @@ export class Table {
 
   // Called by the engine (platform-wasm/src/js_api/table.rs).
 
-  /** Fills `meta` with the entry's four times and pinned flag (1 or 0); false when absent. */
+  /**
+   * `JSON.stringify` that never throws into the engine (a throw caught by
+   * wasm-bindgen's glue leaves a slot of its externref table behind): the
+   * text, `undefined` for what JSON cannot hold, or an `Error` for a throw.
+   */
+  stringify(value) {
+    try {
+      return JSON.stringify(value);
+    } catch (e) {
+      return e instanceof Error ? e : new Error(String(e));
+    }
+  }
+
+  /** `JSON.parse` that never throws: the value, or an `Error` (which no JSON text parses to). */
+  parse(text) {
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      return e instanceof Error ? e : new Error(String(e));
+    }
+  }
+
+  /** Fills `meta` with the entry's four times, pinned flag (1 or 0) and write id; false when absent. */
   read(key, meta) {
     const i = this.#index.get(key);
     if (i === undefined) return false;
@@ -81,17 +114,23 @@ export class Table {
     meta[2] = t[at + 2];
     meta[3] = t[at + 3];
     meta[4] = this.#flags[i] & PINNED ? 1 : 0;
+    meta[5] = this.#ids[i];
     return true;
   }
 
   /**
    * Stores an entry, evicting as needed; false (and nothing changed) when it
    * can never fit. `meta`: created, fresh-until, stale-until, expires-at,
-   * pinned (1 or 0), and the time now (expired entries are evicted first).
+   * pinned (1 or 0), and the time now (an expired entry the hand reaches
+   * goes even if it was read).
    */
   write(key, value, size, meta) {
     const charge = key.length + size + ENTRY_OVERHEAD;
-    if (charge > this.#maxBytes) return false;
+    if (charge > this.#maxBytes) {
+      // It can never be held; neither may what it replaces be served.
+      this.remove(key);
+      return false;
+    }
     let i = this.#index.get(key);
     if (i === undefined) {
       i = this.#slot();
@@ -99,8 +138,11 @@ export class Table {
       this.#flags[i] = 0;
     } else {
       this.#bytes -= this.#sizes[i];
+      this.#remember(i);
     }
     this.#values[i] = value;
+    this.#ids[i] = this.#nextId;
+    this.#nextId = this.#nextId === 0xffffffff ? 1 : this.#nextId + 1;
     const at = i * 4;
     this.#times[at] = meta[0];
     this.#times[at + 1] = meta[1];
@@ -115,15 +157,18 @@ export class Table {
     return true;
   }
 
-  /** The value under `key` (what a handle read from this table stands for), or `undefined` when it is gone. */
-  value(key) {
-    return this.valueOf(key);
+  /** The value of write `id` under `key` (what a handle read from this table stands for), or `undefined` when it is no longer known. */
+  value(key, id) {
+    const i = this.#index.get(key);
+    if (i !== undefined && this.#ids[i] === id) return this.#values[i];
+    return this.#recent.get(id);
   }
 
   remove(key) {
     const i = this.#index.get(key);
     if (i === undefined) return;
     this.#index.delete(key);
+    this.#remember(i);
     this.#values[i] = undefined;
     this.#bytes -= this.#sizes[i];
     this.#free.push(i);
@@ -131,11 +176,18 @@ export class Table {
 
   clear() {
     this.#index.clear();
+    this.#recent.clear();
     this.#values = [];
     this.#free = [];
     this.#top = 0;
     this.#bytes = 0;
     this.#hand = null;
+  }
+
+  /** Keeps slot `i`'s value by its write id, dropping the oldest beyond RECENT. */
+  #remember(i) {
+    this.#recent.set(this.#ids[i], this.#values[i]);
+    if (this.#recent.size > RECENT) this.#recent.delete(this.#recent.keys().next().value);
   }
 
   /** A free slot, growing the arrays (doubling, up to `maxEntries` + 1) when none is left. */
@@ -154,13 +206,18 @@ export class Table {
       const flags = new Uint8Array(cap);
       flags.set(this.#flags);
       this.#flags = flags;
+      const ids = new Uint32Array(cap);
+      ids.set(this.#ids);
+      this.#ids = ids;
     }
     return i;
   }
 
   /**
    * Evicts one entry other than `keep`: the first the hand finds unvisited
-   * or past its expiry, clearing visited bits on the way (SIEVE).
+   * or past its expiry, clearing visited bits on the way (SIEVE). Unlike the
+   * Rust MemoryStorage, which keeps an expiry heap, an expired entry is
+   * evicted only when the hand reaches it, not before every live one.
    */
   #evictOne(keep, now) {
     for (let pass = 0; pass < 3; pass++) {
