@@ -379,3 +379,26 @@ test("KV entries always get an expirationTtl of at least 60 s", async () => {
   await cache.set("k", "v");
   assert.deepEqual(store.puts, [{ expirationTtl: 60 }]);
 });
+
+test("a delete while a slow persistent read is on its way is not undone by the read", async () => {
+  const store = mapStore();
+  const writer = await SwrCache.open({ storage: store, fresh: 60_000 });
+  await writer.set("k", "old");
+  const cache = await SwrCache.open({ storage: store, fresh: 60_000 });
+  const get = store.get;
+  let open;
+  const gate = new Promise((r) => (open = r));
+  store.get = async (k) => {
+    const found = await get(k);
+    await gate;
+    return found;
+  };
+  const read = cache.get("k", () => "fetched");
+  await sleep(1);
+  store.get = get;
+  await cache.delete("k");
+  open();
+  await read;
+  const after = await cache.get("k", () => "refetched");
+  assert.deepEqual([after.value, after.status], ["refetched", "miss"], "the deleted value came back");
+});

@@ -3,15 +3,20 @@
 use crate::entry::Entry;
 use crate::error::StorageError;
 use crate::storage::{LeaseToken, Storage};
+use core::hash::BuildHasher;
+use core::sync::atomic::{AtomicU32, Ordering};
 use core::time::Duration;
+use hashbrown::DefaultHashBuilder;
 
 /// Two storages as one: reads try L1 and then L2 (filling L1 on an L2 hit);
 /// writes go to both.
 ///
 /// - An L1 hit never touches L2.
 /// - An L1 read error is treated as an L1 miss.
-/// - An L2 hit fills L1 unless L1 meanwhile got an entry at least as new (a
-///   write that raced the read), so a fill never replaces a newer value.
+/// - An L2 hit fills L1 unless a write or delete of the key ran while L2 was
+///   read or L1 filled (each bumps its key's write counter before and after
+///   it changes either tier), so a fill never replaces a newer value and
+///   never undoes a delete; a fill that a write overlapped is taken back.
 /// - `set` writes L1 first (the process serves the new value at once), then
 ///   L2; it reports L2's error (L1 still holds the entry so the process keeps
 ///   serving it) and ignores L1's.
@@ -33,12 +38,54 @@ use core::time::Duration;
 pub struct Tiered<L1, L2> {
     l1: L1,
     l2: L2,
+    writes: Writes,
+}
+
+/// Write counters striped by key: a write or delete bumps its key's stripe
+/// before it changes either tier and again once both are changed, so a read
+/// that saw the same count before and after its L2 read and its L1 fill
+/// overlapped no write of that key.
+#[derive(Debug)]
+struct Writes {
+    hasher: DefaultHashBuilder,
+    stripes: [AtomicU32; STRIPES],
+}
+
+const STRIPES: usize = 32;
+
+impl Default for Writes {
+    fn default() -> Self {
+        Self {
+            hasher: DefaultHashBuilder::default(),
+            stripes: core::array::from_fn(|_| AtomicU32::new(0)),
+        }
+    }
+}
+
+impl Writes {
+    fn of(&self, key: &str) -> &AtomicU32 {
+        &self.stripes[(self.hasher.hash_one(key) as usize) % STRIPES]
+    }
+
+    fn bump(counter: &AtomicU32) {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn bump_all(&self) {
+        for s in &self.stripes {
+            Self::bump(s);
+        }
+    }
 }
 
 impl<L1: Storage, L2: Storage> Tiered<L1, L2> {
     /// `l1` in front of `l2`.
     pub fn new(l1: L1, l2: L2) -> Self {
-        Self { l1, l2 }
+        Self {
+            l1,
+            l2,
+            writes: Writes::default(),
+        }
     }
 
     /// The front store.
@@ -54,12 +101,19 @@ impl<L1: Storage, L2: Storage> Tiered<L1, L2> {
 
 impl<L1: Storage, L2: Storage> Storage for Tiered<L1, L2> {
     async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        let writes = self.writes.of(key);
+        let before = writes.load(Ordering::SeqCst);
         if let Ok(Some(e)) = self.l1.get(key).await {
             return Ok(Some(e));
         }
         let Some(found) = self.l2.get(key).await? else {
             return Ok(None);
         };
+        if writes.load(Ordering::SeqCst) != before {
+            // A write or delete ran during the read: this read is older than
+            // it, and must not put its value in front of it.
+            return Ok(Some(found));
+        }
         if let Ok(Some(current)) = self.l1.get(key).await {
             if current.created_at >= found.created_at {
                 return Ok(Some(current));
@@ -67,6 +121,12 @@ impl<L1: Storage, L2: Storage> Storage for Tiered<L1, L2> {
         }
         // Filling L1 is an optimisation; its failure changes nothing.
         let _ = self.l1.set(key, found.clone()).await;
+        if writes.load(Ordering::SeqCst) != before {
+            // A write began while L1 was filled: the fill may have replaced
+            // its value or undone its delete. Take it back; the next read
+            // finds L2.
+            let _ = self.l1.delete(key).await;
+        }
         Ok(Some(found))
     }
 
@@ -80,19 +140,28 @@ impl<L1: Storage, L2: Storage> Storage for Tiered<L1, L2> {
     }
 
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
+        let writes = self.writes.of(key);
+        Writes::bump(writes);
         let _ = self.l1.set(key, entry.clone()).await;
-        self.l2.set(key, entry).await
+        let l2 = self.l2.set(key, entry).await;
+        Writes::bump(writes);
+        l2
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let writes = self.writes.of(key);
+        Writes::bump(writes);
         let l2 = self.l2.delete(key).await;
         let l1 = self.l1.delete(key).await;
+        Writes::bump(writes);
         l2.and(l1)
     }
 
     async fn clear(&self) -> Result<(), StorageError> {
+        self.writes.bump_all();
         let l2 = self.l2.clear().await;
         let l1 = self.l1.clear().await;
+        self.writes.bump_all();
         l2.and(l1)
     }
 

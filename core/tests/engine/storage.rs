@@ -252,3 +252,114 @@ fn a_stale_lookup_does_not_refresh_while_another_process_holds_the_lease() {
     let s = h.engine.stats();
     assert_eq!((s.lease_waits, s.in_flight, s.refreshes_running), (1, 0, 0));
 }
+
+/// An L2 whose first read takes its value at once, then waits for `open`.
+struct Gated {
+    inner: MemoryStorage,
+    gate: std::sync::Mutex<Option<futures::channel::oneshot::Receiver<()>>>,
+}
+
+impl Gated {
+    fn new() -> (Self, futures::channel::oneshot::Sender<()>) {
+        let (open, gate) = futures::channel::oneshot::channel();
+        (
+            Self {
+                inner: MemoryStorage::new(),
+                gate: std::sync::Mutex::new(Some(gate)),
+            },
+            open,
+        )
+    }
+}
+
+impl Storage for Gated {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, swre_core::StorageError> {
+        let found = self.inner.get(key).await?;
+        let gate = self.gate.lock().unwrap().take();
+        if let Some(gate) = gate {
+            let _ = gate.await;
+        }
+        Ok(found)
+    }
+    async fn set(&self, key: &str, entry: Entry) -> Result<(), swre_core::StorageError> {
+        self.inner.set(key, entry).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), swre_core::StorageError> {
+        self.inner.delete(key).await
+    }
+}
+
+/// Starts a `get("k")` that reads `old` from L2 and parks there; `race`
+/// then runs to completion; the read finishes; returns what it returned
+/// and what a read afterwards sees.
+fn tiered_read_raced_by(
+    race: impl FnOnce(&TestExecutor, &Tiered<MemoryStorage, Gated>),
+) -> (Option<Entry>, Option<Entry>) {
+    let exec = TestExecutor::new();
+    let (l2, open) = Gated::new();
+    let tiered = std::sync::Arc::new(Tiered::new(MemoryStorage::new(), l2));
+    let old = Entry::new("old", START, CacheTtl::default());
+    exec.block_on(tiered.l2().inner.set("k", old)).unwrap();
+    let t = tiered.clone();
+    let read: JoinHandle<Option<Entry>> = exec.spawn(async move { t.get("k").await.unwrap() });
+    exec.run_until_stalled();
+    assert!(!read.is_finished(), "the read did not wait at the gate");
+    race(&exec, &tiered);
+    open.send(()).unwrap();
+    exec.run_until_stalled();
+    let raced = read.try_take().expect("the read finished");
+    let after = exec.block_on(tiered.get("k")).unwrap();
+    (raced, after)
+}
+
+#[test]
+fn tiered_fill_never_undoes_a_delete_that_raced_its_l2_read() {
+    let (raced, after) = tiered_read_raced_by(|exec, t| exec.block_on(t.delete("k")).unwrap());
+    assert_eq!(
+        raced.map(|e| e.value),
+        Some(Bytes::from("old")),
+        "the read is older than the delete"
+    );
+    assert_eq!(
+        after, None,
+        "the read's fill brought the deleted value back"
+    );
+}
+
+#[test]
+fn tiered_fill_never_replaces_a_write_that_raced_its_l2_read() {
+    // The newer write is stamped no later than the old one (a clock step
+    // back, or another process's clock): only the race decides.
+    let newer = Entry::new("new", START - 1_000, CacheTtl::default());
+    let (_, after) =
+        tiered_read_raced_by(|exec, t| exec.block_on(t.set("k", newer.clone())).unwrap());
+    assert_eq!(after.map(|e| e.value), Some(Bytes::from("new")));
+}
+
+#[test]
+fn tiered_fills_racing_writes_on_two_threads_never_leave_an_older_value_in_l1() {
+    use std::sync::{Arc, Barrier};
+    let tiered = Arc::new(Tiered::new(MemoryStorage::new(), MemoryStorage::new()));
+    let exec = TestExecutor::new();
+    for round in 0..20_000u64 {
+        let key = format!("k{}", round % 64);
+        let old = Entry::new(format!("old{round}"), START + round, CacheTtl::default());
+        let new = Entry::new(format!("new{round}"), START + round, CacheTtl::default());
+        exec.block_on(tiered.l1().delete(&key)).unwrap();
+        exec.block_on(tiered.l2().set(&key, old)).unwrap();
+        let barrier = Arc::new(Barrier::new(2));
+        let (t, b, k) = (tiered.clone(), barrier.clone(), key.clone());
+        let reader = std::thread::spawn(move || {
+            b.wait();
+            futures::executor::block_on(t.get(&k)).unwrap();
+        });
+        barrier.wait();
+        exec.block_on(tiered.set(&key, new.clone())).unwrap();
+        reader.join().unwrap();
+        let l1 = exec.block_on(tiered.l1().get(&key)).unwrap();
+        assert!(
+            l1.is_none() || l1 == Some(new.clone()),
+            "round {round}: L1 holds {l1:?} after the write of {new:?}"
+        );
+    }
+}
