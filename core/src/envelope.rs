@@ -24,6 +24,7 @@ use alloc::vec::Vec;
 
 use crate::bytes::Bytes;
 use crate::entry::Entry;
+use crate::error::{StorageError, StorageErrorKind};
 
 /// The first four bytes of every envelope.
 pub const MAGIC: [u8; 4] = *b"SWRE";
@@ -41,6 +42,13 @@ pub struct Decoded<'a> {
     pub key: &'a str,
     /// The entry.
     pub entry: Entry,
+}
+
+/// [`encode`] for a store's `set`: the bytes, or the `TooLarge` error every
+/// store reports for a key or value over 4 GiB.
+pub fn seal(key: &str, entry: &Entry) -> Result<Vec<u8>, StorageError> {
+    encode(key, entry)
+        .ok_or_else(|| StorageError::new(StorageErrorKind::TooLarge, "key or value over 4 GiB"))
 }
 
 /// The envelope bytes for `entry` under `key`.

@@ -174,9 +174,7 @@ impl Storage for RedisStorage {
     }
 
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
-        let bytes = envelope::encode(key, &entry).ok_or_else(|| {
-            StorageError::new(StorageErrorKind::TooLarge, "key or value over 4 GiB")
-        })?;
+        let bytes = envelope::seal(key, &entry)?;
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.value_key(key)).arg(bytes);
         if entry.expires_at <= MAX_PXAT {

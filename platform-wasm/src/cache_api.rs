@@ -95,9 +95,7 @@ impl Storage for CacheApiStorage {
     }
 
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
-        let bytes = envelope::encode(key, &entry).ok_or_else(|| {
-            StorageError::new(StorageErrorKind::TooLarge, "key or value over 4 GiB")
-        })?;
+        let bytes = envelope::seal(key, &entry)?;
         let remaining_s = entry.expires_at.saturating_sub(JsClock.now_ms()) / 1000;
         let headers = Headers::new()
             .map_err(|e| storage_error(StorageErrorKind::Other, "new Headers", &e))?;

@@ -283,9 +283,7 @@ impl Storage for IndexedDbStorage {
     }
 
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
-        let bytes = envelope::encode(key, &entry).ok_or_else(|| {
-            StorageError::new(StorageErrorKind::TooLarge, "key or value over 4 GiB")
-        })?;
+        let bytes = envelope::seal(key, &entry)?;
         let value = Uint8Array::from(&bytes[..]);
         let k = JsValue::from_str(key);
         self.run("IndexedDB put", IdbTransactionMode::Readwrite, |s| {

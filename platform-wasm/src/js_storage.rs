@@ -73,9 +73,7 @@ impl Storage for JsStorage {
     }
 
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
-        let bytes = envelope::encode(key, &entry).ok_or_else(|| {
-            StorageError::new(StorageErrorKind::TooLarge, "key or value over 4 GiB")
-        })?;
+        let bytes = envelope::seal(key, &entry)?;
         let value = Uint8Array::from(&bytes[..]);
         // KV's `expirationTtl` is whole seconds, at least 60: a shorter life
         // is rounded up to that (the envelope's own times still make the

@@ -70,12 +70,9 @@ impl MemoryLimits {
     }
 }
 
+/// The largest power of two not above `n` (1 for 0 and 1).
 fn prev_power_of_two(n: usize) -> usize {
-    if n.is_power_of_two() {
-        n
-    } else {
-        n.next_power_of_two() / 2
-    }
+    1 << (usize::BITS - 1 - n.max(1).leading_zeros())
 }
 
 /// A bounded, sharded in-memory [`Storage`].
@@ -134,11 +131,19 @@ impl MemoryStorage {
             max_entries: limits.max_entries.max(1),
             shards: limits.shards,
         };
-        let n = limits.shard_count();
-        let per_bytes = limits.max_bytes / n;
-        let per_entries = (limits.max_entries / n).max(1);
+        // No more shards than entries, so every shard holds at least one and
+        // the shards' limits add up to exactly the store's.
+        let n = limits
+            .shard_count()
+            .min(prev_power_of_two(limits.max_entries));
+        let share = |total: usize, i: usize| total / n + usize::from(i < total % n);
         let shards = (0..n)
-            .map(|_| ShardLock::new(Shard::new(per_bytes, per_entries)))
+            .map(|i| {
+                ShardLock::new(Shard::new(
+                    share(limits.max_bytes, i),
+                    share(limits.max_entries, i),
+                ))
+            })
             .collect::<Vec<_>>()
             .into_boxed_slice();
         Self {

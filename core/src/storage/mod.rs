@@ -4,7 +4,7 @@ use core::future::Future;
 use core::time::Duration;
 
 use crate::entry::Entry;
-use crate::error::StorageError;
+use crate::error::{StorageError, StorageErrorKind};
 use crate::sync::{MaybeSend, MaybeSync};
 
 pub mod memory;
@@ -54,10 +54,17 @@ pub trait Storage: MaybeSend + MaybeSync + 'static {
     /// Removes `key`; removing a missing key succeeds.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + MaybeSend;
 
-    /// Removes every entry. The default does nothing and succeeds: stores that
-    /// share a backend with other data may choose not to support it.
+    /// Removes every entry. The default fails, saying the store cannot clear
+    /// (a store that shares a backend with other data may not support it):
+    /// succeeding without clearing would leave callers serving what they
+    /// meant to drop.
     fn clear(&self) -> impl Future<Output = Result<(), StorageError>> + MaybeSend {
-        async { Ok(()) }
+        async {
+            Err(StorageError::new(
+                StorageErrorKind::Other,
+                "this store cannot clear (its Storage impl has no clear)",
+            ))
+        }
     }
 
     /// Tries to take the fleet-wide refresh lease for `key` for `ttl`:

@@ -363,3 +363,14 @@ fn tiered_fills_racing_writes_on_two_threads_never_leave_an_older_value_in_l1() 
         );
     }
 }
+
+#[test]
+fn a_store_that_cannot_clear_says_so() {
+    let (store, _open) = Gated::new();
+    let exec = TestExecutor::new();
+    exec.block_on(store.set("k", Entry::new("v", START, CacheTtl::default())))
+        .unwrap();
+    let e = exec.block_on(store.clear()).unwrap_err();
+    assert_eq!(e.kind(), swre_core::StorageErrorKind::Other);
+    assert!(e.to_string().contains("cannot clear"), "{e}");
+}

@@ -127,6 +127,9 @@ impl FileStorage {
             let Ok(name) = item.file_name().into_string() else {
                 continue;
             };
+            if !item.file_type().is_ok_and(|t| t.is_file()) {
+                continue; // a directory (or anything not a file) is not ours, whatever its name
+            }
             match disk::inspect(&dir, &name) {
                 disk::Found::Entry {
                     name,
@@ -253,9 +256,7 @@ impl Shared {
     }
 
     fn set_blocking(&self, key: &str, entry: &Entry) -> Result<(), StorageError> {
-        let bytes = envelope::encode(key, entry).ok_or_else(|| {
-            StorageError::new(StorageErrorKind::TooLarge, "key or value over 4 GiB")
-        })?;
+        let bytes = envelope::seal(key, entry)?;
         let size = bytes.len() as u64;
         if size > self.opts.max_bytes {
             return Err(StorageError::new(
@@ -305,6 +306,9 @@ impl Shared {
         let listing =
             fs::read_dir(&self.dir).map_err(|e| io_error("cannot list directory", &self.dir, e))?;
         for item in listing.flatten() {
+            if !item.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
             if let Ok(name) = item.file_name().into_string() {
                 if disk::is_entry_name(&name) {
                     disk::remove(&item.path())

@@ -198,6 +198,28 @@ async fn expired_entries_and_temp_files_are_purged_on_open() {
 }
 
 #[tokio::test]
+async fn directories_named_like_temp_or_entry_files_are_left_alone() {
+    let dir = TempDir::new("subdirs");
+    let s = FileStorage::open(dir.path()).await.unwrap();
+    s.set("k", entry("v")).await.unwrap();
+    let like_entry = dir.path().join(format!("{}.swre", "ab".repeat(32)));
+    let like_temp = dir.path().join(".tmp-1-2-x");
+    std::fs::create_dir(&like_entry).unwrap();
+    std::fs::create_dir(&like_temp).unwrap();
+    drop(s);
+    let s = FileStorage::open(dir.path())
+        .await
+        .expect("open fails on a directory named like one of its files");
+    assert!(s.get("k").await.unwrap().is_some());
+    s.clear().await.expect("clear fails on such a directory");
+    assert!(
+        like_entry.is_dir() && like_temp.is_dir(),
+        "foreign directories are left alone"
+    );
+    assert!(s.get("k").await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn ttl_handling_through_the_engine() {
     let dir = TempDir::new("ttl");
     let (engine, clock) = engine_on(FileStorage::open(dir.path()).await.unwrap(), |b| b);

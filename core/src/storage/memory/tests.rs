@@ -130,6 +130,26 @@ fn sieve_spares_visited_entries() {
 }
 
 #[test]
+fn more_shards_than_entries_never_hold_more_than_max_entries() {
+    for (shards, max_entries) in [(16, 4), (16, 1), (8, 5), (16, 1000), (4, 7)] {
+        let s = MemoryStorage::with_limits(MemoryLimits {
+            max_bytes: usize::MAX / 2,
+            max_entries,
+            shards,
+        });
+        for i in 0..(max_entries * 5 + 50) as u64 {
+            s.set_now(&format!("k{i}"), entry("v", 0, 1_000_000))
+                .unwrap();
+            assert!(
+                s.len() <= max_entries,
+                "{shards} shards, limit {max_entries}: {} held",
+                s.len()
+            );
+        }
+    }
+}
+
+#[test]
 fn clear_empties_every_shard() {
     let s = MemoryStorage::new();
     for i in 0..100u64 {
