@@ -5,6 +5,8 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use swre_core::envelope;
@@ -56,11 +58,13 @@ pub(crate) fn write_temp(
     fsync: bool,
 ) -> io::Result<PathBuf> {
     let path = dir.join(temp_name);
+    // `create_new`: if the name is taken, the file is someone else's, and
+    // only a file this call created is removed when the write fails.
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
         f.write_all(bytes)?;
         if fsync {
             f.sync_all()?;
@@ -70,9 +74,47 @@ pub(crate) fn write_temp(
     match result {
         Ok(()) => Ok(path),
         Err(e) => {
+            drop(f);
             let _ = fs::remove_file(&path);
             Err(e)
         }
+    }
+}
+
+/// The next temp-file sequence number, shared by every `FileStorage` in the
+/// process: with the process id in the name, no two writers on one
+/// directory, in one process or two, ever pick the same temp name.
+pub(crate) fn next_temp_seq() -> u64 {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A temp file older than this is debris whoever wrote it.
+const STALE_TEMP: Duration = Duration::from_secs(3600);
+
+/// Whether the temp file `name` (`.tmp-<pid>-…`) may belong to a write in
+/// progress: its process is this one or still running (where `/proc` tells),
+/// and it is younger than an hour. Such a file is left alone at open.
+fn temp_may_be_live(path: &Path, name: &str) -> bool {
+    let young = fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < STALE_TEMP);
+    if !young {
+        return false;
+    }
+    let pid = name[TEMP_PREFIX.len()..]
+        .split('-')
+        .next()
+        .and_then(|p| p.parse::<u32>().ok());
+    match pid {
+        Some(pid) if pid == std::process::id() => true,
+        Some(pid) if Path::new("/proc/self").exists() => {
+            Path::new("/proc").join(pid.to_string()).exists()
+        }
+        // No way to tell: a young file may be live.
+        _ => true,
     }
 }
 
@@ -108,6 +150,11 @@ pub(crate) enum Found {
 pub(crate) fn inspect(dir: &Path, name: &str) -> Found {
     let path = dir.join(name);
     if name.starts_with(TEMP_PREFIX) {
+        // Another writer's (another process's, or another instance's in
+        // this one) temp file is left alone while that write may be running.
+        if temp_may_be_live(&path, name) {
+            return Found::Foreign;
+        }
         return Found::Debris(path);
     }
     if !is_entry_name(name) {

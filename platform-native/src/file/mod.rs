@@ -6,7 +6,7 @@ mod index;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use swre_core::{envelope, Clock, Entry, Storage, StorageError, StorageErrorKind};
@@ -71,7 +71,6 @@ struct Shared {
     opts: FileOptions,
     index: Mutex<Index>,
     closed: AtomicBool,
-    temp_seq: AtomicU64,
 }
 
 fn io_error(what: &str, path: &Path, e: io::Error) -> StorageError {
@@ -161,7 +160,6 @@ impl FileStorage {
                 opts,
                 index: Mutex::new(index),
                 closed: AtomicBool::new(false),
-                temp_seq: AtomicU64::new(0),
             }),
         };
         storage.shared.make_room(now, "");
@@ -241,8 +239,13 @@ impl Shared {
         let name = disk::file_name(key);
         let path = self.dir.join(&name);
         let Some(bytes) = disk::read(&path).map_err(|e| io_error("cannot read", &path, e))? else {
-            // Forget a file that vanished behind our back.
-            self.index().remove(&name);
+            // Forget a file that vanished behind our back, but only if it is
+            // still missing under the index lock: a `set` renames its file
+            // in and indexes it under that lock, and must not be forgotten.
+            let mut index = self.index();
+            if !path.exists() {
+                index.remove(&name);
+            }
             return Ok(None);
         };
         match envelope::decode_for(key, &bytes) {
@@ -268,7 +271,7 @@ impl Shared {
             ));
         }
         let name = disk::file_name(key);
-        let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
+        let seq = disk::next_temp_seq();
         let temp_name = format!("{}{}-{}-{name}", disk::TEMP_PREFIX, std::process::id(), seq);
         let fsync = self.opts.durability == Durability::Fsync;
         let temp = disk::write_temp(&self.dir, &temp_name, &bytes, fsync)

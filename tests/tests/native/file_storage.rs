@@ -177,14 +177,18 @@ async fn expired_entries_and_temp_files_are_purged_on_open() {
     let dead = Entry::new("dead", now - 100_000, CacheTtl::new(SEC, SEC, SEC));
     s.set("dead", dead).await.unwrap();
     s.set("alive", entry("alive")).await.unwrap();
-    std::fs::write(dir.path().join(".tmp-999-0-leftover"), b"partial write").unwrap();
+    std::fs::write(
+        dir.path().join(".tmp-4294967295-0-leftover"),
+        b"partial write",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("README.txt"), b"not ours").unwrap();
     let dead_path = s.path_for("dead");
     drop(s);
     let s = FileStorage::open(dir.path()).await.unwrap();
     assert!(!dead_path.exists(), "expired entry purged");
     assert!(
-        !dir.path().join(".tmp-999-0-leftover").exists(),
+        !dir.path().join(".tmp-4294967295-0-leftover").exists(),
         "temp file cleaned"
     );
     assert!(
@@ -217,6 +221,101 @@ async fn directories_named_like_temp_or_entry_files_are_left_alone() {
         "foreign directories are left alone"
     );
     assert!(s.get("k").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_racing_a_set_never_unindexes_the_new_file() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = TempDir::new("getset");
+    let s = FileStorage::open(dir.path()).await.unwrap();
+    for round in 0..300 {
+        let key = format!("k{round}");
+        let done = Arc::new(AtomicBool::new(false));
+        let mut getters = Vec::new();
+        for _ in 0..3 {
+            let (s, key, done) = (s.clone(), key.clone(), done.clone());
+            getters.push(tokio::spawn(async move {
+                while !done.load(Ordering::SeqCst) {
+                    s.get(&key).await.unwrap();
+                }
+                // One more read after the set: it must not forget the file either.
+                s.get(&key).await.unwrap();
+            }));
+        }
+        s.set(&key, entry("v")).await.unwrap();
+        done.store(true, Ordering::SeqCst);
+        for g in getters {
+            g.await.unwrap();
+        }
+    }
+    let on_disk = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".swre")
+        })
+        .count();
+    assert_eq!(on_disk, 300);
+    assert_eq!(s.len(), 300, "files on disk the index lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_directory_never_fail_each_others_writes() {
+    let dir = TempDir::new("two");
+    let a = FileStorage::open(dir.path()).await.unwrap();
+    let b = FileStorage::open(dir.path()).await.unwrap();
+    // Both write the same key in lockstep: the moment two writers' temp
+    // files would collide if their names did.
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let mut tasks = Vec::new();
+    for (i, s) in [a.clone(), b.clone()].into_iter().enumerate() {
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            for round in 0..300 {
+                barrier.wait().await;
+                s.set("shared", entry(&format!("{i}-{round}")))
+                    .await
+                    .expect("a write failed because of the other instance");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(a.get("shared").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn open_leaves_a_live_writers_temp_files_and_removes_dead_ones() {
+    let dir = TempDir::new("temps");
+    let live = dir
+        .path()
+        .join(format!(".tmp-{}-77-live", std::process::id()));
+    let dead = dir.path().join(".tmp-4294967295-3-dead");
+    let old = dir
+        .path()
+        .join(format!(".tmp-{}-78-old", std::process::id()));
+    for p in [&live, &dead, &old] {
+        std::fs::write(p, b"partial").unwrap();
+    }
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7_200);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    let _s = FileStorage::open(dir.path()).await.unwrap();
+    assert!(
+        live.exists(),
+        "a temp file a running writer may be renaming was deleted"
+    );
+    assert!(!dead.exists(), "a dead writer's temp file was kept");
+    assert!(!old.exists(), "an hour-old temp file was kept");
 }
 
 #[tokio::test]
