@@ -292,6 +292,13 @@ impl<S: Storage, R: Runtime, C: 'static + crate::sync::MaybeSend + crate::sync::
         self.degrade_read(read)
     }
 
+    /// [`read`](Self::read) of what the store shared by the fleet holds
+    /// (`Storage::get_shared`): a call's re-read before it calls upstream.
+    pub(crate) async fn read_shared(&self, key: &str) -> Option<Entry> {
+        let read = self.storage.get_shared(key).await;
+        self.degrade_read(read)
+    }
+
     /// Gives back everything in `claims` ("every ticket is returned"): the
     /// breaker permit unused, the refresh slot, the task count, and the lease,
     /// released by a spawned task as `Drop` cannot await.

@@ -121,7 +121,7 @@ where
     // A caller may have read storage just before another call for this key
     // stored its value and left the table: look once more before calling
     // upstream, so a stampede makes exactly one call.
-    match within(shared.read(key), deadline.as_mut(), abort).await {
+    match within(shared.read_shared(key), deadline.as_mut(), abort).await {
         Step::Done(Some(e)) if stored_since(&e, seen, shared.now()) => {
             return ticket.share_stored(e);
         }
@@ -221,7 +221,7 @@ where
             Step::Late => return Step::Late,
             Step::Aborted => return Step::Aborted,
         }
-        match within(shared.read(ticket.key()), deadline.as_mut(), abort).await {
+        match within(shared.read_shared(ticket.key()), deadline.as_mut(), abort).await {
             Step::Done(Some(e)) if stored_since(&e, seen, shared.now()) => return Step::Done(e),
             Step::Done(_) => {}
             Step::Late => return Step::Late,

@@ -51,6 +51,18 @@ pub trait Storage: MaybeSend + MaybeSync + 'static {
         None
     }
 
+    /// The entry under `key` as the store shared by every process holds it:
+    /// what a call re-reads before it calls upstream, so it finds a value
+    /// another process has just stored. For a store in front of a shared one
+    /// ([`Tiered`](crate::Tiered)) that is the shared store's entry, not a
+    /// possibly older local copy. The default is [`get`](Storage::get).
+    fn get_shared(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Entry>, StorageError>> + MaybeSend {
+        self.get(key)
+    }
+
     /// Removes `key`; removing a missing key succeeds.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + MaybeSend;
 

@@ -99,24 +99,20 @@ impl<L1: Storage, L2: Storage> Tiered<L1, L2> {
     }
 }
 
-impl<L1: Storage, L2: Storage> Storage for Tiered<L1, L2> {
-    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+impl<L1: Storage, L2: Storage> Tiered<L1, L2> {
+    /// Puts `found`, just read from L2, in L1 unless L1 holds one at least
+    /// as new or a write of the key overlapped (its counter moved from
+    /// `before`); returns the newer of the two.
+    async fn fill(&self, key: &str, found: Entry, before: u32) -> Entry {
         let writes = self.writes.of(key);
-        let before = writes.load(Ordering::SeqCst);
-        if let Ok(Some(e)) = self.l1.get(key).await {
-            return Ok(Some(e));
-        }
-        let Some(found) = self.l2.get(key).await? else {
-            return Ok(None);
-        };
         if writes.load(Ordering::SeqCst) != before {
             // A write or delete ran during the read: this read is older than
             // it, and must not put its value in front of it.
-            return Ok(Some(found));
+            return found;
         }
         if let Ok(Some(current)) = self.l1.get(key).await {
             if current.created_at >= found.created_at {
-                return Ok(Some(current));
+                return current;
             }
         }
         // Filling L1 is an optimisation; its failure changes nothing.
@@ -127,7 +123,31 @@ impl<L1: Storage, L2: Storage> Storage for Tiered<L1, L2> {
             // finds L2.
             let _ = self.l1.delete(key).await;
         }
-        Ok(Some(found))
+        found
+    }
+}
+
+impl<L1: Storage, L2: Storage> Storage for Tiered<L1, L2> {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        let writes = self.writes.of(key);
+        let before = writes.load(Ordering::SeqCst);
+        if let Ok(Some(e)) = self.l1.get(key).await {
+            return Ok(Some(e));
+        }
+        let Some(found) = self.l2.get(key).await? else {
+            return Ok(None);
+        };
+        Ok(Some(self.fill(key, found, before).await))
+    }
+
+    /// L2's entry, which another process may have written since L1 was
+    /// filled; L1 fills from it when it is newer. With none in L2, L1's.
+    async fn get_shared(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        let before = self.writes.of(key).load(Ordering::SeqCst);
+        match self.l2.get_shared(key).await? {
+            Some(found) => Ok(Some(self.fill(key, found, before).await)),
+            None => Ok(self.l1.get(key).await.ok().flatten()),
+        }
     }
 
     /// Ready when L1 holds the key; an L1 miss needs L2, so it is not.

@@ -374,3 +374,63 @@ fn a_store_that_cannot_clear_says_so() {
     assert_eq!(e.kind(), swre_core::StorageErrorKind::Other);
     assert!(e.to_string().contains("cannot clear"), "{e}");
 }
+
+/// One store shared by two engines, as a Redis behind each instance's memory.
+#[derive(Clone)]
+struct SharedL2(std::sync::Arc<MemoryStorage>);
+
+impl Storage for SharedL2 {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, swre_core::StorageError> {
+        self.0.get(key).await
+    }
+    async fn set(&self, key: &str, entry: Entry) -> Result<(), swre_core::StorageError> {
+        self.0.set(key, entry).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), swre_core::StorageError> {
+        self.0.delete(key).await
+    }
+}
+
+#[test]
+fn a_fleet_over_tiered_storage_refreshes_once_not_once_per_instance() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let exec = TestExecutor::new();
+    let rt = swre_core::testing::TestRuntime::new(&exec, START);
+    let l2 = SharedL2(std::sync::Arc::new(MemoryStorage::new()));
+    let engine = |l2: SharedL2| {
+        swre_core::Engine::builder(Tiered::new(MemoryStorage::new(), l2), rt.clone())
+            .ttl(ttl())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (engine(l2.clone()), engine(l2));
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let fetch = |v: &'static str| {
+        let calls = calls.clone();
+        move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok::<_, Boom>(v))
+        }
+    };
+    // Both instances hold v1 in memory.
+    exec.block_on(a.get_or_fetch("k", fetch("v1"))).unwrap();
+    let r = exec.block_on(b.get_or_fetch("k", fetch("v1"))).unwrap();
+    assert_eq!(r.status, Status::Hit);
+    // Stale everywhere: A refreshes and stores v2 in the shared store.
+    rt.advance(ttl().fresh + std::time::Duration::from_millis(1));
+    let r = exec.block_on(a.get_or_fetch("k", fetch("v2"))).unwrap();
+    assert_eq!(r.status, Status::Stale);
+    exec.run_until_stalled();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // B still holds v1 (stale) in memory; its refresh must find v2 first.
+    let r = exec.block_on(b.get_or_fetch("k", fetch("v3"))).unwrap();
+    assert_eq!(r.status, Status::Stale);
+    exec.run_until_stalled();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "B called upstream although the fleet had just refreshed"
+    );
+    let r = exec.block_on(b.get_or_fetch("k", fetch("v3"))).unwrap();
+    assert_eq!((r.status, &r.value[..]), (Status::Hit, &b"v2"[..]));
+}

@@ -98,6 +98,12 @@ impl Storage for AnyStorage {
             AnyStorage::Tiered(s) => s.get(key).await,
         }
     }
+    async fn get_shared(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        match self {
+            AnyStorage::Memory(s) => s.get(key).await,
+            AnyStorage::Tiered(s) => s.get_shared(key).await,
+        }
+    }
     fn get_ready(&self, key: &str) -> Option<Result<Option<Entry>, StorageError>> {
         match self {
             AnyStorage::Memory(s) => s.get_ready(key),
