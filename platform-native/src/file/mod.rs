@@ -59,7 +59,8 @@ impl Default for FileOptions {
 /// - Truncated, flipped or foreign files read as misses and are overwritten
 ///   by the next write.
 /// - All file I/O runs on tokio's blocking pool, never on a worker thread.
-/// - Expiry is judged by the system clock.
+/// - Expiry is judged by the system clock, or by the clock given to
+///   [`open_with_clock`](Self::open_with_clock).
 #[derive(Clone, Debug)]
 pub struct FileStorage {
     shared: Arc<Shared>,
@@ -71,6 +72,23 @@ struct Shared {
     opts: FileOptions,
     index: Mutex<Index>,
     closed: AtomicBool,
+    /// Judges expiry (the system clock unless opened with another).
+    clock: ExpiryClock,
+}
+
+/// The clock a store judges expiry by.
+struct ExpiryClock(Arc<dyn Clock + Send + Sync>);
+
+impl std::fmt::Debug for ExpiryClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExpiryClock")
+    }
+}
+
+impl ExpiryClock {
+    fn now_ms(&self) -> u64 {
+        self.0.now_ms()
+    }
 }
 
 fn io_error(what: &str, path: &Path, e: io::Error) -> StorageError {
@@ -112,13 +130,30 @@ impl FileStorage {
         dir: impl Into<PathBuf>,
         opts: FileOptions,
     ) -> Result<Self, StorageError> {
-        let dir = dir.into();
-        blocking(move || Self::open_blocking(dir, opts)).await?
+        Self::open_with_clock(dir, opts, SystemClock).await
     }
 
-    fn open_blocking(dir: PathBuf, opts: FileOptions) -> Result<Self, StorageError> {
+    /// [`open_with`](Self::open_with), judging expiry (at open and when
+    /// making room) by `clock` rather than the system clock: give it the
+    /// engine's clock (a `ManualClock` in tests, a `CoarseClock`) so the
+    /// store and the engine agree on what has expired.
+    pub async fn open_with_clock(
+        dir: impl Into<PathBuf>,
+        opts: FileOptions,
+        clock: impl Clock + Send + Sync + 'static,
+    ) -> Result<Self, StorageError> {
+        let dir = dir.into();
+        let clock: Arc<dyn Clock + Send + Sync> = Arc::new(clock);
+        blocking(move || Self::open_blocking(dir, opts, clock)).await?
+    }
+
+    fn open_blocking(
+        dir: PathBuf,
+        opts: FileOptions,
+        clock: Arc<dyn Clock + Send + Sync>,
+    ) -> Result<Self, StorageError> {
         fs::create_dir_all(&dir).map_err(|e| io_error("cannot create directory", &dir, e))?;
-        let now = SystemClock.now_ms();
+        let now = clock.now_ms();
         let mut found = Vec::new();
         let listing = fs::read_dir(&dir).map_err(|e| io_error("cannot list directory", &dir, e))?;
         for item in listing {
@@ -160,6 +195,7 @@ impl FileStorage {
                 opts,
                 index: Mutex::new(index),
                 closed: AtomicBool::new(false),
+                clock: ExpiryClock(clock),
             }),
         };
         storage.shared.make_room(now, "");
@@ -291,7 +327,7 @@ impl Shared {
             disk::sync_dir(&self.dir)
                 .map_err(|e| io_error("cannot sync directory", &self.dir, e))?;
         }
-        self.make_room(SystemClock.now_ms(), &name);
+        self.make_room(self.clock.now_ms(), &name);
         Ok(())
     }
 

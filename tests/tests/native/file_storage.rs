@@ -319,6 +319,39 @@ async fn open_leaves_a_live_writers_temp_files_and_removes_dead_ones() {
 }
 
 #[tokio::test]
+async fn expiry_at_open_is_judged_by_the_clock_the_store_is_given() {
+    use swre_core::ManualClock;
+    let dir = TempDir::new("clock");
+    // An engine on a manual clock far in the past writes an entry that
+    // is fresh by that clock and long expired by the system clock.
+    let clock = ManualClock::new(1_000_000_000_000);
+    let s = FileStorage::open_with_clock(dir.path(), FileOptions::default(), clock.clone())
+        .await
+        .unwrap();
+    let e = Entry::new("v", clock.now_ms(), CacheTtl::new(SEC, SEC, SEC));
+    s.set("k", e.clone()).await.unwrap();
+    drop(s);
+    let s = FileStorage::open_with_clock(dir.path(), FileOptions::default(), clock.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get("k").await.unwrap(),
+        Some(e),
+        "purged by the system clock"
+    );
+    drop(s);
+    clock.advance(std::time::Duration::from_secs(10));
+    let s = FileStorage::open_with_clock(dir.path(), FileOptions::default(), clock)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get("k").await.unwrap(),
+        None,
+        "expired by the given clock, yet kept"
+    );
+}
+
+#[tokio::test]
 async fn ttl_handling_through_the_engine() {
     let dir = TempDir::new("ttl");
     let (engine, clock) = engine_on(FileStorage::open(dir.path()).await.unwrap(), |b| b);
