@@ -24,6 +24,7 @@ pub async fn run_all<S: Storage>(storage: &S) {
     odd_keys_round_trip_separately(storage).await;
     similar_keys_do_not_collide(storage).await;
     concurrent_writers_leave_one_whole_value(storage).await;
+    a_delete_is_final_under_concurrent_reads_and_writes(storage).await;
 }
 
 fn entry(value: impl Into<crate::Bytes>, created_at: u64) -> Entry {
@@ -227,4 +228,46 @@ pub async fn concurrent_writers_leave_one_whole_value<S: Storage>(s: &S) {
         values.contains(&got),
         "concurrent_writers_leave_one_whole_value: the stored value is torn or mixed"
     );
+}
+
+/// Reads and writes in flight together return whole values that some write
+/// wrote (or nothing); once a delete has returned, the key reads as absent
+/// until a later set, however many reads were in flight with it.
+pub async fn a_delete_is_final_under_concurrent_reads_and_writes<S: Storage>(s: &S) {
+    const NAME: &str = "a_delete_is_final_under_concurrent_reads_and_writes";
+    let k = "conformance/final";
+    for round in 0..20u64 {
+        let written: Vec<Entry> = (0..4u64)
+            .map(|i| entry(format!("round {round} writer {i}"), NOW + round * 10 + i))
+            .collect();
+        let writes = futures::future::join_all(written.iter().map(|e| s.set(k, e.clone())));
+        let reads = futures::future::join_all((0..4).map(|_| s.get(k)));
+        let (writes, reads) = futures::future::join(writes, reads).await;
+        for w in writes {
+            w.unwrap_or_else(|e| panic!("{NAME}: set: {e}"));
+        }
+        for r in reads {
+            let got = r.unwrap_or_else(|e| panic!("{NAME}: get: {e}"));
+            assert!(
+                got.as_ref().is_none_or(|g| written.contains(g)),
+                "{NAME}: a read during the writes returned a value no write wrote"
+            );
+        }
+        let after = s
+            .get(k)
+            .await
+            .unwrap_or_else(|e| panic!("{NAME}: get: {e}"));
+        assert!(
+            after.as_ref().is_some_and(|g| written.contains(g)),
+            "{NAME}: after the writes returned, the key holds none of them"
+        );
+        let reads = futures::future::join_all((0..4).map(|_| s.get(k)));
+        let (_, deleted) = futures::future::join(reads, s.delete(k)).await;
+        deleted.unwrap_or_else(|e| panic!("{NAME}: delete: {e}"));
+        assert_eq!(
+            s.get(k).await,
+            Ok(None),
+            "{NAME}: round {round}: the deleted value came back"
+        );
+    }
 }
