@@ -12,6 +12,7 @@ import { chromium } from "playwright-core";
 import { SwrCache } from "swre";
 import { LRUCache } from "lru-cache";
 import { timings } from "./workloads.mjs";
+import { CHROMIUM } from "../tests/chromium.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const www = path.dirname(here);
@@ -32,6 +33,7 @@ for (const name of ["swre", "lru-cache", "Map SWR"]) {
 const bundle = await build({
   stdin: {
     contents: `import { SwrCache } from "swre/inline"; import { LRUCache } from "lru-cache"; import { timings } from "./workloads.mjs";
+import { CHROMIUM } from "../tests/chromium.mjs";
       window.__bench = timings({ SwrCache, LRUCache }, { hits: 1_000_000 });`,
     resolveDir: here,
     loader: "js",
@@ -42,7 +44,7 @@ const bundle = await build({
   write: false,
   logLevel: "silent",
 });
-const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: ["--no-sandbox", "--disable-gpu"] });
+const browser = await chromium.launch(CHROMIUM);
 try {
   const page = await browser.newPage();
   await page.route("http://bench.test/**", (route) =>

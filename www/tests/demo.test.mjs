@@ -10,6 +10,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { start } from "../serve.mjs";
+import { CHROMIUM } from "./chromium.mjs";
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 let server, context, profile;
@@ -18,10 +19,8 @@ before(async () => {
   server = await start(0);
   profile = await mkdtemp(path.join(os.tmpdir(), "swre-chromium-"));
   context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
+    ...CHROMIUM,
     viewport: { width: 1200, height: 900 },
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
 });
 

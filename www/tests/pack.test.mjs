@@ -17,6 +17,7 @@ import { build as viteBuild } from "vite";
 import { Miniflare } from "miniflare";
 import { chromium } from "playwright-core";
 import { bundleWorker } from "./bundle-worker.mjs";
+import { CHROMIUM } from "./chromium.mjs";
 
 const www = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 let project, server, browser;
@@ -66,9 +67,7 @@ before(async () => {
   execFileSync("npm", ["install", "--no-audit", "--no-fund", "--offline", "--loglevel=error", path.join(project, tarball)], { cwd: project, stdio: "pipe" });
   server = await serve(project);
   browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    ...CHROMIUM,
   });
 });
 

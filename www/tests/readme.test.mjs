@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { Miniflare, Response } from "miniflare";
 import { chromium } from "playwright-core";
 import { start } from "../serve.mjs";
+import { CHROMIUM } from "./chromium.mjs";
 import { bundleWorker } from "./bundle-worker.mjs";
 
 const www = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
@@ -28,9 +29,7 @@ before(async () => {
   server = await start(0);
   profile = await mkdtemp(path.join(os.tmpdir(), "swre-readme-"));
   context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    ...CHROMIUM,
   });
 });
 

@@ -375,29 +375,14 @@ fn a_store_that_cannot_clear_says_so() {
     assert!(e.to_string().contains("cannot clear"), "{e}");
 }
 
-/// One store shared by two engines, as a Redis behind each instance's memory.
-#[derive(Clone)]
-struct SharedL2(std::sync::Arc<MemoryStorage>);
-
-impl Storage for SharedL2 {
-    async fn get(&self, key: &str) -> Result<Option<Entry>, swre_core::StorageError> {
-        self.0.get(key).await
-    }
-    async fn set(&self, key: &str, entry: Entry) -> Result<(), swre_core::StorageError> {
-        self.0.set(key, entry).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), swre_core::StorageError> {
-        self.0.delete(key).await
-    }
-}
-
 #[test]
 fn a_fleet_over_tiered_storage_refreshes_once_not_once_per_instance() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let exec = TestExecutor::new();
     let rt = swre_core::testing::TestRuntime::new(&exec, START);
-    let l2 = SharedL2(std::sync::Arc::new(MemoryStorage::new()));
-    let engine = |l2: SharedL2| {
+    // One store shared by two engines, as a Redis behind each instance's memory.
+    let l2 = SharedMemory::default();
+    let engine = |l2: SharedMemory| {
         swre_core::Engine::builder(Tiered::new(MemoryStorage::new(), l2), rt.clone())
             .ttl(ttl())
             .build()

@@ -10,6 +10,14 @@ use swre_native::{
 
 use crate::common::*;
 
+/// How many files in `dir` have a name matching `pred`.
+fn files_where(dir: &std::path::Path, pred: impl Fn(&str) -> bool) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| pred(&e.as_ref().unwrap().file_name().to_string_lossy()))
+        .count()
+}
+
 fn entry(v: &str) -> Entry {
     Entry::new(
         v,
@@ -249,16 +257,7 @@ async fn a_get_racing_a_set_never_unindexes_the_new_file() {
             g.await.unwrap();
         }
     }
-    let on_disk = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".swre")
-        })
-        .count();
+    let on_disk = files_where(dir.path(), |name| name.ends_with(".swre"));
     assert_eq!(on_disk, 300);
     assert_eq!(s.len(), 300, "files on disk the index lost");
 }
@@ -424,16 +423,7 @@ async fn concurrent_use_from_many_tasks() {
         t.await.unwrap();
     }
     assert_eq!(s.len(), 16);
-    let leftovers = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with(".tmp-")
-        })
-        .count();
+    let leftovers = files_where(dir.path(), |name| name.starts_with(".tmp-"));
     assert_eq!(leftovers, 0);
 }
 

@@ -309,7 +309,7 @@ function guarded(options) {
 
 /**
  * What a fetcher is given. The signal (an `AbortController` and its timer)
- * and the stale value are made only when the fetcher reads them.
+ * is made only when the fetcher reads it.
  */
 class FetchContext {
   #deadline;

@@ -52,10 +52,6 @@ export class Table {
     this.#maxBytes = maxBytes;
   }
 
-  get size() {
-    return this.#index.size;
-  }
-
   /**
    * The façade's hit: the answer for `key` if its entry is fresh at `now`
    * (marking it used, as the engine's reads do), else `undefined`.
