@@ -61,7 +61,7 @@ mod file;
 mod redis_storage;
 mod runtime;
 
-pub use file::{Durability, FileOptions, FileStorage};
+pub use file::{Durability, FileOptions, FileStorage, Maintenance};
 #[cfg(feature = "redis")]
 pub use redis_storage::{RedisOptions, RedisStorage};
 pub use runtime::{CoarseClock, SystemClock, TokioRuntime};

@@ -146,6 +146,13 @@ pub(crate) enum Found {
     Foreign,
 }
 
+impl Found {
+    /// Whether this is debris to delete.
+    pub(crate) fn is_debris(&self) -> bool {
+        matches!(self, Found::Debris(_))
+    }
+}
+
 /// Classifies one directory entry by name and (for entry files) header.
 pub(crate) fn inspect(dir: &Path, name: &str) -> Found {
     let path = dir.join(name);

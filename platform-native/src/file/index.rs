@@ -1,5 +1,9 @@
 //! What FileStorage knows about its directory without reading it: each
 //! file's size and expiry, total bytes, and least-recently-used order.
+//!
+//! Recency is a time (the store's clock at the last write or read, or, for a
+//! file another process wrote, its `created_at`), so files this process
+//! used and files it found compete on one scale; a tick breaks ties.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -7,15 +11,18 @@ use std::collections::{BTreeMap, HashMap};
 struct Meta {
     size: u64,
     expires_at: u64,
-    tick: u64,
+    rank: Rank,
 }
+
+/// Position in least-recently-used order: last use (ms), then a tick.
+type Rank = (u64, u64);
 
 /// File name → size, expiry and recency; kept in step with the directory
 /// under the storage's mutex.
 #[derive(Default, Debug)]
 pub(crate) struct Index {
     files: HashMap<String, Meta>,
-    by_recency: BTreeMap<u64, String>,
+    by_recency: BTreeMap<Rank, String>,
     bytes: u64,
     tick: u64,
 }
@@ -29,34 +36,45 @@ impl Index {
         self.files.len()
     }
 
+    /// The indexed size of `name`, if known.
+    pub(crate) fn size_of(&self, name: &str) -> Option<u64> {
+        self.files.get(name).map(|m| m.size)
+    }
+
+    /// Every known name.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &String> {
+        self.files.keys()
+    }
+
     fn next_tick(&mut self) -> u64 {
         self.tick += 1;
         self.tick
     }
 
-    /// Records `name` (replacing what was known of it) as most recently used.
-    pub(crate) fn insert(&mut self, name: &str, size: u64, expires_at: u64) {
+    /// Records `name` (replacing what was known of it) as last used at
+    /// `used_at`.
+    pub(crate) fn insert(&mut self, name: &str, size: u64, expires_at: u64, used_at: u64) {
         self.remove(name);
-        let tick = self.next_tick();
+        let rank = (used_at, self.next_tick());
         self.files.insert(
             name.to_owned(),
             Meta {
                 size,
                 expires_at,
-                tick,
+                rank,
             },
         );
-        self.by_recency.insert(tick, name.to_owned());
+        self.by_recency.insert(rank, name.to_owned());
         self.bytes += size;
     }
 
-    /// Marks `name` as just used.
-    pub(crate) fn touch(&mut self, name: &str) {
+    /// Marks `name` as used at `now` (never moving it back in time).
+    pub(crate) fn touch(&mut self, name: &str, now: u64) {
         let tick = self.next_tick();
         if let Some(meta) = self.files.get_mut(name) {
-            self.by_recency.remove(&meta.tick);
-            meta.tick = tick;
-            self.by_recency.insert(tick, name.to_owned());
+            self.by_recency.remove(&meta.rank);
+            meta.rank = (meta.rank.0.max(now), tick);
+            self.by_recency.insert(meta.rank, name.to_owned());
         }
     }
 
@@ -64,7 +82,7 @@ impl Index {
     pub(crate) fn remove(&mut self, name: &str) -> bool {
         match self.files.remove(name) {
             Some(meta) => {
-                self.by_recency.remove(&meta.tick);
+                self.by_recency.remove(&meta.rank);
                 self.bytes -= meta.size;
                 true
             }
@@ -138,11 +156,11 @@ mod tests {
     #[test]
     fn eviction_takes_expired_then_least_recently_used() {
         let mut ix = Index::default();
-        ix.insert("a", 10, 1_000);
-        ix.insert("b", 10, 50);
-        ix.insert("c", 10, 1_000);
-        ix.touch("a");
-        ix.insert("d", 10, 1_000);
+        ix.insert("a", 10, 1_000, 1);
+        ix.insert("b", 10, 50, 1);
+        ix.insert("c", 10, 1_000, 1);
+        ix.touch("a", 1);
+        ix.insert("d", 10, 1_000, 1);
         assert_eq!(ix.bytes(), 40);
         let victims = ix.evict(20, 100, "d");
         assert_eq!(victims, ["b", "c"]);
@@ -152,10 +170,20 @@ mod tests {
     }
 
     #[test]
+    fn a_file_found_ranks_by_when_it_was_written() {
+        let mut ix = Index::default();
+        ix.insert("mine-old", 10, 1_000, 100);
+        ix.insert("mine-new", 10, 1_000, 300);
+        ix.insert("found", 10, 1_000, 200); // adopted later, written between
+        assert_eq!(ix.evict(20, 0, ""), ["mine-old"]);
+        assert_eq!(ix.evict(10, 0, ""), ["found"]);
+    }
+
+    #[test]
     fn reinsert_replaces_the_size() {
         let mut ix = Index::default();
-        ix.insert("a", 10, 0);
-        ix.insert("a", 25, 0);
+        ix.insert("a", 10, 0, 0);
+        ix.insert("a", 25, 0, 0);
         assert_eq!((ix.bytes(), ix.len()), (25, 1));
         assert!(ix.remove("a"));
         assert!(!ix.remove("a"));

@@ -2,11 +2,12 @@
 
 mod disk;
 mod index;
+mod maintain;
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use swre_core::{envelope, Clock, Entry, Storage, StorageError, StorageErrorKind};
@@ -14,6 +15,7 @@ use tokio::runtime::Handle;
 
 use crate::runtime::SystemClock;
 use index::Index;
+pub use maintain::Maintenance;
 
 /// How hard a write tries to reach the disk before it returns.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,6 +37,13 @@ pub struct FileOptions {
     pub max_bytes: u64,
     /// Write durability. Default [`Durability::Rename`].
     pub durability: Durability,
+    /// Writes between two maintenance passes
+    /// ([`FileStorage::maintain`]), which take in what other processes
+    /// sharing the directory wrote and deleted and hold the byte bound over
+    /// the directory as a whole. A pass lists the directory and reads the
+    /// header of each file it did not know. `0` runs passes only when
+    /// called. Default 1,000.
+    pub maintain_every: u64,
 }
 
 impl Default for FileOptions {
@@ -42,6 +51,7 @@ impl Default for FileOptions {
         Self {
             max_bytes: 256 << 20,
             durability: Durability::Rename,
+            maintain_every: 1_000,
         }
     }
 }
@@ -61,6 +71,12 @@ impl Default for FileOptions {
 /// - All file I/O runs on tokio's blocking pool, never on a worker thread.
 /// - Expiry is judged by the system clock, or by the clock given to
 ///   [`open_with_clock`](Self::open_with_clock).
+/// - Several processes (or instances) may share one directory. Each keeps
+///   its own index; writes never fail or tear because of another, and each
+///   [maintenance pass](Self::maintain) (at open, then every
+///   [`maintain_every`](FileOptions::maintain_every) writes) indexes what
+///   the others wrote, forgets what they deleted, and evicts until the
+///   directory as a whole is within `max_bytes`.
 #[derive(Clone, Debug)]
 pub struct FileStorage {
     shared: Arc<Shared>,
@@ -72,6 +88,8 @@ struct Shared {
     opts: FileOptions,
     index: Mutex<Index>,
     closed: AtomicBool,
+    /// Writes since open, to pace maintenance passes.
+    writes: AtomicU64,
     /// Judges expiry (the system clock unless opened with another).
     clock: ExpiryClock,
 }
@@ -153,52 +171,17 @@ impl FileStorage {
         clock: Arc<dyn Clock + Send + Sync>,
     ) -> Result<Self, StorageError> {
         fs::create_dir_all(&dir).map_err(|e| io_error("cannot create directory", &dir, e))?;
-        let now = clock.now_ms();
-        let mut found = Vec::new();
-        let listing = fs::read_dir(&dir).map_err(|e| io_error("cannot list directory", &dir, e))?;
-        for item in listing {
-            let item = item.map_err(|e| io_error("cannot list directory", &dir, e))?;
-            let Ok(name) = item.file_name().into_string() else {
-                continue;
-            };
-            if !item.file_type().is_ok_and(|t| t.is_file()) {
-                continue; // a directory (or anything not a file) is not ours, whatever its name
-            }
-            match disk::inspect(&dir, &name) {
-                disk::Found::Entry {
-                    name,
-                    size,
-                    expires_at,
-                    created_at,
-                } if expires_at > now => {
-                    found.push((created_at, name, size, expires_at));
-                }
-                disk::Found::Entry { name, .. } => {
-                    let _ = disk::remove(&dir.join(name));
-                }
-                disk::Found::Debris(path) => {
-                    disk::remove(&path)
-                        .map_err(|e| io_error("cannot remove leftover", &path, e))?;
-                }
-                disk::Found::Foreign => {}
-            }
-        }
-        // Oldest first, so recency starts as write order.
-        found.sort();
-        let mut index = Index::default();
-        for (_, name, size, expires_at) in found {
-            index.insert(&name, size, expires_at);
-        }
         let storage = Self {
             shared: Arc::new(Shared {
                 dir,
                 opts,
-                index: Mutex::new(index),
+                index: Mutex::new(Index::default()),
                 closed: AtomicBool::new(false),
+                writes: AtomicU64::new(0),
                 clock: ExpiryClock(clock),
             }),
         };
-        storage.shared.make_room(now, "");
+        storage.shared.maintain_blocking()?;
         Ok(storage)
     }
 
@@ -225,6 +208,18 @@ impl FileStorage {
     /// Whether the store holds no entry.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Runs a maintenance pass now: indexes entry files other processes
+    /// wrote, forgets files they deleted, deletes dead writers' temp files,
+    /// corrupt and expired files, then evicts the least recently used until
+    /// the directory as a whole is within `max_bytes`. Afterwards every
+    /// entry file in the directory is known to this store's index (unless
+    /// another process wrote it during the pass).
+    pub async fn maintain(&self) -> Result<Maintenance, StorageError> {
+        self.check_open()?;
+        let shared = self.shared.clone();
+        blocking(move || shared.maintain_blocking()).await?
     }
 
     /// Deletes entries whose `expires_at` is at or before `now_ms`; returns how many.
@@ -264,11 +259,14 @@ impl Shared {
     }
 
     /// Deletes files until the byte bound holds; call with no lock held.
-    fn make_room(&self, now: u64, keep: &str) {
+    /// Returns how many were deleted.
+    fn make_room(&self, now: u64, keep: &str) -> usize {
         let mut index = self.index();
-        for name in index.evict(self.opts.max_bytes, now, keep) {
+        let victims = index.evict(self.opts.max_bytes, now, keep);
+        for name in &victims {
             let _ = disk::remove(&self.dir.join(name));
         }
+        victims.len()
     }
 
     fn get_blocking(&self, key: &str) -> Result<Option<Entry>, StorageError> {
@@ -286,7 +284,7 @@ impl Shared {
         };
         match envelope::decode_for(key, &bytes) {
             Some(entry) => {
-                self.index().touch(&name);
+                self.index().touch(&name, self.clock.now_ms());
                 Ok(Some(entry))
             }
             // Corrupt, truncated or another key's: a miss, overwritten by the next set.
@@ -321,13 +319,24 @@ impl Shared {
                 let _ = disk::remove(&temp);
                 return Err(io_error("cannot rename into", &target, e));
             }
-            index.insert(&name, size, entry.expires_at);
+            index.insert(&name, size, entry.expires_at, self.clock.now_ms());
         }
         if fsync {
             disk::sync_dir(&self.dir)
                 .map_err(|e| io_error("cannot sync directory", &self.dir, e))?;
         }
-        self.make_room(self.clock.now_ms(), &name);
+        let every = self.opts.maintain_every;
+        let writes = self.writes.fetch_add(1, Ordering::Relaxed) + 1;
+        if every > 0 && writes.is_multiple_of(every) {
+            // Other processes' writes count against the bound too. The
+            // write itself succeeded: a pass that fails (the listing, say)
+            // falls back to this process's own bound.
+            if self.maintain_blocking().is_err() {
+                self.make_room(self.clock.now_ms(), &name);
+            }
+        } else {
+            self.make_room(self.clock.now_ms(), &name);
+        }
         Ok(())
     }
 

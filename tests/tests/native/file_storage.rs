@@ -288,6 +288,105 @@ async fn two_instances_on_one_directory_never_fail_each_others_writes() {
     assert!(a.get("shared").await.unwrap().is_some());
 }
 
+/// Bytes and count of the entry files in `dir`.
+fn entry_files(dir: &std::path::Path) -> (u64, usize) {
+    let mut bytes = 0;
+    let mut count = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().ends_with(".swre") {
+            bytes += e.metadata().unwrap().len();
+            count += 1;
+        }
+    }
+    (bytes, count)
+}
+
+#[tokio::test]
+async fn a_maintenance_pass_indexes_the_other_instances_files_and_bounds_the_directory() {
+    let dir = TempDir::new("maintain");
+    let opts = FileOptions {
+        max_bytes: 4_000,
+        maintain_every: 0,
+        ..FileOptions::default()
+    };
+    let a = FileStorage::open_with(dir.path(), opts).await.unwrap();
+    let b = FileStorage::open_with(dir.path(), opts).await.unwrap();
+    let value = "v".repeat(200);
+    for i in 0..15 {
+        a.set(&format!("a{i}"), entry(&value)).await.unwrap();
+        b.set(&format!("b{i}"), entry(&value)).await.unwrap();
+    }
+    let one = a.bytes() / a.len() as u64;
+    let (before, _) = entry_files(dir.path());
+    assert!(
+        before > opts.max_bytes + one,
+        "each instance alone stays within the bound, the directory does not: {before}"
+    );
+
+    let report = a.maintain().await.unwrap();
+    let (bytes, count) = entry_files(dir.path());
+    assert!(
+        bytes <= opts.max_bytes,
+        "after a pass the directory holds {bytes} bytes"
+    );
+    assert_eq!((a.len(), a.bytes()), (count, bytes), "drift after a's pass");
+    assert!(report.adopted > 0 && report.deleted > 0, "{report:?}");
+
+    // b still believes in files a evicted, until its own pass.
+    let report = b.maintain().await.unwrap();
+    assert!(report.forgotten > 0, "{report:?}");
+    let (bytes, count) = entry_files(dir.path());
+    assert_eq!((b.len(), b.bytes()), (count, bytes), "drift after b's pass");
+    // What survived reads back whole from either instance.
+    for i in 0..15 {
+        for key in [format!("a{i}"), format!("b{i}")] {
+            let from_a = a.get(&key).await.unwrap().map(|e| e.value);
+            let from_b = b.get(&key).await.unwrap().map(|e| e.value);
+            assert_eq!(from_a, from_b, "{key}");
+            if let Some(v) = from_a {
+                assert_eq!(&v[..], value.as_bytes());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn passes_every_n_writes_keep_two_instances_near_the_bound() {
+    // Two instances write new keys in turn. Each keeps its own bytes within
+    // the bound; only the passes bound the two together.
+    async fn peak(maintain_every: u64) -> (u64, u64) {
+        let dir = TempDir::new("paced");
+        let opts = FileOptions {
+            max_bytes: 5_000,
+            maintain_every,
+            ..FileOptions::default()
+        };
+        let a = FileStorage::open_with(dir.path(), opts).await.unwrap();
+        let b = FileStorage::open_with(dir.path(), opts).await.unwrap();
+        let value = "v".repeat(200);
+        let mut peak = 0;
+        for i in 0..200 {
+            a.set(&format!("a{i}"), entry(&value)).await.unwrap();
+            b.set(&format!("b{i}"), entry(&value)).await.unwrap();
+            peak = peak.max(entry_files(dir.path()).0);
+        }
+        (peak, a.bytes() / a.len() as u64)
+    }
+    let (unpaced, _) = peak(0).await;
+    let (paced, one) = peak(10).await;
+    assert!(
+        unpaced > 9_000,
+        "without passes the directory should reach twice the bound: {unpaced}"
+    );
+    // Between two passes each instance writes at most 10 entries the other
+    // has not seen.
+    assert!(
+        paced <= 5_000 + 2 * 10 * one,
+        "with a pass every 10 writes the directory peaked at {paced} bytes"
+    );
+}
+
 #[tokio::test]
 async fn open_leaves_a_live_writers_temp_files_and_removes_dead_ones() {
     let dir = TempDir::new("temps");
