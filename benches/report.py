@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Turns one criterion run into BENCHMARKS.md and an SVG chart of hit latency.
 
-Usage: report.py CRITERION_DIR OUT_MD OUT_SVG [JS_BENCH_JSON]
-Every figure written comes from CRITERION_DIR and JS_BENCH_JSON (the run just made).
+Usage: report.py CRITERION_DIR OUT_MD OUT_SVG [JS_BENCH_JSON [HIT_RATIO_JSON]]
+Every figure written comes from CRITERION_DIR, JS_BENCH_JSON and HIT_RATIO_JSON (the run just made).
 """
 import datetime
 import json
@@ -225,6 +225,23 @@ def main():
     L.append(f"| Tiered (memory over file) engine hit, 1 KiB | {ns(g('tiered/memory_over_file_hit/1KiB', 'swre'))} |")
     L.append("\nFileStorage operations include the hop to tokio's blocking pool.\n")
 
+    hits = None
+    if len(sys.argv) > 5:
+        with open(sys.argv[5]) as f:
+            hits = json.load(f)
+        L.append("## Hit ratio (MemoryStorage beside moka and quick_cache, equal capacity)\n")
+        L.append(f"Capacity {hits['capacity']:,} entries; each trace replayed once per cache (`benches/examples/hitratio.rs`), "
+                 "a miss inserting the key. Zipf traces draw from "
+                 f"{hits['keys']:,} keys; scan-mixed interrupts Zipf 1.0 with scans of 10,000 keys never seen again; "
+                 "the loop requests 1.2× the capacity in order, over and over.\n")
+        L.append("| trace | requests | swre | moka | quick_cache | swre − best peer (points) |")
+        L.append("|---|---|---|---|---|---|")
+        for row_ in hits["rows"]:
+            best = max(row_["moka"], row_["quick_cache"])
+            L.append(f"| {row_['trace']} | {row_['requests']:,} | {row_['swre'] * 100:.2f} % | {row_['moka'] * 100:.2f} % | "
+                     f"{row_['quick_cache'] * 100:.2f} % | {(row_['swre'] - best) * 100:+.2f} |")
+        L.append("")
+
     js = None
     if len(sys.argv) > 4:
         with open(sys.argv[4]) as f:
@@ -263,6 +280,11 @@ def main():
             "to find the refresh already running; that lookup is the difference.")
     if sw:
         row("stampede: one upstream call, under 2 µs per waiter", f"1 call; {ns(sw / 10000)} per waiter", sw / 10000 < 2000)
+    if hits:
+        worst = min(hits["rows"], key=lambda x: x["swre"] - max(x["moka"], x["quick_cache"]))
+        gap = (worst["swre"] - max(worst["moka"], worst["quick_cache"])) * 100
+        row("hit ratio within 1 point of the better of moka and quick_cache on every trace",
+            f"worst {gap:+.2f} points ({worst['trace']})", gap >= -1.0)
     if js:
         js_goals(js, row)
     L.append("")

@@ -1,22 +1,16 @@
 //! [`MemoryStorage`]: a sharded in-memory store bounded by bytes and entries,
-//! evicting expired entries first and then by SIEVE.
+//! evicting expired entries first, then by SIEVE behind a TinyLFU admission
+//! filter (see `shard`).
 //!
-//! Each shard keeps its entries in a slab threaded as a list from newest to
-//! oldest, a `hashbrown::HashTable` of slab indices (the key is stored once, in
-//! the node), and a min-heap of expiry times. A read takes only its shard's read
-//! lock, clones the entry (a reference-count bump) and sets the node's `visited`
-//! bit; eviction first drops any entry whose `expires_at` has passed (as of the
-//! write being made room for), then walks the SIEVE hand from the oldest end,
-//! sparing visited nodes once.
+//! A read takes only its shard's read lock, clones the entry (a
+//! reference-count bump) and sets the node's `visited` bit if unset; writes
+//! take the shard's write lock.
 
 use alloc::boxed::Box;
-use alloc::collections::BinaryHeap;
 use alloc::vec::Vec;
-use core::cmp::Reverse;
 use core::hash::BuildHasher;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::Ordering;
 
-use hashbrown::hash_table::HashTable;
 use hashbrown::DefaultHashBuilder;
 
 use crate::entry::Entry;
@@ -26,17 +20,51 @@ use crate::storage::Storage;
 // The one module of swre-core with `unsafe`: a lock needs it; see its docs.
 #[allow(unsafe_code)]
 mod lock;
+mod shard;
+mod sketch;
 use lock::ShardLock;
+use shard::Shard;
 
-/// Bytes charged per entry on top of its key and value (node, table slot, heap record).
-pub const ENTRY_OVERHEAD: usize = 96;
+/// Bytes charged per entry on top of its key's and value's heap blocks:
+/// the node in the slab (with the slab's growth slack of up to a quarter),
+/// the hash-table slot, the expiry-heap record (with the heap's slack) and
+/// the admission sketch's share.
+pub const ENTRY_OVERHEAD: usize = core::mem::size_of::<shard::Node>() * 9 / 8 + 8 + 24 + 6;
 
-const NIL: u32 = u32::MAX;
+/// What a general-purpose allocator spends on a block of `n` bytes: glibc's
+/// rule (`n` plus an 8-byte header, rounded up to 16, at least 32), which
+/// jemalloc's and mimalloc's size classes come close to; nothing for 0.
+const fn heap_block(n: usize) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    let chunk = (n + 8 + 15) & !15;
+    if chunk < 32 {
+        32
+    } else {
+        chunk
+    }
+}
+
+/// The bytes a [`MemoryStorage`] charges against `max_bytes` for an entry
+/// with a key of `key_len` bytes and a value of `value_len`: what the heap
+/// really spends on it, within about 20 % (the key's block, the value's
+/// reference-counted block, and [`ENTRY_OVERHEAD`]).
+pub const fn entry_charge(key_len: usize, value_len: usize) -> usize {
+    let value_block = if value_len == 0 {
+        0
+    } else {
+        // `Arc<[u8]>`: two counters, then the bytes.
+        heap_block(2 * core::mem::size_of::<usize>() + value_len)
+    };
+    heap_block(key_len) + value_block + ENTRY_OVERHEAD
+}
 
 /// Limits and sharding for a [`MemoryStorage`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryLimits {
-    /// Upper bound on charged bytes (key + value + [`ENTRY_OVERHEAD`] per entry).
+    /// Upper bound on charged bytes ([`entry_charge`] per entry: what the
+    /// heap spends on it).
     pub max_bytes: usize,
     /// Upper bound on the number of entries.
     pub max_entries: usize,
@@ -169,7 +197,7 @@ impl MemoryStorage {
         self.len() == 0
     }
 
-    /// The bytes charged for the entries held (key + value + [`ENTRY_OVERHEAD`] each).
+    /// The bytes charged for the entries held ([`entry_charge`] each).
     pub fn bytes(&self) -> usize {
         self.shards.iter().map(|s| s.read().bytes).sum()
     }
@@ -187,7 +215,9 @@ impl MemoryStorage {
     pub fn get_now(&self, key: &str) -> Option<Entry> {
         let (hash, shard) = self.locate(key);
         let shard = shard.read();
-        let idx = *shard.table.find(hash, |&i| shard.key_is(i, key))?;
+        let idx = *shard
+            .table
+            .find(hash, |&i| shard::key_is(shard.nodes(), i, key))?;
         let node = shard.node(idx)?;
         if !node.visited.load(Ordering::Relaxed) {
             node.visited.store(true, Ordering::Relaxed);
@@ -198,7 +228,7 @@ impl MemoryStorage {
     /// Stores `entry` under `key` at once, evicting as needed.
     pub fn set_now(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
         let (hash, shard) = self.locate(key);
-        let charge = key.len() + entry.value.len() + ENTRY_OVERHEAD;
+        let charge = entry_charge(key.len(), entry.value.len());
         let mut shard = shard.write();
         if charge > shard.max_bytes {
             return Err(StorageError::new(
@@ -209,23 +239,14 @@ impl MemoryStorage {
                 ),
             ));
         }
-        shard.insert(&self.hasher, hash, key, entry, charge);
+        shard.insert(hash, key, entry, charge);
         Ok(())
     }
 
     /// Removes `key` at once.
     pub fn delete_now(&self, key: &str) {
         let (hash, shard) = self.locate(key);
-        let mut guard = shard.write();
-        let shard = &mut *guard;
-        let nodes = &shard.nodes;
-        if let Ok(found) = shard
-            .table
-            .find_entry(hash, |&i| shard_key_is(nodes, i, key))
-        {
-            let (idx, _) = found.remove();
-            shard.unlink_and_free(idx);
-        }
+        shard.write().remove(hash, key);
     }
 
     /// Removes everything at once.
@@ -260,238 +281,6 @@ impl Storage for MemoryStorage {
     async fn clear(&self) -> Result<(), StorageError> {
         self.clear_now();
         Ok(())
-    }
-}
-
-struct Node {
-    key: Box<str>,
-    entry: Entry,
-    charge: usize,
-    visited: AtomicBool,
-    /// Bumped on every write so stale expiry records are recognised.
-    generation: u32,
-    newer: u32,
-    older: u32,
-}
-
-struct Shard {
-    table: HashTable<u32>,
-    nodes: Vec<Option<Node>>,
-    free: Vec<u32>,
-    newest: u32,
-    oldest: u32,
-    hand: u32,
-    len: usize,
-    bytes: usize,
-    max_bytes: usize,
-    max_entries: usize,
-    next_generation: u32,
-    expiry: BinaryHeap<Reverse<(u64, u32, u32)>>,
-}
-
-fn shard_key_is(nodes: &[Option<Node>], idx: u32, key: &str) -> bool {
-    matches!(nodes.get(idx as usize), Some(Some(n)) if &*n.key == key)
-}
-
-impl Shard {
-    fn new(max_bytes: usize, max_entries: usize) -> Self {
-        Self {
-            table: HashTable::new(),
-            nodes: Vec::new(),
-            free: Vec::new(),
-            newest: NIL,
-            oldest: NIL,
-            hand: NIL,
-            len: 0,
-            bytes: 0,
-            max_bytes,
-            max_entries,
-            next_generation: 0,
-            expiry: BinaryHeap::new(),
-        }
-    }
-
-    fn key_is(&self, idx: u32, key: &str) -> bool {
-        shard_key_is(&self.nodes, idx, key)
-    }
-
-    fn node(&self, idx: u32) -> Option<&Node> {
-        self.nodes.get(idx as usize).and_then(Option::as_ref)
-    }
-
-    fn node_mut(&mut self, idx: u32) -> Option<&mut Node> {
-        self.nodes.get_mut(idx as usize).and_then(Option::as_mut)
-    }
-
-    fn generation(&mut self) -> u32 {
-        self.next_generation = self.next_generation.wrapping_add(1);
-        self.next_generation
-    }
-
-    fn insert(
-        &mut self,
-        hasher: &DefaultHashBuilder,
-        hash: u64,
-        key: &str,
-        entry: Entry,
-        charge: usize,
-    ) {
-        let now = entry.created_at;
-        let expires_at = entry.expires_at;
-        let generation = self.generation();
-        if let Some(&idx) = self
-            .table
-            .find(hash, |&i| shard_key_is(&self.nodes, i, key))
-        {
-            let old_charge = match self.node_mut(idx) {
-                Some(node) => {
-                    let old = node.charge;
-                    node.entry = entry;
-                    node.charge = charge;
-                    node.generation = generation;
-                    old
-                }
-                None => return,
-            };
-            self.bytes = self.bytes - old_charge + charge;
-            self.expiry.push(Reverse((expires_at, idx, generation)));
-            self.make_room(hasher, now, Some(idx));
-            self.compact_expiry();
-            return;
-        }
-        // Make room first so the new node is not its own victim.
-        self.bytes += charge;
-        self.len += 1;
-        self.make_room(hasher, now, None);
-        let node = Node {
-            key: Box::from(key),
-            entry,
-            charge,
-            visited: AtomicBool::new(false),
-            generation,
-            newer: NIL,
-            older: self.newest,
-        };
-        let idx = match self.free.pop() {
-            Some(i) => {
-                self.nodes[i as usize] = Some(node);
-                i
-            }
-            None => {
-                self.nodes.push(Some(node));
-                (self.nodes.len() - 1) as u32
-            }
-        };
-        if let Some(prev) = self.node_mut(self.newest) {
-            prev.newer = idx;
-        }
-        self.newest = idx;
-        if self.oldest == NIL {
-            self.oldest = idx;
-        }
-        let nodes = &self.nodes;
-        self.table
-            .insert_unique(hash, idx, |&i| match nodes.get(i as usize) {
-                Some(Some(n)) => hasher.hash_one(&*n.key),
-                _ => 0,
-            });
-        self.expiry.push(Reverse((expires_at, idx, generation)));
-        self.compact_expiry();
-    }
-
-    /// Evicts until the shard is within its limits, sparing `keep`.
-    fn make_room(&mut self, hasher: &DefaultHashBuilder, now: u64, keep: Option<u32>) {
-        while self.len > self.max_entries || self.bytes > self.max_bytes {
-            let victim = self
-                .expired_victim(now, keep)
-                .or_else(|| self.sieve_victim(keep));
-            match victim {
-                Some(idx) => self.evict(hasher, idx),
-                None => break,
-            }
-        }
-    }
-
-    fn expired_victim(&mut self, now: u64, keep: Option<u32>) -> Option<u32> {
-        while let Some(&Reverse((at, idx, generation))) = self.expiry.peek() {
-            if at > now {
-                return None;
-            }
-            self.expiry.pop();
-            let live = matches!(self.node(idx), Some(n) if n.generation == generation);
-            if live && Some(idx) != keep {
-                return Some(idx);
-            }
-        }
-        None
-    }
-
-    fn sieve_victim(&mut self, keep: Option<u32>) -> Option<u32> {
-        // Two passes over the list are enough: the first clears every visited bit.
-        let mut steps = 2 * self.len + 2;
-        let mut hand = if self.hand == NIL {
-            self.oldest
-        } else {
-            self.hand
-        };
-        while steps > 0 {
-            steps -= 1;
-            let Some(node) = self.node(hand) else {
-                hand = self.oldest;
-                if hand == NIL {
-                    return None;
-                }
-                continue;
-            };
-            let newer = node.newer;
-            if node.visited.load(Ordering::Relaxed) || Some(hand) == keep {
-                node.visited.store(false, Ordering::Relaxed);
-                hand = if newer == NIL { self.oldest } else { newer };
-                continue;
-            }
-            self.hand = newer;
-            return Some(hand);
-        }
-        None
-    }
-
-    fn evict(&mut self, hasher: &DefaultHashBuilder, idx: u32) {
-        let Some(node) = self.node(idx) else { return };
-        let hash = hasher.hash_one(&*node.key);
-        if let Ok(found) = self.table.find_entry(hash, |&i| i == idx) {
-            found.remove();
-        }
-        self.unlink_and_free(idx);
-    }
-
-    fn unlink_and_free(&mut self, idx: u32) {
-        let Some(node) = self.nodes.get_mut(idx as usize).and_then(Option::take) else {
-            return;
-        };
-        if self.hand == idx {
-            self.hand = node.newer;
-        }
-        match self.node_mut(node.newer) {
-            Some(n) => n.older = node.older,
-            None => self.newest = node.older,
-        }
-        match self.node_mut(node.older) {
-            Some(n) => n.newer = node.newer,
-            None => self.oldest = node.newer,
-        }
-        self.len -= 1;
-        self.bytes -= node.charge;
-        self.free.push(idx);
-    }
-
-    /// Drops superseded expiry records once they outnumber live ones.
-    fn compact_expiry(&mut self) {
-        if self.expiry.len() <= 2 * self.len + 16 {
-            return;
-        }
-        let nodes = &self.nodes;
-        self.expiry
-            .retain(|Reverse((_, idx, g))| matches!(nodes.get(*idx as usize), Some(Some(n)) if n.generation == *g));
     }
 }
 

@@ -32,7 +32,7 @@ fn set_get_overwrite_delete() {
     s.set_now("a", entry("22", 0, 10)).unwrap();
     assert_eq!(s.get_now("a").unwrap().value.as_slice(), b"22");
     assert_eq!(s.len(), 1);
-    assert_eq!(s.bytes(), 1 + 2 + ENTRY_OVERHEAD);
+    assert_eq!(s.bytes(), entry_charge(1, 2));
     s.delete_now("a");
     assert_eq!(s.get_now("a"), None);
     assert_eq!((s.len(), s.bytes()), (0, 0));
@@ -291,4 +291,69 @@ fn threads_sharing_a_store_never_see_a_foreign_or_torn_value() {
     assert_eq!(bad, 0, "{bad} of {reads} reads saw a foreign or torn value");
     assert!(reads > 1_000, "the readers must have found values: {reads}");
     assert!(store.len() <= 200 && store.bytes() <= 64 * 1024);
+}
+
+#[test]
+fn a_write_is_readable_at_once_even_when_full() {
+    let s = one_shard(usize::MAX / 2, 100);
+    for i in 0..100u64 {
+        s.set_now(&format!("k{i}"), entry("v", 0, 1_000_000))
+            .unwrap();
+        assert!(s.get_now(&format!("k{i}")).is_some());
+    }
+    for i in 100..1_000u64 {
+        let key = format!("new{i}");
+        s.set_now(&key, entry("v", 0, 1_000_000)).unwrap();
+        assert!(s.get_now(&key).is_some(), "{key} was refused at once");
+        assert_eq!(s.len(), 100);
+    }
+}
+
+/// Hits over `rounds` passes of a loop over `span` keys, each miss inserting.
+fn loop_hits(s: &MemoryStorage, span: u64, rounds: u64) -> u64 {
+    let mut hits = 0;
+    for _ in 0..rounds {
+        for k in 0..span {
+            let key = format!("k{k}");
+            if s.get_now(&key).is_some() {
+                hits += 1;
+            } else {
+                s.set_now(&key, entry("v", 0, 1_000_000)).unwrap();
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn a_loop_over_more_keys_than_fit_keeps_most_of_them() {
+    // SIEVE alone (like LRU) evicts each key just before its reuse: 0 hits.
+    let s = one_shard(usize::MAX / 2, 1_000);
+    loop_hits(&s, 1_200, 3);
+    let hits = loop_hits(&s, 1_200, 10);
+    let ratio = hits as f64 / 12_000.0;
+    assert!(
+        ratio > 0.75,
+        "hit ratio {ratio:.3} on a loop over 1.2x the capacity"
+    );
+}
+
+#[test]
+fn a_scan_does_not_flush_the_keys_in_use() {
+    let s = one_shard(usize::MAX / 2, 1_000);
+    // A working set of 500 keys, each read several times.
+    loop_hits(&s, 500, 5);
+    for i in 0..20_000u64 {
+        let key = format!("scan{i}");
+        if s.get_now(&key).is_none() {
+            s.set_now(&key, entry("v", 0, 1_000_000)).unwrap();
+        }
+    }
+    let kept = (0..500)
+        .filter(|k| s.get_now(&format!("k{k}")).is_some())
+        .count();
+    assert!(
+        kept >= 490,
+        "a scan of 20,000 keys left {kept} of 500 hot keys"
+    );
 }
