@@ -9,7 +9,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{Cache, CacheStorage, Headers, Response, ResponseInit};
 
 use crate::js::{bytes_of, global_property, storage_error};
-use crate::runtime::JsClock;
+use crate::runtime::StoreClock;
 
 /// The prefix under which keys become request URLs (never fetched). The `k-`
 /// keeps a key of `.` or `..` from being a dot segment that URL parsing removes.
@@ -22,12 +22,15 @@ const KEY_PREFIX: &str = "https://swre.cache/k-";
 /// (so any key, `..`, `/`, `?`, `#`, NUL included, is one path segment), and each
 /// entry a `200` response whose body is the versioned [`envelope`], with
 /// `Cache-Control: max-age` set to the entry's remaining life so caches that
-/// honour it (Workers) drop it when it is gone. A body that is not an intact
+/// honour it (Workers) drop it when it is gone; the remaining life is counted
+/// on `Date.now()`, or on the clock given to
+/// [`open_with_clock`](Self::open_with_clock). A body that is not an intact
 /// envelope for that key reads as a miss and is overwritten.
 #[derive(Debug)]
 pub struct CacheApiStorage {
     name: String,
     cache: RefCell<Option<Cache>>,
+    clock: StoreClock,
 }
 
 fn caches() -> Result<CacheStorage, StorageError> {
@@ -57,9 +60,23 @@ pub(crate) fn url_for(key: &str) -> String {
 impl CacheApiStorage {
     /// Opens (creating if needed) the cache called `name`.
     pub async fn open(name: &str) -> Result<Self, StorageError> {
+        Self::open_clocked(name, StoreClock::default()).await
+    }
+
+    /// [`open`](Self::open), counting each entry's remaining life (its
+    /// `max-age`) on `clock`, the engine's, rather than `Date.now()`.
+    pub async fn open_with_clock(
+        name: &str,
+        clock: impl Clock + 'static,
+    ) -> Result<Self, StorageError> {
+        Self::open_clocked(name, StoreClock::new(clock)).await
+    }
+
+    async fn open_clocked(name: &str, clock: StoreClock) -> Result<Self, StorageError> {
         let storage = Self {
             name: name.to_owned(),
             cache: RefCell::new(None),
+            clock,
         };
         storage.cache().await?;
         Ok(storage)
@@ -96,7 +113,7 @@ impl Storage for CacheApiStorage {
 
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
         let bytes = envelope::seal(key, &entry)?;
-        let remaining_s = entry.expires_at.saturating_sub(JsClock.now_ms()) / 1000;
+        let remaining_s = entry.expires_at.saturating_sub(self.clock.now_ms()) / 1000;
         let headers = Headers::new()
             .map_err(|e| storage_error(StorageErrorKind::Other, "new Headers", &e))?;
         let _ = headers.set("content-type", "application/octet-stream");

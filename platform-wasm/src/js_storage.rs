@@ -6,7 +6,7 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::js::{bytes_of, method, storage_error};
-use crate::runtime::JsClock;
+use crate::runtime::StoreClock;
 
 /// A [`Storage`] over a JS object: Workers KV, Durable Object storage, or
 /// anything with the same three methods.
@@ -19,6 +19,8 @@ use crate::runtime::JsClock;
 ///   `{ expirationTtl }` (seconds left until the entry is gone) when that is
 ///   at least 60 s, as KV requires, and omitted otherwise.
 /// - `delete(key)`.
+/// - The remaining life is counted on `Date.now()`, or on the clock given to
+///   [`with_clock`](Self::with_clock) (give it the engine's).
 ///
 /// Methods may be sync or async; a throw or a rejection becomes a
 /// `StorageError` carrying the JS message, which the engine degrades.
@@ -28,6 +30,7 @@ pub struct JsStorage {
     get: Function,
     put: Function,
     delete: Function,
+    clock: StoreClock,
 }
 
 impl JsStorage {
@@ -39,6 +42,16 @@ impl JsStorage {
             put: method(&target, "put")?,
             delete: method(&target, "delete")?,
             target,
+            clock: StoreClock::default(),
+        })
+    }
+
+    /// [`new`](Self::new), counting each entry's remaining life (its
+    /// `expirationTtl`) on `clock`, the engine's, rather than `Date.now()`.
+    pub fn with_clock(target: JsValue, clock: impl Clock + 'static) -> Result<Self, StorageError> {
+        Ok(Self {
+            clock: StoreClock::new(clock),
+            ..Self::new(target)?
         })
     }
 
@@ -80,7 +93,7 @@ impl Storage for JsStorage {
         // entry read as expired on time), so no entry is kept forever.
         let remaining_s = entry
             .expires_at
-            .saturating_sub(JsClock.now_ms())
+            .saturating_sub(self.clock.now_ms())
             .div_ceil(1000)
             .max(60);
         let o = Object::new();

@@ -33,6 +33,34 @@ impl Clock for JsClock {
     }
 }
 
+/// The clock a persistent store judges remaining life by (for the expiry it
+/// hands the backing store): [`JsClock`] unless the store was made with
+/// another, such as the engine's `ManualClock`.
+#[derive(Clone)]
+pub(crate) struct StoreClock(Rc<dyn Clock>);
+
+impl StoreClock {
+    pub(crate) fn new(clock: impl Clock + 'static) -> Self {
+        Self(Rc::new(clock))
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.0.now_ms()
+    }
+}
+
+impl Default for StoreClock {
+    fn default() -> Self {
+        Self::new(JsClock)
+    }
+}
+
+impl std::fmt::Debug for StoreClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreClock")
+    }
+}
+
 /// Clock, timer and spawner for browsers, workers and workerd.
 ///
 /// - Timers call `setTimeout` on the global object, so they work in a window,

@@ -1,7 +1,7 @@
 //! CacheApiStorage against the browser's real Cache API.
 
 use swre_wasm::testing::conformance;
-use swre_wasm::{CacheApiStorage, Status, Storage};
+use swre_wasm::{CacheApiStorage, Clock, Status, Storage};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -66,4 +66,25 @@ async fn clear_empties_the_cache() {
         .await
         .unwrap();
     assert!(storage.get("k").await.unwrap().is_some());
+}
+
+#[wasm_bindgen_test]
+async fn max_age_is_counted_on_the_clock_the_store_is_given() {
+    // The engine's clock (a ManualClock here) is far behind Date.now(): an
+    // entry with an hour to live must say so, not `max-age=1`.
+    let clock = swre_wasm::ManualClock::new(1_000);
+    let name = unique("cache-clock");
+    let storage = CacheApiStorage::open_with_clock(&name, clock.clone())
+        .await
+        .unwrap();
+    let life = swre_wasm::CacheTtl::new(SEC * 1_200, SEC * 1_200, SEC * 1_200);
+    let entry = swre_wasm::Entry::new("v", clock.now_ms(), life);
+    let left_s = (entry.expires_at - clock.now_ms()) / 1_000;
+    storage.set("k", entry).await.unwrap();
+    let url = format!(
+        "https://swre.cache/k-{}",
+        String::from(js_sys::encode_uri_component("k"))
+    );
+    let header = cacheHeader(&name, &url, "cache-control").await.as_string();
+    assert_eq!(header, Some(format!("max-age={left_s}")));
 }

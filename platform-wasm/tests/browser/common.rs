@@ -17,7 +17,8 @@ export function makeMapStore() {
   return {
     map,
     async get(key) { return map.has(key) ? map.get(key) : null; },
-    async put(key, value) { map.set(key, value); },
+    lastOptions: undefined,
+    async put(key, value, options) { map.set(key, value); this.lastOptions = options; },
     async delete(key) { map.delete(key); },
   };
 }
@@ -45,6 +46,11 @@ export async function cachePutRaw(cacheName, url, body) {
   const cache = await caches.open(cacheName);
   await cache.put(url, new Response(body));
 }
+export async function cacheHeader(cacheName, url, header) {
+  const cache = await caches.open(cacheName);
+  const response = await cache.match(url);
+  return response ? response.headers.get(header) : null;
+}
 export function garbageBytes() { return new Uint8Array([83, 87, 82, 69, 1, 0, 255, 255, 0, 1, 2, 3]); }
 "#)]
 extern "C" {
@@ -60,6 +66,7 @@ extern "C" {
     #[wasm_bindgen(catch)]
     pub async fn cachePutRaw(cache: &str, url: &str, body: &JsValue) -> Result<JsValue, JsValue>;
     pub fn garbageBytes() -> JsValue;
+    pub async fn cacheHeader(cache: &str, url: &str, header: &str) -> JsValue;
 }
 
 pub const SEC: Duration = Duration::from_secs(1);

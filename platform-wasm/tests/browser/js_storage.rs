@@ -1,7 +1,7 @@
 //! JsStorage over plain JS objects.
 
 use swre_wasm::testing::conformance;
-use swre_wasm::{Entry, JsStorage, Status, Storage};
+use swre_wasm::{Clock, Entry, JsStorage, Status, Storage};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -60,4 +60,23 @@ async fn a_throwing_store_degrades_to_upstream() {
         ),
         (2, 2, 1)
     );
+}
+
+#[wasm_bindgen_test]
+async fn the_expiration_ttl_is_counted_on_the_clock_the_store_is_given() {
+    // The engine's clock (a ManualClock here) is far behind Date.now(): an
+    // entry with an hour to live must be handed over with an hour, not with
+    // KV's 60-second minimum.
+    let clock = swre_wasm::ManualClock::new(1_000);
+    let target = makeMapStore();
+    let storage = JsStorage::with_clock(target.clone(), clock.clone()).unwrap();
+    let life = swre_wasm::CacheTtl::new(SEC * 1_200, SEC * 1_200, SEC * 1_200);
+    let entry = Entry::new("v", clock.now_ms(), life);
+    let left_s = (entry.expires_at - clock.now_ms()) / 1_000;
+    storage.set("k", entry).await.unwrap();
+    let options = js_sys::Reflect::get(&target, &"lastOptions".into()).unwrap();
+    let ttl = js_sys::Reflect::get(&options, &"expirationTtl".into())
+        .unwrap()
+        .as_f64();
+    assert_eq!(ttl, Some(left_s as f64));
 }
