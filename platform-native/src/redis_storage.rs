@@ -1,12 +1,13 @@
 //! [`RedisStorage`] (feature `redis`): entries and fleet-wide refresh leases
 //! in a shared Redis.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Client, Script};
+use redis::{AsyncCommands, Client, RedisResult, Script};
 use swre_core::{envelope, Entry, LeaseToken, Storage, StorageError, StorageErrorKind};
 
 /// Latest `expires_at` handed to Redis as an expiry (year 9999); later
@@ -51,7 +52,12 @@ impl Default for RedisOptions {
 ///   is never released by the first.
 /// - The connection is a `redis` `ConnectionManager`: commands fail fast
 ///   while Redis is down (the engine answers from upstream) and it reconnects
-///   by itself when Redis is back.
+///   by itself when Redis is back. A command that finds the connection
+///   dropped (Redis restarted, or closed it while idle) is sent once more on
+///   a new one, so the first command after Redis is back does not fail; a
+///   lease request is not repeated (it may have been granted), and one that
+///   fails has its token released, so a grant whose answer was lost (a
+///   response timeout) does not hold the key for the lease's whole TTL.
 #[derive(Clone)]
 pub struct RedisStorage {
     conn: ConnectionManager,
@@ -108,8 +114,11 @@ impl RedisStorage {
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(options.response_timeout))
             .set_connection_timeout(Some(options.connection_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
+            // One connection attempt per reconnection: a command waits for
+            // at most one (refused at once while Redis is down; bounded by
+            // `connection_timeout` when unreachable), and is itself sent once
+            // more on a dropped connection (`retried`).
+            .set_number_of_retries(0);
         let conn = client
             .get_connection_manager_with_config(config)
             .await
@@ -143,6 +152,35 @@ impl RedisStorage {
         self.namespaced("lease", key)
     }
 
+    /// `command` on the connection, sent once more if the connection turned
+    /// out to be dropped: the manager reconnects on that failure, and only
+    /// the second attempt tells whether Redis is there. For commands whose
+    /// repetition is harmless (reads, writes of the same value, deletes).
+    async fn retried<T, F, Fut>(&self, what: &str, command: F) -> Result<T, StorageError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        match command(self.conn.clone()).await {
+            Err(e) if e.is_connection_dropped() => command(self.conn.clone()).await,
+            first => first,
+        }
+        .map_err(io(what))
+    }
+
+    /// Releases `key`'s lease if it holds `token`, in the background (a
+    /// lease request that failed may still have been granted).
+    fn release_in_background(&self, key: &str, token: String) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (script, lease, mut conn) =
+            (self.release.clone(), self.lease_key(key), self.conn.clone());
+        runtime.spawn(async move {
+            let _: Result<i64, _> = script.key(lease).arg(token).invoke_async(&mut conn).await;
+        });
+    }
+
     fn namespaced(&self, kind: &str, key: &str) -> Vec<u8> {
         let mut k = Vec::with_capacity(self.prefix.len() + kind.len() + key.len() + 2);
         k.extend_from_slice(self.prefix.as_bytes());
@@ -168,8 +206,13 @@ fn glob_escape(prefix: &str) -> String {
 
 impl Storage for RedisStorage {
     async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        let mut conn = self.conn.clone();
-        let bytes: Option<Vec<u8>> = conn.get(self.value_key(key)).await.map_err(io("GET"))?;
+        let k = self.value_key(key);
+        let bytes: Option<Vec<u8>> = self
+            .retried("GET", |mut c| {
+                let k = &k;
+                async move { c.get(k).await }
+            })
+            .await?;
         Ok(bytes.and_then(|b| envelope::decode_for(key, &b)))
     }
 
@@ -180,33 +223,44 @@ impl Storage for RedisStorage {
         if entry.expires_at <= MAX_PXAT {
             cmd.arg("PXAT").arg(entry.expires_at.max(1));
         }
-        let mut conn = self.conn.clone();
-        cmd.query_async::<()>(&mut conn).await.map_err(io("SET"))
+        self.retried("SET", |mut c| {
+            let cmd = &cmd;
+            async move { cmd.query_async::<()>(&mut c).await }
+        })
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        let mut conn = self.conn.clone();
-        conn.del::<_, ()>(self.value_key(key))
-            .await
-            .map_err(io("DEL"))
+        let k = self.value_key(key);
+        self.retried("DEL", |mut c| {
+            let k = &k;
+            async move { c.del::<_, ()>(k).await }
+        })
+        .await
     }
 
     async fn clear(&self) -> Result<(), StorageError> {
-        let mut conn = self.conn.clone();
         let pattern = format!("{}:*", glob_escape(&self.prefix));
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
                 .arg("MATCH")
                 .arg(&pattern)
                 .arg("COUNT")
-                .arg(500)
-                .query_async(&mut conn)
-                .await
-                .map_err(io("SCAN"))?;
+                .arg(500);
+            let (next, keys): (u64, Vec<Vec<u8>>) = self
+                .retried("SCAN", |mut c| {
+                    let scan = &scan;
+                    async move { scan.query_async(&mut c).await }
+                })
+                .await?;
             if !keys.is_empty() {
-                conn.del::<_, ()>(keys).await.map_err(io("DEL"))?;
+                self.retried("DEL", |mut c| {
+                    let keys = &keys;
+                    async move { c.del::<_, ()>(keys).await }
+                })
+                .await?;
             }
             if next == 0 {
                 return Ok(());
@@ -229,26 +283,35 @@ impl Storage for RedisStorage {
         let token = self.token_string(LeaseToken(seq));
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut conn = self.conn.clone();
-        let granted: Option<String> = redis::cmd("SET")
+        let granted: RedisResult<Option<String>> = redis::cmd("SET")
             .arg(self.lease_key(key))
             .arg(&token)
             .arg("NX")
             .arg("PX")
             .arg(ttl_ms)
             .query_async(&mut conn)
-            .await
-            .map_err(io("SET NX"))?;
-        Ok(granted.map(|_| LeaseToken(seq)))
+            .await;
+        match granted {
+            Ok(granted) => Ok(granted.map(|_| LeaseToken(seq))),
+            Err(e) => {
+                // Not repeated: it may have been granted, and a repeat would
+                // then find the key taken (by this very request). Released
+                // instead, in case it was; it runs after the request on the
+                // same connection, or finds the key not ours.
+                self.release_in_background(key, token);
+                Err(io("SET NX")(e))
+            }
+        }
     }
 
     async fn release_lease(&self, key: &str, token: LeaseToken) {
-        let token = self.token_string(token);
-        let mut conn = self.conn.clone();
+        let (lease, token) = (self.lease_key(key), self.token_string(token));
         let _: Result<i64, _> = self
-            .release
-            .key(self.lease_key(key))
-            .arg(token)
-            .invoke_async(&mut conn)
+            .retried("release", |mut c| {
+                let mut invocation = self.release.key(&lease);
+                invocation.arg(&token);
+                async move { invocation.invoke_async(&mut c).await }
+            })
             .await;
     }
 }

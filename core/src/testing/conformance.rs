@@ -25,6 +25,7 @@ pub async fn run_all<S: Storage>(storage: &S) {
     similar_keys_do_not_collide(storage).await;
     concurrent_writers_leave_one_whole_value(storage).await;
     a_delete_is_final_under_concurrent_reads_and_writes(storage).await;
+    reads_are_linearisable_per_key(storage).await;
 }
 
 fn entry(value: impl Into<crate::Bytes>, created_at: u64) -> Entry {
@@ -269,5 +270,103 @@ pub async fn a_delete_is_final_under_concurrent_reads_and_writes<S: Storage>(s: 
             Ok(None),
             "{NAME}: round {round}: the deleted value came back"
         );
+    }
+}
+
+/// One writer sets versions 1, 2, 3, … of a key in turn while readers read
+/// it concurrently: a read never returns a version older than one whose set
+/// had returned before the read began, and no reader sees versions go
+/// backwards.
+pub async fn reads_are_linearisable_per_key<S: Storage>(s: &S) {
+    const NAME: &str = "reads_are_linearisable_per_key";
+    const VERSIONS: u64 = 40;
+    let k = "conformance/linear";
+    let version_of = |e: &Entry| -> u64 {
+        core::str::from_utf8(&e.value)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{NAME}: a value no write wrote"))
+    };
+    s.set(k, entry("0", NOW))
+        .await
+        .unwrap_or_else(|e| panic!("{NAME}: set: {e}"));
+    let committed = core::cell::Cell::new(0u64);
+    let writer = async {
+        for v in 1..=VERSIONS {
+            s.set(k, entry(format!("{v}"), NOW + v))
+                .await
+                .unwrap_or_else(|e| panic!("{NAME}: set: {e}"));
+            committed.set(v);
+        }
+    };
+    let reader = |id: u64| {
+        let committed = &committed;
+        async move {
+            let mut last = 0;
+            while committed.get() < VERSIONS {
+                let floor = committed.get();
+                let got = s
+                    .get(k)
+                    .await
+                    .unwrap_or_else(|e| panic!("{NAME}: get: {e}"))
+                    .unwrap_or_else(|| panic!("{NAME}: the key vanished"));
+                let v = version_of(&got);
+                assert!(
+                    v >= floor,
+                    "{NAME}: reader {id} read version {v} after version {floor} was acknowledged"
+                );
+                assert!(
+                    v >= last,
+                    "{NAME}: reader {id} read version {v} after reading {last}"
+                );
+                last = v;
+            }
+        }
+    };
+    futures::future::join(writer, futures::future::join_all((0..4).map(reader))).await;
+    let end = s
+        .get(k)
+        .await
+        .unwrap_or_else(|e| panic!("{NAME}: get: {e}"));
+    assert_eq!(
+        end.as_ref().map(version_of),
+        Some(VERSIONS),
+        "{NAME}: the last write"
+    );
+}
+
+/// Writes, overwrites and deletes over `keys` keys, several in flight at a
+/// time, checking `within_limits` after each batch: a store with limits
+/// (entries, bytes) holds them under churn. Not part of [`run_all`], which
+/// cannot know a store's limits.
+pub async fn limits_hold_under_churn<S: Storage>(
+    s: &S,
+    keys: u64,
+    rounds: u64,
+    within_limits: impl Fn(&S) -> bool,
+) {
+    const NAME: &str = "limits_hold_under_churn";
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for round in 0..rounds {
+        let mut batch = Vec::new();
+        for _ in 0..8 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = format!("conformance/churn/{}", x % keys);
+            let len = (x >> 20) as usize % 3_000;
+            batch.push((key, len, x.is_multiple_of(5)));
+        }
+        let ops = batch.iter().map(|(key, len, delete)| async move {
+            if *delete {
+                s.delete(key).await
+            } else {
+                s.set(key, entry(alloc::vec![7u8; *len], NOW + round)).await
+            }
+        });
+        for r in futures::future::join_all(ops).await {
+            r.unwrap_or_else(|e| panic!("{NAME}: round {round}: {e}"));
+        }
+        assert!(within_limits(s), "{NAME}: round {round}: over the limits");
     }
 }

@@ -19,6 +19,46 @@ fn memory_storage_passes_the_conformance_suite() {
 }
 
 #[test]
+fn memory_storage_limits_hold_under_churn() {
+    let exec = TestExecutor::new();
+    for shards in [1, 4] {
+        let limits = MemoryLimits {
+            max_bytes: 40_000,
+            max_entries: 30,
+            shards,
+        };
+        let store = MemoryStorage::with_limits(limits);
+        exec.block_on(conformance::limits_hold_under_churn(
+            &store,
+            200,
+            500,
+            |s: &MemoryStorage| s.len() <= limits.max_entries && s.bytes() <= limits.max_bytes,
+        ));
+    }
+}
+
+#[test]
+fn tiered_limits_hold_under_churn() {
+    let exec = TestExecutor::new();
+    let small = |max_entries| {
+        MemoryStorage::with_limits(MemoryLimits {
+            max_bytes: 60_000,
+            max_entries,
+            shards: 2,
+        })
+    };
+    let tiered = Tiered::new(small(10), small(40));
+    exec.block_on(conformance::limits_hold_under_churn(
+        &tiered,
+        200,
+        500,
+        |t: &Tiered<MemoryStorage, MemoryStorage>| {
+            t.l1().len() <= 10 && t.l2().len() <= 40 && t.l2().bytes() <= 60_000
+        },
+    ));
+}
+
+#[test]
 fn tiered_passes_the_conformance_suite() {
     let exec = TestExecutor::new();
     exec.block_on(conformance::run_all(&Tiered::new(

@@ -44,6 +44,24 @@ async fn passes_the_conformance_suite() {
     conformance::run_all(&storage).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_under_churn() {
+    let dir = TempDir::new("churn");
+    let opts = FileOptions {
+        max_bytes: 30_000,
+        maintain_every: 50,
+        ..FileOptions::default()
+    };
+    let storage = FileStorage::open_with(dir.path(), opts).await.unwrap();
+    let path = dir.path().to_owned();
+    conformance::limits_hold_under_churn(&storage, 200, 200, move |s: &FileStorage| {
+        let (bytes, count) = entry_files(&path);
+        // Index and disk agree, and both hold the bound.
+        s.bytes() <= opts.max_bytes && (s.len(), s.bytes()) == (count, bytes)
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn get_set_delete() {
     let dir = TempDir::new("basic");

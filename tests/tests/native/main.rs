@@ -18,4 +18,5 @@ mod go_port;
 mod go_port_breaker;
 mod model;
 mod redis;
+mod redis_faults;
 mod soak;

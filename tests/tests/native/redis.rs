@@ -15,15 +15,17 @@ use swre_native::{
 
 use crate::common::*;
 
-/// A redis-server child process on 127.0.0.1, killed on drop.
-struct RedisServer {
+/// A redis-server child process on 127.0.0.1, killed on drop. It keeps no
+/// data on disk (`--save "" --appendonly no`): one [`stop`](Self::stop)ped
+/// and [`launch`](Self::launch)ed again comes back empty, on the same port.
+pub(crate) struct RedisServer {
     port: u16,
     child: Option<Child>,
     dir: TempDir,
 }
 
 impl RedisServer {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -37,7 +39,9 @@ impl RedisServer {
         server
     }
 
-    fn launch(&mut self) {
+    /// Starts redis-server on this server's port and waits until it accepts
+    /// connections.
+    pub(crate) fn launch(&mut self) {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -67,27 +71,35 @@ impl RedisServer {
         }
     }
 
-    fn stop(&mut self) {
+    /// Kills the server with SIGKILL (`Child::kill` on Unix: `kill -9`, no
+    /// shutdown of any kind) and reaps it.
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    async fn storage(&self, prefix: &str) -> RedisStorage {
-        RedisStorage::connect_with(
-            &self.url(),
-            RedisOptions {
-                prefix: prefix.to_owned(),
-                ..RedisOptions::default()
-            },
-        )
+    pub(crate) async fn storage(&self, prefix: &str) -> RedisStorage {
+        self.storage_with(RedisOptions {
+            prefix: prefix.to_owned(),
+            ..RedisOptions::default()
+        })
         .await
-        .expect("connect to redis")
+    }
+
+    pub(crate) async fn storage_with(&self, options: RedisOptions) -> RedisStorage {
+        RedisStorage::connect_with(&self.url(), options)
+            .await
+            .expect("connect to redis")
     }
 
     fn raw(&self) -> redis::Connection {
