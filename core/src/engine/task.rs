@@ -257,6 +257,7 @@ where
         // is handed out only after it.
         return within(ticket.flight().overwritten(), deadline, abort).await;
     }
+    let created_at = entry.created_at;
     if entry.value.len() > shared.cfg().max_value_bytes {
         bump(&shared.counters().oversized_values);
         event_warn!(
@@ -278,7 +279,13 @@ where
             Step::Aborted => return Step::Aborted,
         }
     }
-    match within(shared.storage().delete(key), deadline, abort).await {
+    match within(
+        shared.storage().remove_older(key, created_at),
+        deadline,
+        abort,
+    )
+    .await
+    {
         Step::Done(Ok(())) => Step::Done(()),
         Step::Done(Err(_)) => {
             bump(&shared.counters().store_cleanup_failures);

@@ -66,6 +66,21 @@ pub trait Storage: MaybeSend + MaybeSync + 'static {
     /// Removes `key`; removing a missing key succeeds.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + MaybeSend;
 
+    /// Called after a `set` of an entry created at `created_at` failed:
+    /// removes whatever the store holds for `key` that is older than that
+    /// entry, so no older value is served in its place ("the latest write
+    /// wins"). The default deletes the key. A store in front of another
+    /// ([`Tiered`](crate::Tiered)) keeps a front copy that is not older, so
+    /// a process whose shared store is down keeps serving what it fetched.
+    fn remove_older(
+        &self,
+        key: &str,
+        created_at: u64,
+    ) -> impl Future<Output = Result<(), StorageError>> + MaybeSend {
+        let _ = created_at;
+        self.delete(key)
+    }
+
     /// Removes every entry. The default fails, saying the store cannot clear
     /// (a store that shares a backend with other data may not support it):
     /// succeeding without clearing would leave callers serving what they

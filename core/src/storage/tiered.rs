@@ -18,8 +18,11 @@ use hashbrown::DefaultHashBuilder;
 ///   it changes either tier), so a fill never replaces a newer value and
 ///   never undoes a delete; a fill that a write overlapped is taken back.
 /// - `set` writes L1 first (the process serves the new value at once), then
-///   L2; it reports L2's error (L1 still holds the entry so the process keeps
-///   serving it) and ignores L1's.
+///   L2; it reports L2's error and ignores L1's. After a failed `set` the
+///   engine calls [`remove_older`](Storage::remove_older): L2's entry goes
+///   (best effort), L1's stays if it is the one just written (or newer), so
+///   while L2 is down the process keeps serving what it fetched instead of
+///   calling upstream on every lookup.
 /// - `delete` and `clear` apply to both and report the first error.
 /// - Leases are L2's (the shared store decides).
 ///
@@ -166,6 +169,23 @@ impl<L1: Storage, L2: Storage> Storage for Tiered<L1, L2> {
         let l2 = self.l2.set(key, entry).await;
         Writes::bump(writes);
         l2
+    }
+
+    async fn remove_older(&self, key: &str, created_at: u64) -> Result<(), StorageError> {
+        let writes = self.writes.of(key);
+        Writes::bump(writes);
+        let l2 = self.l2.remove_older(key, created_at).await;
+        let current = matches!(
+            self.l1.get(key).await,
+            Ok(Some(e)) if e.created_at >= created_at
+        );
+        let l1 = if current {
+            Ok(())
+        } else {
+            self.l1.remove_older(key, created_at).await
+        };
+        Writes::bump(writes);
+        l2.and(l1)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

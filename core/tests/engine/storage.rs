@@ -103,6 +103,46 @@ fn tiered_reports_an_l2_write_error_but_keeps_serving_from_l1() {
 }
 
 #[test]
+fn with_l2_refusing_writes_the_engine_keeps_serving_what_it_fetched_from_l1() {
+    // L2 (a shared store, down for writes) holds an older value: the fetched
+    // value is served from L1 without a second upstream call, and L2's older
+    // value is removed so it is never served in its place.
+    let l2 = Faulty::new(MemoryStorage::new());
+    let old = Entry::new("old", START - 100_000, ttl());
+    let exec = TestExecutor::new();
+    exec.block_on(l2.inner.set("k", old)).unwrap();
+    let h = harness_on(Tiered::new(MemoryStorage::new(), l2), |b| b);
+    h.engine
+        .storage()
+        .l2()
+        .fail_set
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    // The old entry is expired by the engine's clock, so the lookup fetches.
+    let r = h
+        .exec
+        .block_on(h.engine.get_or_fetch("k", h.ok("new")))
+        .unwrap();
+    h.exec.run_until_stalled();
+    assert_eq!((r.status, value(&r)), (Status::Miss, "new"));
+    for _ in 0..3 {
+        let r = h
+            .exec
+            .block_on(h.engine.get_or_fetch("k", h.ok("again")))
+            .unwrap();
+        assert_eq!((r.status, value(&r)), (Status::Hit, "new"));
+    }
+    assert_eq!(h.calls(), 1, "one upstream call while L2 refuses writes");
+    assert_eq!(h.engine.stats().storage_write_errors, 1);
+    assert_eq!(
+        h.exec
+            .block_on(h.engine.storage().l2().inner.get("k"))
+            .unwrap(),
+        None,
+        "L2's older value was left to be served after L1 drops the key"
+    );
+}
+
+#[test]
 fn an_engine_over_tiered_storage_serves_hits_from_memory() {
     let h = harness_on(
         Tiered::new(MemoryStorage::new(), Faulty::new(MemoryStorage::new())),
