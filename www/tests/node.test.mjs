@@ -23,10 +23,12 @@ before(async () => {
 const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** The JS heap after a full collection. */
+/** The JS heap after full collections (one can leave some garbage behind). */
 function heapUsed() {
   v8.setFlagsFromString("--expose-gc");
-  runInNewContext("gc")();
+  const gc = runInNewContext("gc");
+  gc();
+  gc();
   return process.memoryUsage().heapUsed;
 }
 
@@ -49,7 +51,9 @@ test("3M warm hits leave wasm memory, the externref table and the JS heap flat",
   assert.equal(wasm.__wbindgen_externrefs.length, table, "the externref table grew");
   assert.equal(wasm.memory.buffer.byteLength, memory, "wasm memory grew");
   const grown = heapUsed() - heap;
-  assert.ok(grown < 1 << 20, `the JS heap grew by ${grown} bytes over 3M hits`);
+  // Any object kept per hit (16 bytes at least) would be 48 MB; the
+  // collector's own noise is about 1 MB.
+  assert.ok(grown < 4 << 20, `the JS heap grew by ${grown} bytes over 3M hits`);
   const s = cache.stats();
   assert.equal(s.upstreamCalls, 1);
   assert.equal(s.hits, 3 * 1_020_000, "hits answered in JS are counted");
