@@ -17,6 +17,21 @@ const MAX_PXAT: u64 = 253_402_300_799_999;
 /// Deletes a lease only if it still holds our token.
 const RELEASE: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
 
+/// Deletes a value unless it is the written envelope (ARGV[2]) or an
+/// envelope created after ARGV[1] (`created_at`, read little-endian at byte
+/// 14 of the header); anything that is not an envelope goes.
+const REMOVE_OLDER: &str = r#"
+local cur = redis.call("GET", KEYS[1])
+if not cur then return 0 end
+if cur == ARGV[2] then return 0 end
+if string.len(cur) >= 22 and string.sub(cur, 1, 4) == "SWRE" then
+  local created = 0
+  for i = 22, 15, -1 do created = created * 256 + string.byte(cur, i) end
+  if created > tonumber(ARGV[1]) then return 0 end
+end
+return redis.call("DEL", KEYS[1])
+"#;
+
 /// Connection options for [`RedisStorage::connect_with`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedisOptions {
@@ -65,6 +80,7 @@ pub struct RedisStorage {
     token_base: Arc<str>,
     token_seq: Arc<AtomicU64>,
     release: Script,
+    remove_older: Script,
 }
 
 impl std::fmt::Debug for RedisStorage {
@@ -133,6 +149,7 @@ impl RedisStorage {
             token_base: format!("{}-{nanos:x}", std::process::id()).into(),
             token_seq: Arc::default(),
             release: Script::new(RELEASE),
+            remove_older: Script::new(REMOVE_OLDER),
         })
     }
 
@@ -235,6 +252,20 @@ impl Storage for RedisStorage {
         self.retried("DEL", |mut c| {
             let k = &k;
             async move { c.del::<_, ()>(k).await }
+        })
+        .await
+    }
+
+    /// One script: compared and deleted atomically in Redis, so another
+    /// process's newer value is never deleted.
+    async fn remove_older(&self, key: &str, written: &Entry) -> Result<(), StorageError> {
+        let k = self.value_key(key);
+        let sealed = envelope::seal(key, written).unwrap_or_default();
+        let created_at = written.created_at.to_string();
+        self.retried("remove_older", |mut c| {
+            let mut invocation = self.remove_older.key(&k);
+            invocation.arg(&created_at).arg(&sealed);
+            async move { invocation.invoke_async::<i64>(&mut c).await.map(|_| ()) }
         })
         .await
     }

@@ -487,18 +487,13 @@ where
             Entry::new(value, now, ttl)
         }
     };
-    let created_at = entry.created_at;
+    let written = entry.clone();
     let stored = shared.storage().set(key, entry).await;
     if stored.is_err() {
         // The store may hold an older value than one a superseded call
         // already handed out: remove it (best effort, as a call would).
         shared.storage_error(StorageOp::Set);
-        if shared
-            .storage()
-            .remove_older(key, created_at)
-            .await
-            .is_err()
-        {
+        if shared.storage().remove_older(key, &written).await.is_err() {
             bump(&shared.counters().store_cleanup_failures);
         }
     }

@@ -257,7 +257,7 @@ where
         // is handed out only after it.
         return within(ticket.flight().overwritten(), deadline, abort).await;
     }
-    let created_at = entry.created_at;
+    let written = entry.clone();
     if entry.value.len() > shared.cfg().max_value_bytes {
         bump(&shared.counters().oversized_values);
         event_warn!(
@@ -280,7 +280,7 @@ where
         }
     }
     match within(
-        shared.storage().remove_older(key, created_at),
+        shared.storage().remove_older(key, &written),
         deadline,
         abort,
     )

@@ -278,6 +278,13 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    /// Atomic: compared and removed under the shard's lock.
+    async fn remove_older(&self, key: &str, written: &Entry) -> Result<(), StorageError> {
+        let (hash, shard) = self.locate(key);
+        shard.write().remove_older(hash, key, written);
+        Ok(())
+    }
+
     async fn clear(&self) -> Result<(), StorageError> {
         self.clear_now();
         Ok(())

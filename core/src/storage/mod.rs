@@ -66,19 +66,32 @@ pub trait Storage: MaybeSend + MaybeSync + 'static {
     /// Removes `key`; removing a missing key succeeds.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + MaybeSend;
 
-    /// Called after a `set` of an entry created at `created_at` failed:
-    /// removes whatever the store holds for `key` that is older than that
-    /// entry, so no older value is served in its place ("the latest write
-    /// wins"). The default deletes the key. A store in front of another
-    /// ([`Tiered`](crate::Tiered)) keeps a front copy that is not older, so
-    /// a process whose shared store is down keeps serving what it fetched.
+    /// Called after `set(key, written)` failed: removes what the store holds
+    /// for `key` unless it is `written` itself or newer (a later
+    /// `created_at`), so no older value is served in place of `written`
+    /// ("the latest write wins") and no newer one is lost. The default reads,
+    /// compares and deletes (deleting when the read fails; another process
+    /// may write between the read and the delete); stores that can do it atomically do ([`MemoryStorage`],
+    /// FileStorage within one process, RedisStorage in one script). A store
+    /// in front of another ([`Tiered`](crate::Tiered)) keeps a front copy
+    /// that is `written` or newer, so a process whose shared store is down
+    /// keeps serving what it fetched.
+    ///
+    /// [`MemoryStorage`]: crate::MemoryStorage
     fn remove_older(
         &self,
         key: &str,
-        created_at: u64,
+        written: &Entry,
     ) -> impl Future<Output = Result<(), StorageError>> + MaybeSend {
-        let _ = created_at;
-        self.delete(key)
+        async move {
+            match self.get(key).await {
+                Ok(Some(current)) if supersedes(&current, written) => Ok(()),
+                Ok(None) => Ok(()),
+                // Older, or unknown (the read failed): a refetch costs less
+                // than serving an older value.
+                _ => self.delete(key).await,
+            }
+        }
     }
 
     /// Removes every entry. The default fails, saying the store cannot clear
@@ -128,4 +141,10 @@ pub struct LeaseToken(pub u64);
 impl LeaseToken {
     /// The token of leases granted by stores no other process shares.
     pub const LOCAL: LeaseToken = LeaseToken(0);
+}
+
+/// Whether `current`, found in a store after a write of `written` failed,
+/// may stay: it is `written` itself, or newer.
+pub fn supersedes(current: &Entry, written: &Entry) -> bool {
+    current.created_at > written.created_at || current == written
 }

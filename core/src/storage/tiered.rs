@@ -18,7 +18,8 @@ use hashbrown::DefaultHashBuilder;
 ///   it changes either tier), so a fill never replaces a newer value and
 ///   never undoes a delete; a fill that a write overlapped is taken back.
 /// - `set` writes L1 first (the process serves the new value at once), then
-///   L2; it reports L2's error and ignores L1's. After a failed `set` the
+///   L2; it reports L2's error; when L1 refuses the entry, L1's older copy is
+///   removed (an L1 hit never asks L2). After a failed `set` the
 ///   engine calls [`remove_older`](Storage::remove_older): L2's entry goes
 ///   (best effort), L1's stays if it is the one just written (or newer), so
 ///   while L2 is down the process keeps serving what it fetched instead of
@@ -165,25 +166,22 @@ impl<L1: Storage, L2: Storage> Storage for Tiered<L1, L2> {
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
         let writes = self.writes.of(key);
         Writes::bump(writes);
-        let _ = self.l1.set(key, entry.clone()).await;
+        if self.l1.set(key, entry.clone()).await.is_err() {
+            // L1 cannot hold it (too large for a shard, say): it must not
+            // keep serving the older value it holds, as an L1 hit never
+            // asks L2. A failed delete leaves the key to L2 at worst.
+            let _ = self.l1.remove_older(key, &entry).await;
+        }
         let l2 = self.l2.set(key, entry).await;
         Writes::bump(writes);
         l2
     }
 
-    async fn remove_older(&self, key: &str, created_at: u64) -> Result<(), StorageError> {
+    async fn remove_older(&self, key: &str, written: &Entry) -> Result<(), StorageError> {
         let writes = self.writes.of(key);
         Writes::bump(writes);
-        let l2 = self.l2.remove_older(key, created_at).await;
-        let current = matches!(
-            self.l1.get(key).await,
-            Ok(Some(e)) if e.created_at >= created_at
-        );
-        let l1 = if current {
-            Ok(())
-        } else {
-            self.l1.remove_older(key, created_at).await
-        };
+        let l2 = self.l2.remove_older(key, written).await;
+        let l1 = self.l1.remove_older(key, written).await;
         Writes::bump(writes);
         l2.and(l1)
     }
@@ -215,5 +213,65 @@ impl<L1: Storage, L2: Storage> Storage for Tiered<L1, L2> {
 
     async fn release_lease(&self, key: &str, token: LeaseToken) {
         self.l2.release_lease(key, token).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::CacheTtl;
+    use crate::storage::memory::{MemoryLimits, MemoryStorage};
+    use futures::executor::block_on;
+
+    #[test]
+    fn a_value_l1_refuses_does_not_leave_the_older_one_served() {
+        // L1's shard budget is 4 KiB; L2 takes anything.
+        let l1 = MemoryStorage::with_limits(MemoryLimits {
+            max_bytes: 4_096,
+            max_entries: 100,
+            shards: 1,
+        });
+        let t = Tiered::new(l1, MemoryStorage::new());
+        block_on(async {
+            let old = Entry::new("old", 1_000, CacheTtl::default());
+            t.set("k", old).await.unwrap();
+            let new = Entry::new(alloc::vec![b'n'; 10_000], 2_000, CacheTtl::default());
+            // L1 refuses it (TooLarge, ignored), L2 stores it: Ok, so the
+            // engine hands out `new` and calls no remove_older.
+            t.set("k", new.clone()).await.unwrap();
+            let got = t.get("k").await.unwrap().unwrap();
+            assert_eq!(
+                got.created_at, new.created_at,
+                "an L1 hit serves the older value after the newer one was stored"
+            );
+        });
+    }
+
+    #[test]
+    fn remove_older_keeps_a_newer_entry_and_the_written_one() {
+        // The trait's contract: remove only what is older than `created_at`.
+        let s = MemoryStorage::new();
+        let t = Tiered::new(MemoryStorage::new(), MemoryStorage::new());
+        block_on(async {
+            let newer = Entry::new("newer", 2_000, CacheTtl::default());
+            s.set("k", newer.clone()).await.unwrap();
+            t.set("k", newer.clone()).await.unwrap();
+            // A write of an entry created at 1_000 failed earlier; its
+            // cleanup runs after the newer write landed.
+            let failed = Entry::new("failed", 1_000, CacheTtl::default());
+            s.remove_older("k", &failed).await.unwrap();
+            t.remove_older("k", &failed).await.unwrap();
+            assert_eq!(t.l1().get("k").await.unwrap(), Some(newer.clone()), "L1");
+            assert_eq!(
+                t.l2().get("k").await.unwrap(),
+                Some(newer.clone()),
+                "Tiered's L2"
+            );
+            assert_eq!(
+                s.get("k").await.unwrap(),
+                Some(newer),
+                "default remove_older"
+            );
+        });
     }
 }

@@ -26,6 +26,7 @@ pub async fn run_all<S: Storage>(storage: &S) {
     concurrent_writers_leave_one_whole_value(storage).await;
     a_delete_is_final_under_concurrent_reads_and_writes(storage).await;
     reads_are_linearisable_per_key(storage).await;
+    remove_older_keeps_the_written_entry_and_newer_ones(storage).await;
 }
 
 fn entry(value: impl Into<crate::Bytes>, created_at: u64) -> Entry {
@@ -369,4 +370,49 @@ pub async fn limits_hold_under_churn<S: Storage>(
         }
         assert!(within_limits(s), "{NAME}: round {round}: over the limits");
     }
+}
+
+/// After a failed write the engine calls `remove_older`: it removes an older
+/// entry, and keeps the written one and newer ones.
+pub async fn remove_older_keeps_the_written_entry_and_newer_ones<S: Storage>(s: &S) {
+    const NAME: &str = "remove_older_keeps_the_written_entry_and_newer_ones";
+    let k = "conformance/older";
+    let older = entry("older", NOW + 1);
+    let written = entry("written", NOW + 2);
+    let newer = entry("newer", NOW + 3);
+    let get = || async {
+        s.get(k)
+            .await
+            .unwrap_or_else(|e| panic!("{NAME}: get: {e}"))
+    };
+    let remove = |w: Entry| async move {
+        s.remove_older(k, &w)
+            .await
+            .unwrap_or_else(|e| panic!("{NAME}: remove_older: {e}"));
+    };
+    remove(written.clone()).await;
+    assert_eq!(get().await, None, "{NAME}: on a missing key");
+    s.set(k, newer.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{NAME}: set: {e}"));
+    remove(written.clone()).await;
+    assert_eq!(
+        get().await,
+        Some(newer),
+        "{NAME}: a newer entry was removed"
+    );
+    s.set(k, written.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{NAME}: set: {e}"));
+    remove(written.clone()).await;
+    assert_eq!(
+        get().await,
+        Some(written.clone()),
+        "{NAME}: the written entry was removed"
+    );
+    s.set(k, older)
+        .await
+        .unwrap_or_else(|e| panic!("{NAME}: set: {e}"));
+    remove(written).await;
+    assert_eq!(get().await, None, "{NAME}: an older entry was kept");
 }

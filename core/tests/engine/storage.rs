@@ -499,3 +499,26 @@ fn a_fleet_over_tiered_storage_refreshes_once_not_once_per_instance() {
     let r = exec.block_on(b.get_or_fetch("k", fetch("v3"))).unwrap();
     assert_eq!((r.status, &r.value[..]), (Status::Hit, &b"v2"[..]));
 }
+
+#[test]
+fn a_value_too_large_for_l1_does_not_leave_l1_serving_the_older_one() {
+    let l1 = MemoryStorage::with_limits(MemoryLimits {
+        max_bytes: 4_096,
+        max_entries: 100,
+        shards: 1,
+    });
+    let h = harness_on(Tiered::new(l1, MemoryStorage::new()), |b| b);
+    h.exec.block_on(h.engine.set("k", "old")).unwrap();
+    let big = "n".repeat(10_000);
+    h.exec.block_on(h.engine.set("k", big.clone())).unwrap();
+    let r = h
+        .exec
+        .block_on(h.engine.get_or_fetch("k", h.ok("upstream")))
+        .unwrap();
+    assert_eq!(
+        (r.status, value(&r).len()),
+        (Status::Hit, big.len()),
+        "served {:?} after a successful set of a newer value",
+        value(&r)
+    );
+}

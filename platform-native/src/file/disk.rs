@@ -96,11 +96,12 @@ const STALE_TEMP: Duration = Duration::from_secs(3600);
 /// progress: its process is this one or still running (where `/proc` tells),
 /// and it is younger than an hour. Such a file is left alone at open.
 fn temp_may_be_live(path: &Path, name: &str) -> bool {
-    let young = fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age < STALE_TEMP);
+    let young = match fs::metadata(path).and_then(|m| m.modified()) {
+        // A time ahead of ours (a clock stepped back, a file server's
+        // clock) is not old.
+        Ok(t) => t.elapsed().map_or(true, |age| age < STALE_TEMP),
+        Err(_) => true, // gone or unreadable: not ours to judge old
+    };
     if !young {
         return false;
     }
@@ -115,6 +116,43 @@ fn temp_may_be_live(path: &Path, name: &str) -> bool {
         }
         // No way to tell: a young file may be live.
         _ => true,
+    }
+}
+
+/// What tells one version of a file from another without reading it: size,
+/// modification time and inode (a rename brings a new one), so an overwrite
+/// by another process is noticed even when the size is the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub(crate) size: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+impl Stamp {
+    pub(crate) fn of(meta: &fs::Metadata) -> Self {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Self {
+            size: meta.len(),
+            modified: meta.modified().ok(),
+            inode,
+        }
+    }
+
+    /// The stamp of the file at `path`; one that matches no listing (so the
+    /// next pass re-reads the file) if it cannot be read.
+    pub(crate) fn at(path: &Path, size: u64) -> Self {
+        fs::metadata(path).map_or(
+            Self {
+                size,
+                modified: None,
+                inode: u64::MAX,
+            },
+            |m| Self::of(&m),
+        )
     }
 }
 
@@ -133,10 +171,9 @@ pub(crate) fn remove(path: &Path) -> io::Result<()> {
 
 /// What opening found in one directory entry.
 pub(crate) enum Found {
-    /// An entry file with its size and expiry.
+    /// A whole entry file with its expiry and creation time.
     Entry {
         name: String,
-        size: u64,
         expires_at: u64,
         created_at: u64,
     },
@@ -176,9 +213,8 @@ pub(crate) fn inspect(dir: &Path, name: &str) -> Found {
         (h.envelope_len() == size).then_some((size, h))
     })();
     match header {
-        Some((size, h)) => Found::Entry {
+        Some((_, h)) => Found::Entry {
             name: name.to_owned(),
-            size,
             expires_at: h.expires_at,
             created_at: h.created_at,
         },

@@ -7,9 +7,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::disk::Stamp;
+
 #[derive(Clone, Copy, Debug)]
 struct Meta {
-    size: u64,
+    stamp: Stamp,
     expires_at: u64,
     rank: Rank,
 }
@@ -36,9 +38,9 @@ impl Index {
         self.files.len()
     }
 
-    /// The indexed size of `name`, if known.
-    pub(crate) fn size_of(&self, name: &str) -> Option<u64> {
-        self.files.get(name).map(|m| m.size)
+    /// The stamp `name` was indexed with, if known.
+    pub(crate) fn stamp_of(&self, name: &str) -> Option<Stamp> {
+        self.files.get(name).map(|m| m.stamp)
     }
 
     /// Every known name.
@@ -53,19 +55,19 @@ impl Index {
 
     /// Records `name` (replacing what was known of it) as last used at
     /// `used_at`.
-    pub(crate) fn insert(&mut self, name: &str, size: u64, expires_at: u64, used_at: u64) {
+    pub(crate) fn insert(&mut self, name: &str, stamp: Stamp, expires_at: u64, used_at: u64) {
         self.remove(name);
         let rank = (used_at, self.next_tick());
         self.files.insert(
             name.to_owned(),
             Meta {
-                size,
+                stamp,
                 expires_at,
                 rank,
             },
         );
         self.by_recency.insert(rank, name.to_owned());
-        self.bytes += size;
+        self.bytes += stamp.size;
     }
 
     /// Marks `name` as used at `now` (never moving it back in time).
@@ -83,7 +85,7 @@ impl Index {
         match self.files.remove(name) {
             Some(meta) => {
                 self.by_recency.remove(&meta.rank);
-                self.bytes -= meta.size;
+                self.bytes -= meta.stamp.size;
                 true
             }
             None => false,
@@ -153,14 +155,18 @@ impl Index {
 mod tests {
     use super::*;
 
+    fn stamp(size: u64) -> Stamp {
+        Stamp::at(std::path::Path::new("/nonexistent/swre"), size)
+    }
+
     #[test]
     fn eviction_takes_expired_then_least_recently_used() {
         let mut ix = Index::default();
-        ix.insert("a", 10, 1_000, 1);
-        ix.insert("b", 10, 50, 1);
-        ix.insert("c", 10, 1_000, 1);
+        ix.insert("a", stamp(10), 1_000, 1);
+        ix.insert("b", stamp(10), 50, 1);
+        ix.insert("c", stamp(10), 1_000, 1);
         ix.touch("a", 1);
-        ix.insert("d", 10, 1_000, 1);
+        ix.insert("d", stamp(10), 1_000, 1);
         assert_eq!(ix.bytes(), 40);
         let victims = ix.evict(20, 100, "d");
         assert_eq!(victims, ["b", "c"]);
@@ -172,9 +178,9 @@ mod tests {
     #[test]
     fn a_file_found_ranks_by_when_it_was_written() {
         let mut ix = Index::default();
-        ix.insert("mine-old", 10, 1_000, 100);
-        ix.insert("mine-new", 10, 1_000, 300);
-        ix.insert("found", 10, 1_000, 200); // adopted later, written between
+        ix.insert("mine-old", stamp(10), 1_000, 100);
+        ix.insert("mine-new", stamp(10), 1_000, 300);
+        ix.insert("found", stamp(10), 1_000, 200); // adopted later, written between
         assert_eq!(ix.evict(20, 0, ""), ["mine-old"]);
         assert_eq!(ix.evict(10, 0, ""), ["found"]);
     }
@@ -182,8 +188,8 @@ mod tests {
     #[test]
     fn reinsert_replaces_the_size() {
         let mut ix = Index::default();
-        ix.insert("a", 10, 0, 0);
-        ix.insert("a", 25, 0, 0);
+        ix.insert("a", stamp(10), 0, 0);
+        ix.insert("a", stamp(25), 0, 0);
         assert_eq!((ix.bytes(), ix.len()), (25, 1));
         assert!(ix.remove("a"));
         assert!(!ix.remove("a"));

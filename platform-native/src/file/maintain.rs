@@ -7,7 +7,8 @@ use std::fs;
 
 use swre_core::StorageError;
 
-use super::{disk, io_error, Shared};
+use super::disk::{self, Stamp};
+use super::{io_error, Shared};
 
 /// What one maintenance pass changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -18,9 +19,9 @@ pub struct Maintenance {
     /// Indexed files no longer on disk (deleted or evicted by another
     /// process), now forgotten.
     pub forgotten: usize,
-    /// Indexed files whose size changed on disk (overwritten by another
-    /// process), now re-read.
-    pub resized: usize,
+    /// Indexed files overwritten on disk by another process (another size,
+    /// modification time or inode), now re-read.
+    pub changed: usize,
     /// Files deleted: expired, corrupt, dead writers' temp files, and the
     /// least recently used beyond the byte bound.
     pub deleted: usize,
@@ -28,14 +29,14 @@ pub struct Maintenance {
 
 /// One file the listing found, as the index should know it.
 struct Listed {
-    size: u64,
+    stamp: Stamp,
     expires_at: u64,
     created_at: u64,
 }
 
 impl Shared {
     /// Lists the directory, indexes entry files the index does not know (or
-    /// knows with another size), forgets indexed files that are gone, deletes
+    /// knows in another version: another stamp), forgets indexed files that are gone, deletes
     /// debris and expired entries, then evicts down to the byte bound.
     ///
     /// File I/O happens outside the index lock; each change is re-checked
@@ -44,7 +45,7 @@ impl Shared {
     pub(super) fn maintain_blocking(&self) -> Result<Maintenance, StorageError> {
         let now = self.clock.now_ms();
         let mut report = Maintenance::default();
-        let mut on_disk: HashMap<String, u64> = HashMap::new();
+        let mut on_disk: HashMap<String, Stamp> = HashMap::new();
         let listing =
             fs::read_dir(&self.dir).map_err(|e| io_error("cannot list directory", &self.dir, e))?;
         let mut temps = Vec::new();
@@ -62,7 +63,7 @@ impl Shared {
             if name.starts_with(disk::TEMP_PREFIX) {
                 temps.push(name);
             } else if disk::is_entry_name(&name) {
-                on_disk.insert(name, meta.len());
+                on_disk.insert(name, Stamp::of(&meta));
             }
         }
         for name in temps {
@@ -77,7 +78,7 @@ impl Shared {
             let index = self.index();
             let to_read: Vec<String> = on_disk
                 .iter()
-                .filter(|(name, size)| index.size_of(name) != Some(**size))
+                .filter(|(name, stamp)| index.stamp_of(name) != Some(**stamp))
                 .map(|(name, _)| name.clone())
                 .collect();
             let to_forget: Vec<String> = index
@@ -90,16 +91,21 @@ impl Shared {
 
         let mut found = Vec::new();
         for name in to_read {
+            // The stamp before the read: if the file changes during it, the
+            // check under the lock below sees another stamp and skips it.
+            let Ok(stamp) = fs::metadata(self.dir.join(&name)).map(|m| Stamp::of(&m)) else {
+                continue;
+            };
             match disk::inspect(&self.dir, &name) {
                 disk::Found::Entry {
                     name,
-                    size,
                     expires_at,
                     created_at,
+                    ..
                 } => found.push((
                     name,
                     Listed {
-                        size,
+                        stamp,
                         expires_at,
                         created_at,
                     },
@@ -120,20 +126,20 @@ impl Shared {
         {
             let mut index = self.index();
             for name in to_forget {
-                if index.size_of(&name).is_some() && !self.dir.join(&name).exists() {
+                if index.stamp_of(&name).is_some() && !self.dir.join(&name).exists() {
                     index.remove(&name);
                     report.forgotten += 1;
                 }
             }
             for (name, listed) in found {
                 let path = self.dir.join(&name);
-                let on_disk_now = fs::metadata(&path).ok().map(|m| m.len());
-                if on_disk_now != Some(listed.size) {
+                let on_disk_now = fs::metadata(&path).ok().map(|m| Stamp::of(&m));
+                if on_disk_now != Some(listed.stamp) {
                     continue; // changed again since it was read: the next pass sees it
                 }
-                match index.size_of(&name) {
+                match index.stamp_of(&name) {
                     None => report.adopted += 1,
-                    Some(size) if size != listed.size => report.resized += 1,
+                    Some(stamp) if stamp != listed.stamp => report.changed += 1,
                     Some(_) => continue, // this process wrote it meanwhile
                 }
                 if listed.expires_at <= now {
@@ -141,7 +147,7 @@ impl Shared {
                     let _ = disk::remove(&path);
                     report.deleted += 1;
                 } else {
-                    index.insert(&name, listed.size, listed.expires_at, listed.created_at);
+                    index.insert(&name, listed.stamp, listed.expires_at, listed.created_at);
                 }
             }
             for name in index.take_expired(now) {

@@ -319,7 +319,8 @@ impl Shared {
                 let _ = disk::remove(&temp);
                 return Err(io_error("cannot rename into", &target, e));
             }
-            index.insert(&name, size, entry.expires_at, self.clock.now_ms());
+            let stamp = disk::Stamp::at(&target, size);
+            index.insert(&name, stamp, entry.expires_at, self.clock.now_ms());
         }
         if fsync {
             disk::sync_dir(&self.dir)
@@ -344,6 +345,22 @@ impl Shared {
         let name = disk::file_name(key);
         let path = self.dir.join(&name);
         let mut index = self.index();
+        index.remove(&name);
+        disk::remove(&path).map_err(|e| io_error("cannot delete", &path, e))
+    }
+
+    /// Under the index lock, so no `set` of this process lands between the
+    /// comparison and the delete.
+    fn remove_older_blocking(&self, key: &str, written: &Entry) -> Result<(), StorageError> {
+        let name = disk::file_name(key);
+        let path = self.dir.join(&name);
+        let mut index = self.index();
+        let current = disk::read(&path)
+            .map_err(|e| io_error("cannot read", &path, e))?
+            .and_then(|bytes| envelope::decode_for(key, &bytes));
+        if current.is_some_and(|c| swre_core::storage::supersedes(&c, written)) {
+            return Ok(());
+        }
         index.remove(&name);
         disk::remove(&path).map_err(|e| io_error("cannot delete", &path, e))
     }
@@ -388,6 +405,14 @@ impl Storage for FileStorage {
         let shared = self.shared.clone();
         let key = key.to_owned();
         blocking(move || shared.delete_blocking(&key)).await?
+    }
+
+    async fn remove_older(&self, key: &str, written: &Entry) -> Result<(), StorageError> {
+        self.check_open()?;
+        let shared = self.shared.clone();
+        let key = key.to_owned();
+        let written = written.clone();
+        blocking(move || shared.remove_older_blocking(&key, &written)).await?
     }
 
     async fn clear(&self) -> Result<(), StorageError> {

@@ -122,10 +122,10 @@ impl Storage for AnyStorage {
             AnyStorage::Tiered(s) => s.delete(key).await,
         }
     }
-    async fn remove_older(&self, key: &str, created_at: u64) -> Result<(), StorageError> {
+    async fn remove_older(&self, key: &str, written: &Entry) -> Result<(), StorageError> {
         match self {
-            AnyStorage::Memory(s) => s.remove_older(key, created_at).await,
-            AnyStorage::Tiered(s) => s.remove_older(key, created_at).await,
+            AnyStorage::Memory(s) => s.remove_older(key, written).await,
+            AnyStorage::Tiered(s) => s.remove_older(key, written).await,
         }
     }
     async fn clear(&self) -> Result<(), StorageError> {

@@ -563,3 +563,60 @@ async fn close_degrades_to_upstream() {
     assert!(engine.stats().storage_read_errors >= 1);
     let _ = Duration::ZERO;
 }
+
+// ---- Two instances, and clocks ----
+
+#[tokio::test]
+async fn a_same_size_overwrite_by_another_instance_is_not_purged_as_expired() {
+    use swre_core::ManualClock;
+    let dir = TempDir::new("same-size");
+    let clock = ManualClock::new(1_000_000_000_000);
+    let opts = FileOptions {
+        maintain_every: 0,
+        ..FileOptions::default()
+    };
+    let a = FileStorage::open_with_clock(dir.path(), opts, clock.clone())
+        .await
+        .unwrap();
+    let b = FileStorage::open_with_clock(dir.path(), opts, clock.clone())
+        .await
+        .unwrap();
+    let ttl = CacheTtl::new(SEC, SEC, SEC); // gone 3 s after it is written
+    a.set("k", Entry::new("v1", clock.now_ms(), ttl))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(2));
+    // Another process refreshes the key; same value length, same file size.
+    let fresh = Entry::new("v2", clock.now_ms(), ttl);
+    b.set("k", fresh.clone()).await.unwrap();
+    clock.advance(Duration::from_secs(2)); // a's write would be gone by now; b's is fresh
+    let report = a.maintain().await.unwrap();
+    assert_eq!(
+        b.get("k").await.unwrap(),
+        Some(fresh),
+        "a's pass deleted b's fresh entry ({report:?})"
+    );
+}
+
+#[tokio::test]
+async fn a_live_temp_file_with_a_future_mtime_is_left_alone() {
+    let dir = TempDir::new("future-temp");
+    // This process's own temp file (a write in progress), stamped a minute
+    // ahead of this clock (a clock stepped back, or a file server's clock).
+    let live = dir
+        .path()
+        .join(format!(".tmp-{}-99-live", std::process::id()));
+    std::fs::write(&live, b"partial").unwrap();
+    let ahead = std::time::SystemTime::now() + Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&live)
+        .unwrap()
+        .set_modified(ahead)
+        .unwrap();
+    let _s = FileStorage::open(dir.path()).await.unwrap();
+    assert!(
+        live.exists(),
+        "a live writer's temp file was deleted: its rename now fails"
+    );
+}

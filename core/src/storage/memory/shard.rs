@@ -387,6 +387,18 @@ impl Shard {
         self.unlink_and_free(idx);
     }
 
+    /// Removes `key` unless it holds `written` or a newer entry.
+    pub(super) fn remove_older(&mut self, hash: u64, key: &str, written: &Entry) {
+        let keep = self
+            .table
+            .find(hash, |&i| key_is(&self.nodes, i, key))
+            .and_then(|&i| self.node(i))
+            .is_none_or(|n| crate::storage::supersedes(&n.entry, written));
+        if !keep {
+            self.remove(hash, key);
+        }
+    }
+
     /// Removes `key`, if held.
     pub(super) fn remove(&mut self, hash: u64, key: &str) {
         let nodes = &self.nodes;
@@ -416,5 +428,54 @@ impl Shard {
         let nodes = &self.nodes;
         self.expiry
             .retain(|Reverse((_, idx, g))| matches!(nodes.get(*idx as usize), Some(Some(n)) if n.generation == *g));
+    }
+}
+
+#[cfg(test)]
+impl Shard {
+    /// Panics if the lists, table, slab or counters disagree.
+    pub(super) fn check(&self) {
+        let mut seen = alloc::vec![0u8; self.nodes.len()];
+        for (segment, list) in [(Segment::Window, self.window), (Segment::Main, self.main)] {
+            let mut n = 0;
+            let mut prev = NIL;
+            let mut cur = list.oldest;
+            while cur != NIL {
+                let node = self.node(cur).expect("list points at a freed slot");
+                assert!(node.segment == segment, "node on the wrong list");
+                assert_eq!(node.older, prev, "broken older link");
+                seen[cur as usize] += 1;
+                n += 1;
+                assert!(n <= self.nodes.len(), "cycle in a list");
+                prev = cur;
+                cur = node.newer;
+            }
+            assert_eq!(list.newest, prev, "newest end wrong");
+            assert_eq!(list.len, n, "list length wrong");
+        }
+        let live = self.nodes.iter().filter(|n| n.is_some()).count();
+        assert_eq!(live, self.len, "len");
+        assert_eq!(self.table.len(), self.len, "table len");
+        let bytes: usize = self.nodes.iter().flatten().map(|n| n.charge).sum();
+        assert_eq!(bytes, self.bytes, "bytes");
+        for (i, n) in self.nodes.iter().enumerate() {
+            assert_eq!(
+                usize::from(seen[i]),
+                usize::from(n.is_some()),
+                "node {i} on {} lists",
+                seen[i]
+            );
+        }
+        for i in &self.free {
+            assert!(self.nodes[*i as usize].is_none(), "free slot in use");
+        }
+        if self.hand != NIL {
+            let node = self.node(self.hand).expect("hand on a freed slot");
+            assert!(node.segment == Segment::Main, "hand on the window");
+        }
+        assert!(
+            self.len <= self.max_entries && self.bytes <= self.max_bytes,
+            "over limits"
+        );
     }
 }

@@ -357,3 +357,220 @@ fn a_scan_does_not_flush_the_keys_in_use() {
         "a scan of 20,000 keys left {kept} of 500 hot keys"
     );
 }
+
+// ---- A model of the store, and threads churning it ----
+
+/// xorshift64*: deterministic, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The entry under `key` without setting its visited bit (so checking does
+/// not change what the policy sees).
+fn peek(s: &MemoryStorage, key: &str) -> Option<Entry> {
+    let (hash, shard) = s.locate(key);
+    let shard = shard.read();
+    let idx = *shard
+        .table
+        .find(hash, |&i| shard::key_is(shard.nodes(), i, key))?;
+    shard.node(idx).map(|n| n.entry.clone())
+}
+
+/// Random sets (small, large, already expired, short- and long-lived),
+/// overwrites, reads, deletes and clears against a map of the last value
+/// written per key. A read returns that value or nothing (evicted), never
+/// another; an evicted key stays gone until written; a write is readable at
+/// once; limits, `len` and `bytes` hold after every step.
+fn model_run(seed: u64, limits: MemoryLimits, keys: u64, ops: usize) {
+    use alloc::collections::BTreeMap;
+    let s = MemoryStorage::with_limits(limits);
+    let shard_max_bytes = s.shards.iter().map(|x| x.read().max_bytes).max().unwrap();
+    let mut model: BTreeMap<u64, Entry> = BTreeMap::new();
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut now = 1_000u64;
+    let mut version = 0u64;
+    for op in 0..ops {
+        // Mostly a hot set, sometimes the whole key space (scans).
+        let k = if rng.below(4) == 0 {
+            rng.below(keys)
+        } else {
+            rng.below(keys / 4 + 1)
+        };
+        let key = format!("k{k}");
+        match rng.below(1000) {
+            0..=449 => {
+                version += 1;
+                now += rng.below(3);
+                let len = match rng.below(10) {
+                    0 => rng.below(3_000) as usize,
+                    _ => rng.below(40) as usize,
+                };
+                let life = match rng.below(5) {
+                    0 => 0,
+                    1 => rng.below(50),
+                    _ => 1_000_000,
+                };
+                let value = format!("{version}:{}", "x".repeat(len));
+                let e = entry(&value, now, life);
+                match s.set_now(&key, e.clone()) {
+                    Ok(()) => {
+                        model.insert(k, e.clone());
+                        assert_eq!(
+                            peek(&s, &key),
+                            Some(e),
+                            "op {op}: a write not readable at once"
+                        );
+                    }
+                    Err(err) => {
+                        assert_eq!(err.kind(), StorageErrorKind::TooLarge, "op {op}");
+                        assert!(entry_charge(key.len(), e.value.len()) > shard_max_bytes);
+                    }
+                }
+            }
+            450..=849 => match (s.get_now(&key), model.get(&k)) {
+                (None, _) => {
+                    model.remove(&k);
+                }
+                (Some(got), Some(want)) => assert_eq!(&got, want, "op {op}: {key} wrong value"),
+                (Some(got), None) => panic!("op {op}: {key} came back: {got:?}"),
+            },
+            850..=989 => {
+                s.delete_now(&key);
+                model.remove(&k);
+                assert_eq!(peek(&s, &key), None, "op {op}: delete");
+            }
+            990..=997 => {
+                // The clock jumps: expired entries become victims.
+                now += rng.below(200);
+            }
+            _ => {
+                s.clear_now();
+                model.clear();
+            }
+        }
+        assert!(
+            s.len() <= limits.max_entries.max(1),
+            "op {op}: len {}",
+            s.len()
+        );
+        assert!(
+            s.bytes() <= limits.max_bytes.max(1),
+            "op {op}: bytes {}",
+            s.bytes()
+        );
+        if op % 13 == 0 {
+            for shard in s.shards.iter() {
+                shard.read().check();
+            }
+        }
+        if op % 101 == 0 || op + 1 == ops {
+            // Sweep: what is held is exactly what the model says, minus evictions.
+            let mut count = 0;
+            let mut bytes = 0;
+            for k in 0..keys {
+                let key = format!("k{k}");
+                match (peek(&s, &key), model.get(&k)) {
+                    (Some(got), Some(want)) => {
+                        assert_eq!(&got, want, "op {op}: sweep {key}");
+                        count += 1;
+                        bytes += entry_charge(key.len(), got.value.len());
+                    }
+                    (Some(got), None) => panic!("op {op}: sweep {key} came back: {got:?}"),
+                    (None, _) => {
+                        model.remove(&k);
+                    }
+                }
+            }
+            assert_eq!((s.len(), s.bytes()), (count, bytes), "op {op}: counters");
+        }
+    }
+}
+
+#[test]
+fn model_random_ops_match_a_reference() {
+    let configs = [
+        (usize::MAX / 2, 1, 1, 8),
+        (usize::MAX / 2, 2, 1, 8),
+        (usize::MAX / 2, 8, 1, 40),
+        (usize::MAX / 2, 150, 1, 600),
+        (4_000, 1_000, 1, 200),
+        (3_500, 20, 1, 100),
+        (20_000, 300, 4, 1_000),
+        (64 * 1024, 200, 0, 1_000),
+        (12_000, 64, 16, 400),
+        (1, 1, 1, 4),
+    ];
+    for (i, &(max_bytes, max_entries, shards, keys)) in configs.iter().enumerate() {
+        for seed in 0..6u64 {
+            model_run(
+                seed * 31 + i as u64,
+                MemoryLimits {
+                    max_bytes,
+                    max_entries,
+                    shards,
+                },
+                keys,
+                10_000,
+            );
+        }
+    }
+}
+
+#[test]
+fn threads_churning_keep_every_shard_consistent() {
+    extern crate std;
+    use alloc::sync::Arc;
+    let s = Arc::new(MemoryStorage::with_limits(MemoryLimits {
+        max_bytes: 40_000,
+        max_entries: 120,
+        shards: 2,
+    }));
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut rng = Rng(t * 7919 + 1);
+                for i in 0..60_000u64 {
+                    let key = format!("k{}", rng.below(400));
+                    match rng.below(100) {
+                        0..=39 => {
+                            let v = format!("{key}:{}", "x".repeat(rng.below(300) as usize));
+                            let e = entry(&v, i, if rng.below(3) == 0 { 5 } else { 1_000_000 });
+                            let _ = s.set_now(&key, e);
+                        }
+                        40..=89 => {
+                            if let Some(e) = s.get_now(&key) {
+                                assert!(e.value.as_slice().starts_with(key.as_bytes()));
+                            }
+                        }
+                        90..=98 => s.delete_now(&key),
+                        _ => {
+                            if rng.below(50) == 0 {
+                                s.clear_now()
+                            }
+                        }
+                    }
+                    assert!(s.len() <= 120 && s.bytes() <= 40_000);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("no thread panics");
+    }
+    for shard in s.shards.iter() {
+        shard.read().check();
+    }
+}
