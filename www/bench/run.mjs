@@ -33,7 +33,6 @@ for (const name of ["swre", "lru-cache", "Map SWR"]) {
 const bundle = await build({
   stdin: {
     contents: `import { SwrCache } from "swre/inline"; import { LRUCache } from "lru-cache"; import { timings } from "./workloads.mjs";
-import { CHROMIUM } from "../tests/chromium.mjs";
       window.__bench = timings({ SwrCache, LRUCache }, { hits: 1_000_000 });`,
     resolveDir: here,
     loader: "js",
