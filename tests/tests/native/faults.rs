@@ -67,6 +67,12 @@ impl Storage for Flaky {
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         self.inner.delete(key).await
     }
+
+    // Faults are injected into the engine's own reads and writes, which it
+    // counts; the store's internal cleanup read is the inner store's.
+    async fn remove_older(&self, key: &str, written: &Entry) -> Result<(), StorageError> {
+        self.inner.remove_older(key, written).await
+    }
 }
 
 #[tokio::test(start_paused = true)]
