@@ -1,5 +1,5 @@
 //! swre beside moka and quick_cache: fresh hits (1 and 2 threads, 64 B and
-//! 4 KiB), a stale hit while a refresh is in flight, a cold-key stampede,
+//! 4 KiB), typed hits (a serde struct beside an `Arc` of it), a stale hit while a refresh is in flight, a cold-key stampede,
 //! codecs, FileStorage and Tiered. Groups are named for the question they
 //! answer; peers sit in the same group.
 
@@ -16,7 +16,9 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use swre_benches::{keys, make_stale, ready, record, stale_bench_engine, value, Never, Record};
+use swre_benches::{
+    keys, make_stale, ready, record, stale_bench_engine, user, value, Never, Record, User,
+};
 use swre_native::testing::{TestExecutor, TestRuntime};
 use swre_native::{
     Bytes, CacheTtl, Clock, Codec, Compressed, Engine, Entry, FileStorage, Json, MemoryStorage,
@@ -161,6 +163,63 @@ fn fresh_hit(c: &mut Criterion) {
         });
         g.finish();
     }
+}
+
+/// Typed hits: a `User` (six fields) decoded once per stored version in swre,
+/// beside a bytes hit of its encoding, moka's and quick_cache's `get` of an
+/// `Arc<User>`.
+fn typed_hit(c: &mut Criterion) {
+    let keys = keys(KEYS);
+    let swre = Engine::builder(MemoryStorage::new(), TokioRuntime::new())
+        .ttl(long_ttl())
+        .build()
+        .unwrap();
+    let moka_sync = moka::sync::Cache::<String, Arc<User>>::new(100_000);
+    let quick = quick_cache::sync::Cache::<String, Arc<User>>::new(100_000);
+    for (i, k) in keys.iter().enumerate() {
+        let u = user(i as u64);
+        ready(swre.set_as(k, &u)).unwrap();
+        moka_sync.insert(k.clone(), Arc::new(u.clone()));
+        quick.insert(k.clone(), Arc::new(u));
+    }
+    let typed = |k: &str| {
+        let r = ready(swre.get_or_fetch_as::<User, _, _, _, Never>(k, || async {
+            unreachable!("every key is held")
+        }))
+        .unwrap();
+        debug_assert_eq!(r.status, Status::Hit);
+        r.value.id
+    };
+    let bytes = |k: &str| {
+        ready(swre.get_or_fetch(k, || async { Ok::<_, Never>(Bytes::new()) }))
+            .unwrap()
+            .value
+            .len() as u64
+    };
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(typed(k), i as u64);
+        assert_eq!(moka_sync.get(k).map(|u| u.id), Some(i as u64));
+        assert_eq!(quick.get(k).map(|u| u.id), Some(i as u64));
+    }
+    let mut g = c.benchmark_group("typed_hit/1_thread/user");
+    g.throughput(Throughput::Elements(1));
+    type Lookup<'a> = &'a dyn Fn(&str) -> u64;
+    let cases: [(&str, Lookup<'_>); 4] = [
+        ("swre_typed", &typed),
+        ("swre_bytes", &bytes),
+        ("moka_sync_arc", &|k| moka_sync.get(k).map_or(0, |u| u.id)),
+        ("quick_cache_arc", &|k| quick.get(k).map_or(0, |u| u.id)),
+    ];
+    for (name, f) in cases {
+        g.bench_function(name, |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % KEYS;
+                black_box(f(&keys[i]))
+            })
+        });
+    }
+    g.finish();
 }
 
 /// Runs `work(thread, ops)` on two persistent threads per sample and reports
@@ -397,5 +456,5 @@ fn storage(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, fresh_hit, stale_hit, stampede, codecs, storage);
+criterion_group!(benches, fresh_hit, typed_hit, stale_hit, stampede, codecs, storage);
 criterion_main!(benches);

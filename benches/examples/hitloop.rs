@@ -1,9 +1,22 @@
-#![allow(missing_docs, clippy::std_instead_of_core)]
-//! A bare loop of fresh hits (engine and raw storage) for profilers:
-//! `cargo run --release -p swre-benches --example hitloop [raw]`.
+#![allow(
+    missing_docs,
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc
+)]
+//! A bare loop of fresh hits for profilers and instruction counters:
+//! `cargo run --release -p swre-benches --example hitloop [MODE]`, where MODE
+//! is one of `engine` (a bytes hit through the engine), `raw` (its
+//! MemoryStorage alone), `typed` (a typed hit of a 6-field struct), `quick`
+//! (quick_cache's `get`), `moka` (moka sync's `get`); all modes when none is
+//! given. `HITLOOP_N` sets the number of hits (default 20,000,000).
+//!
+//! `benches/run.sh` runs it under `valgrind --tool=cachegrind` at two sizes
+//! and takes the difference, which gives instructions per hit without the
+//! set-up: a figure that does not depend on the machine's noise.
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use swre_benches::{keys, ready, value, Never};
+use swre_benches::{keys, ready, user, value, Never, User};
 use swre_native::{Bytes, CacheTtl, Engine, MemoryStorage, TokioRuntime};
 
 fn iterations() -> usize {
@@ -13,6 +26,8 @@ fn iterations() -> usize {
         .unwrap_or(20_000_000)
 }
 
+const MODES: [&str; 5] = ["engine", "raw", "typed", "quick", "moka"];
+
 fn main() {
     let hour = Duration::from_secs(3600);
     let e = Engine::builder(MemoryStorage::new(), TokioRuntime::new())
@@ -20,30 +35,51 @@ fn main() {
         .build()
         .unwrap();
     let keys = keys(1000);
-    for k in &keys {
-        ready(e.set(k, Bytes::from(value(64)))).unwrap();
+    let typed_keys: Vec<String> = keys.iter().map(|k| format!("typed:{k}")).collect();
+    let quick = quick_cache::sync::Cache::<String, Bytes>::new(100_000);
+    let moka = moka::sync::Cache::<String, Bytes>::new(100_000);
+    for (i, k) in keys.iter().enumerate() {
+        let v = Bytes::from(value(64));
+        ready(e.set(k, v.clone())).unwrap();
+        ready(e.set_as(&typed_keys[i], &user(i as u64))).unwrap();
+        quick.insert(k.clone(), v.clone());
+        moka.insert(k.clone(), v);
     }
     let n_iter = iterations();
     let only = std::env::args().nth(1);
-    for raw in [false, true] {
-        if only.as_deref().is_some_and(|o| (o == "raw") != raw) {
+    if let Some(m) = only.as_deref() {
+        assert!(MODES.contains(&m), "unknown mode {m}: one of {MODES:?}");
+    }
+    for mode in MODES {
+        if only.as_deref().is_some_and(|o| o != mode) {
             continue;
         }
+        let typed_hit = |k: &str| -> usize {
+            let r =
+                ready(e.get_or_fetch_as::<User, _, _, _, Never>(k, || async {
+                    unreachable!("a hit")
+                }))
+                .unwrap();
+            let u: &Arc<User> = &r.value;
+            u.id as usize
+        };
         let start = Instant::now();
         let mut n = 0usize;
         for i in 0..n_iter {
             let k = &keys[i % 1000];
-            n += if raw {
-                e.storage().get_now(k).map(|x| x.value.len()).unwrap_or(0)
-            } else {
-                ready(e.get_or_fetch(k, || async { Ok::<_, Never>(Bytes::new()) }))
+            n += match mode {
+                "raw" => e.storage().get_now(k).map(|x| x.value.len()).unwrap_or(0),
+                "typed" => typed_hit(&typed_keys[i % 1000]),
+                "quick" => quick.get(k).map(|v| v.len()).unwrap_or(0),
+                "moka" => moka.get(k).map(|v| v.len()).unwrap_or(0),
+                _ => ready(e.get_or_fetch(k, || async { Ok::<_, Never>(Bytes::new()) }))
                     .unwrap()
                     .value
-                    .len()
+                    .len(),
             };
         }
         black_box(n);
         let ns = start.elapsed().as_nanos() as f64 / n_iter as f64;
-        println!("{}: {ns:.1} ns", if raw { "raw" } else { "engine" });
+        println!("{mode}: {ns:.1} ns");
     }
 }

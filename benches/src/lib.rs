@@ -60,6 +60,35 @@ pub struct Record {
     pub scores: Vec<u32>,
 }
 
+/// A user profile: the 6-field serde struct of the typed-hit benchmarks.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct User {
+    /// An id.
+    pub id: u64,
+    /// A name.
+    pub name: String,
+    /// An email address.
+    pub email: String,
+    /// Some tags.
+    pub tags: Vec<String>,
+    /// Whether the account is active.
+    pub active: bool,
+    /// A score.
+    pub score: f64,
+}
+
+/// The user with id `i`.
+pub fn user(i: u64) -> User {
+    User {
+        id: i,
+        name: format!("User Number {i}"),
+        email: format!("user{i}@example.com"),
+        tags: vec!["reader".to_owned(), format!("cohort-{}", i % 7)],
+        active: !i.is_multiple_of(3),
+        score: i as f64 * 1.5,
+    }
+}
+
 /// A record of roughly `kib` KiB when encoded as JSON.
 pub fn record(kib: usize) -> Record {
     Record {

@@ -60,6 +60,19 @@ impl Bytes {
         }
     }
 
+    /// The address of the shared allocation (its identity while any clone
+    /// lives); `None` for an empty byte string.
+    #[inline]
+    pub(crate) fn addr(&self) -> Option<usize> {
+        self.0.as_ref().map(|a| a.as_ptr() as usize)
+    }
+
+    /// Whether this is the only handle on its allocation (an empty byte
+    /// string is).
+    pub(crate) fn is_unique(&self) -> bool {
+        self.0.as_ref().is_none_or(|a| Arc::strong_count(a) == 1)
+    }
+
     /// Whether `a` and `b` share one allocation (two empty byte strings do).
     pub fn ptr_eq(a: &Bytes, b: &Bytes) -> bool {
         match (&a.0, &b.0) {

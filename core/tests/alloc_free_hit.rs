@@ -108,3 +108,58 @@ fn a_fresh_hit_allocates_nothing() {
         assert_eq!(n, 0, "a fresh hit allocated {n} times");
     }
 }
+
+#[test]
+fn a_fresh_typed_hit_allocates_nothing_and_decodes_nothing() {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct User {
+        id: u64,
+        name: String,
+        email: String,
+        tags: Vec<String>,
+        active: bool,
+        score: f64,
+    }
+    let exec = TestExecutor::new();
+    let rt = TestRuntime::new(&exec, 1_700_000_000_000);
+    let ttl = CacheTtl::new(
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    );
+    let engine = Engine::builder(MemoryStorage::new(), rt)
+        .ttl(ttl)
+        .build()
+        .unwrap();
+    let user = || User {
+        id: 42,
+        name: "Ada Lovelace".into(),
+        email: "ada@example.com".into(),
+        tags: vec!["admin".into(), "math".into()],
+        active: true,
+        score: 99.5,
+    };
+    let first = exec
+        .block_on(engine.get_or_fetch_as("user:42", move || async move { Ok::<_, Never>(user()) }))
+        .unwrap();
+    assert_eq!(first.status, Status::Miss);
+    for _ in 0..3 {
+        let (r, n) = allocations_during(|| {
+            exec.block_on(
+                engine.get_or_fetch_as::<User, _, _, _, Never>("user:42", || async {
+                    unreachable!("a fresh hit does not fetch")
+                }),
+            )
+        });
+        let r = r.unwrap();
+        assert_eq!(
+            (r.status, r.value.name.as_str()),
+            (Status::Hit, "Ada Lovelace")
+        );
+        assert!(
+            std::sync::Arc::ptr_eq(&r.value, &first.value),
+            "the hit decoded again instead of sharing the value"
+        );
+        assert_eq!(n, 0, "a fresh typed hit allocated {n} times");
+    }
+}

@@ -25,7 +25,9 @@
 //!     // A typed value; "not found" is cached as `None`, not an error, so
 //!     // unknown ids never move the circuit breaker.
 //!     let user = engine.get_or_fetch_as("user:1", || load_user(1)).await?;
-//!     assert_eq!((user.status, user.value.map(|u| u.name)), (Status::Miss, Some("Ada".to_string())));
+//!     // Typed values come as an `Arc`, decoded once and shared by every hit.
+//!     let name = user.value.as_ref().as_ref().map(|u| u.name.as_str());
+//!     assert_eq!((user.status, name), (Status::Miss, Some("Ada")));
 //!     let again = engine.get_or_fetch_as("user:1", || load_user(1)).await?;
 //!     assert_eq!(again.status, Status::Hit);
 //!

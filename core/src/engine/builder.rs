@@ -36,7 +36,8 @@ impl<S: Storage, R: Runtime> Engine<S, R, Postcard> {
 /// `refresh_timeout` 30 s, `max_concurrent_refreshes` 1000,
 /// [`ExpiredMode::Revalidate`], breaker 5 failures / 2 successes / 30 s open /
 /// 3 half-open trials / 10 000 keys, `max_value_bytes` 16 MiB, `max_key_bytes`
-/// 8192, negative caching off, `shutdown_timeout` 30 s, codec [`Postcard`].
+/// 8192, negative caching off, `shutdown_timeout` 30 s, codec [`Postcard`],
+/// decoded values 10,000 / 32 MiB.
 ///
 /// [`build`](EngineBuilder::build) rejects, with [`Error::Config`] naming the
 /// option: a TTL totalling under 5 s, a zero `refresh_timeout`, zero breaker
@@ -101,6 +102,20 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> EngineBuilder<S, R, C> {
     /// Values larger than this are returned to callers but not stored.
     pub fn max_value_bytes(mut self, n: usize) -> Self {
         self.cfg.max_value_bytes = n;
+        self
+    }
+
+    /// Bounds the decoded-value tier, which keeps each typed value
+    /// (`get_or_fetch_as`, `peek_as`) decoded once per stored version so a
+    /// typed hit is a reference-count bump, not a decode: at most
+    /// `max_entries` values and `max_bytes` (each charged its type's size,
+    /// its encoded length and 96 bytes). Default 10,000 values and 32 MiB;
+    /// `max_entries` 0 turns the tier off (every typed hit decodes).
+    pub fn decoded_values(mut self, max_entries: usize, max_bytes: usize) -> Self {
+        self.cfg.decoded = super::decoded::DecodedLimits {
+            max_entries,
+            max_bytes,
+        };
         self
     }
 

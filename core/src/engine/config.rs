@@ -1,6 +1,7 @@
 //! [`Config`]: the settled options of an engine, their defaults, and the
 //! rules that reject a bad one ("bad input changes nothing").
 
+use super::decoded::DecodedLimits;
 use core::time::Duration;
 
 use crate::breaker::BreakerConfig;
@@ -26,6 +27,7 @@ pub(crate) struct Config {
     pub(crate) max_key_bytes: usize,
     pub(crate) negative_ttl: Option<Duration>,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) decoded: DecodedLimits,
 }
 
 impl Default for Config {
@@ -40,6 +42,10 @@ impl Default for Config {
             max_key_bytes: 8192,
             negative_ttl: None,
             shutdown_timeout: Duration::from_secs(30),
+            decoded: DecodedLimits {
+                max_entries: 10_000,
+                max_bytes: 32 << 20,
+            },
         }
     }
 }

@@ -29,6 +29,7 @@ mod builder;
 mod cached;
 mod config;
 mod decide;
+mod decoded;
 mod lookup;
 mod shared;
 mod task;
@@ -187,13 +188,19 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
     /// The value under `key` decoded with the engine's codec, fetched with
     /// `fetch` (and encoded) when there is no usable one. A stored value that
     /// does not decode as `V` is treated as absent and overwritten.
+    ///
+    /// The value comes as an `Arc<V>`, decoded once per stored version and
+    /// shared by every hit on it (see
+    /// [`EngineBuilder::decoded_values`](crate::EngineBuilder::decoded_values)):
+    /// a fresh typed hit is a reference-count bump, without decoding or
+    /// allocating. Use `(*cached.value).clone()` for a `V` of your own.
     pub fn get_or_fetch_as<'a, V, K, F, Fut, E>(
         &'a self,
         key: K,
         fetch: F,
-    ) -> impl Future<Output = Result<Cached<V>, Error>> + MaybeSend + 'a
+    ) -> impl Future<Output = Result<Cached<Arc<V>>, Error>> + MaybeSend + 'a
     where
-        V: Serialize + DeserializeOwned + MaybeSend + 'static,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
         K: AsRef<str> + MaybeSend + 'a,
         F: FnOnce() -> Fut + MaybeSend + 'static,
         Fut: Future<Output = Result<V, E>> + MaybeSend + 'static,
@@ -229,16 +236,22 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         Ok(Some(Cached::new(entry.value.clone(), status, &entry, now)))
     }
 
-    /// [`peek`](Self::peek) decoded with the engine's codec; a value that does
+    /// [`peek`](Self::peek) decoded with the engine's codec (shared, as
+    /// [`get_or_fetch_as`](Self::get_or_fetch_as) does); a value that does
     /// not decode as `V` reads as `None` (and is counted).
-    pub async fn peek_as<V: DeserializeOwned>(
+    pub async fn peek_as<V: DeserializeOwned + Send + Sync + 'static>(
         &self,
         key: impl AsRef<str>,
-    ) -> Result<Option<Cached<V>>, Error> {
+    ) -> Result<Option<Cached<Arc<V>>>, Error> {
         let Some(found) = self.peek(key).await? else {
             return Ok(None);
         };
-        match self.shared.codec().decode::<V>(&found.value) {
+        let codec = self.shared.codec();
+        let decoded = self
+            .shared
+            .decoded()
+            .get_or_decode(&found.value, || codec.decode::<V>(&found.value));
+        match decoded {
             Ok(v) => Ok(Some(found.map(|_| v))),
             Err(_) => {
                 bump(&self.shared.counters().decode_errors);
@@ -367,9 +380,9 @@ impl<'a, S: Storage, R: Runtime, C: Codec + Clone> WithOptions<'a, S, R, C> {
         self,
         key: K,
         fetch: F,
-    ) -> impl Future<Output = Result<Cached<V>, Error>> + MaybeSend + 'a
+    ) -> impl Future<Output = Result<Cached<Arc<V>>, Error>> + MaybeSend + 'a
     where
-        V: Serialize + DeserializeOwned + MaybeSend + 'static,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
         K: AsRef<str> + MaybeSend + 'a,
         F: FnOnce() -> Fut + MaybeSend + 'static,
         Fut: Future<Output = Result<V, E>> + MaybeSend + 'static,
@@ -429,12 +442,12 @@ fn get_typed<'a, S, R, C, V, K, F, Fut, E>(
     key: K,
     ttl: Option<CacheTtl>,
     fetch: F,
-) -> impl Future<Output = Result<Cached<V>, Error>> + MaybeSend + 'a
+) -> impl Future<Output = Result<Cached<Arc<V>>, Error>> + MaybeSend + 'a
 where
     S: Storage,
     R: Runtime,
     C: Codec + Clone,
-    V: Serialize + DeserializeOwned + MaybeSend + 'static,
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
     K: AsRef<str> + MaybeSend + 'a,
     F: FnOnce() -> Fut + MaybeSend + 'static,
     Fut: Future<Output = Result<V, E>> + MaybeSend + 'static,
@@ -448,8 +461,9 @@ where
         codec.encode(&v).map(Bytes::from).map_err(Error::Codec)
     };
     let codec = shared.codec();
+    let decoded = shared.decoded();
     lookup::lookup(shared, key, ttl, job, move |e: &mut Entry| {
-        codec.decode::<V>(&e.value)
+        decoded.get_or_decode(&e.value, || codec.decode::<V>(&e.value))
     })
 }
 

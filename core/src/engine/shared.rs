@@ -12,6 +12,7 @@ use core::time::Duration;
 use futures::future::{select, Either};
 
 use super::config::Config;
+use super::decoded::Decoded;
 use crate::breaker::{Breaker, BreakerState, Transitions};
 use crate::entry::{CacheTtl, Entry};
 use crate::error::{Error, KeyError, StorageError};
@@ -48,6 +49,8 @@ pub(crate) struct Shared<S, R, C> {
     abort: Latch,
     /// When (clock ms) the refresh bound last swept for abandoned calls.
     last_sweep_ms: portable_atomic::AtomicU64,
+    /// Typed values decoded once per stored version; made on first use.
+    decoded: spin::Once<Decoded>,
 }
 
 impl<S, R, C> Shared<S, R, C> {
@@ -75,7 +78,14 @@ impl<S, R, C> Shared<S, R, C> {
             stopping: AtomicBool::new(false),
             abort: Latch::default(),
             last_sweep_ms: portable_atomic::AtomicU64::new(0),
+            decoded: spin::Once::new(),
         }
+    }
+
+    /// The decoded-value tier.
+    #[inline]
+    pub(crate) fn decoded(&self) -> &Decoded {
+        self.decoded.call_once(|| Decoded::new(self.cfg.decoded))
     }
 
     pub(crate) fn storage(&self) -> &S {

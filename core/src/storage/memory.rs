@@ -19,7 +19,7 @@ use crate::storage::Storage;
 
 // The one module of swre-core with `unsafe`: a lock needs it; see its docs.
 #[allow(unsafe_code)]
-mod lock;
+pub(crate) mod lock;
 mod shard;
 mod sketch;
 use lock::ShardLock;

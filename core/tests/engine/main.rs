@@ -17,3 +17,4 @@ mod rules;
 mod shutdown;
 mod storage;
 mod threads;
+mod typed;

@@ -262,7 +262,7 @@ fn typed_lookups_round_trip_through_json_and_compressed_codecs() {
         ))
         .unwrap();
     exec.run_until_stalled();
-    assert_eq!(r.value, expected);
+    assert_eq!(*r.value, expected);
     let stored = exec
         .block_on(engine.storage().get("list"))
         .unwrap()

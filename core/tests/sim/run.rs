@@ -305,7 +305,20 @@ fn lookup(
     let m = model.clone();
     let clock = clock.clone();
     exec.client(async move {
-        let r = e.get_or_fetch(key, f).await;
+        // Odd lookups are typed: their values come through the decoded-value
+        // tier (postcard reads `[u8; 8]` as the 8 bytes themselves), so the
+        // same invariants hold it to every write, refresh and eviction.
+        let r = if id % 2 == 1 {
+            let typed = move || async move {
+                let v = f().await?;
+                <[u8; 8]>::try_from(v.as_slice()).map_err(swre_core::BoxError::from)
+            };
+            e.get_or_fetch_as::<[u8; 8], _, _, _, _>(key, typed)
+                .await
+                .map(|c| c.map(|v| v.to_vec()))
+        } else {
+            e.get_or_fetch(key, f).await.map(|c| c.map(|v| v.to_vec()))
+        };
         let now_clock = swre_core::Clock::now_ms(&clock);
         trace!(
             "  lookup {id} of {key:?} -> {:?}",

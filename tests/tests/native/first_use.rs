@@ -66,7 +66,7 @@ async fn owned_keys_typed_values_and_per_call_options() {
             .unwrap();
         assert_eq!(r.status, Status::Miss);
         let peeked = engine.peek_as::<Option<User>>(&key).await.unwrap().unwrap();
-        assert_eq!(peeked.value.map(|u| u.id), Some(id));
+        assert_eq!(peeked.value.as_ref().as_ref().map(|u| u.id), Some(id));
     }
     let day = CacheTtl::new(Duration::from_secs(86_400), Duration::ZERO, Duration::ZERO);
     engine
@@ -76,8 +76,8 @@ async fn owned_keys_typed_values_and_per_call_options() {
         .unwrap();
     let c = engine.peek_as::<Vec<u8>>("config").await.unwrap().unwrap();
     assert_eq!(
-        (c.value, c.fresh_until - c.created_at),
-        (vec![1, 2, 3], 86_400_000)
+        (c.value.as_slice(), c.fresh_until - c.created_at),
+        (&[1u8, 2, 3][..], 86_400_000)
     );
 }
 

@@ -139,7 +139,7 @@ async fn custom_serializer() {
         .await
         .unwrap();
     assert_eq!(
-        r.value,
+        *r.value,
         User {
             id: 1,
             name: "Ada".into()

@@ -34,7 +34,7 @@ struct Slot(AtomicUsize);
 /// A reader-writer lock whose readers count themselves in per-thread slots.
 /// Like `spin::RwLock`, it spins while it waits, never poisons, and must not
 /// be write-locked by a thread that holds a read guard on it.
-pub(super) struct ShardLock<T> {
+pub(crate) struct ShardLock<T> {
     readers: [Slot; SLOTS],
     writer: AtomicBool,
     value: UnsafeCell<T>,
@@ -48,7 +48,7 @@ unsafe impl<T: Send> Send for ShardLock<T> {}
 unsafe impl<T: Send + Sync> Sync for ShardLock<T> {}
 
 impl<T> ShardLock<T> {
-    pub(super) fn new(value: T) -> Self {
+    pub(crate) fn new(value: T) -> Self {
         Self {
             readers: core::array::from_fn(|_| Slot(AtomicUsize::new(0))),
             writer: AtomicBool::new(false),
@@ -58,7 +58,7 @@ impl<T> ShardLock<T> {
 
     /// Shared access; waits while a writer holds or waits for the lock.
     #[inline]
-    pub(super) fn read(&self) -> ReadGuard<'_, T> {
+    pub(crate) fn read(&self) -> ReadGuard<'_, T> {
         let slot = &self.readers[stripe(SLOTS)].0;
         loop {
             slot.fetch_add(1, Ordering::SeqCst);
@@ -72,7 +72,7 @@ impl<T> ShardLock<T> {
     }
 
     /// Exclusive access; waits for the other writer, then for every reader.
-    pub(super) fn write(&self) -> WriteGuard<'_, T> {
+    pub(crate) fn write(&self) -> WriteGuard<'_, T> {
         while self
             .writer
             .compare_exchange_weak(false, true, Ordering::SeqCst, Ordering::Relaxed)
@@ -97,7 +97,7 @@ impl<T> ShardLock<T> {
 }
 
 /// Shared access to a [`ShardLock`]'s value; released on drop.
-pub(super) struct ReadGuard<'a, T> {
+pub(crate) struct ReadGuard<'a, T> {
     lock: &'a ShardLock<T>,
     /// The slot this reader counted itself in (the one it must leave).
     slot: &'a AtomicUsize,
@@ -122,7 +122,7 @@ impl<T> Drop for ReadGuard<'_, T> {
 }
 
 /// Exclusive access to a [`ShardLock`]'s value; released on drop.
-pub(super) struct WriteGuard<'a, T> {
+pub(crate) struct WriteGuard<'a, T> {
     lock: &'a ShardLock<T>,
 }
 
