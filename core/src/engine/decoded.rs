@@ -126,13 +126,12 @@ impl Decoded {
             let slots = shard.read();
             if let Some(&(_, i)) = slots.table.find(hash, |&(a, _)| a == addr) {
                 if let Some(slot) = slots.slab.get(i as usize).and_then(Option::as_ref) {
-                    if slot.value.is::<V>() {
-                        if let Ok(value) = slot.value.clone().downcast::<V>() {
-                            if !slot.visited.load(Ordering::Relaxed) {
-                                slot.visited.store(true, Ordering::Relaxed);
-                            }
-                            return Ok(value);
+                    // Another type's value: dropped again, decoded below.
+                    if let Ok(value) = slot.value.clone().downcast::<V>() {
+                        if !slot.visited.load(Ordering::Relaxed) {
+                            slot.visited.store(true, Ordering::Relaxed);
                         }
+                        return Ok(value);
                     }
                 }
             }
