@@ -14,7 +14,10 @@ fn main() {
     let e = stale_bench_engine(&rt);
     let keys = keys(1000);
     make_stale(&e, &rt, &keys, &Bytes::from(value(64)));
-    let n = 10_000_000;
+    let n: usize = std::env::var("STALELOOP_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000_000);
     let start = Instant::now();
     let mut t = 0;
     for i in 0..n {
