@@ -109,8 +109,12 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> EngineBuilder<S, R, C> {
     /// (`get_or_fetch_as`, `peek_as`) decoded once per stored version so a
     /// typed hit is a reference-count bump, not a decode: at most
     /// `max_entries` values and `max_bytes` (each charged its type's size,
-    /// its encoded length and 96 bytes). Default 10,000 values and 32 MiB;
-    /// `max_entries` 0 turns the tier off (every typed hit decodes).
+    /// its encoded length and 96 bytes: an estimate, as the heap a decoded
+    /// value holds is not known; with [`Compressed`](crate::Compressed) a
+    /// value can hold far more than its encoded length). Default 10,000
+    /// values and 32 MiB; `max_entries` 0 turns the tier off (every typed
+    /// hit decodes). Values from stores that hand out a new copy per read
+    /// (files, Redis) are not kept: no later lookup could find them.
     pub fn decoded_values(mut self, max_entries: usize, max_bytes: usize) -> Self {
         self.cfg.decoded = super::decoded::DecodedLimits {
             max_entries,

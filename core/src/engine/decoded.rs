@@ -77,14 +77,17 @@ fn mix(addr: usize) -> u64 {
     (addr as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-fn addr_of(slab: &[Option<Slot>], i: u32) -> Option<usize> {
-    slab.get(i as usize)?.as_ref()?.source.addr()
+/// The address a held slot is keyed by (`Some(None)` for empty bytes).
+fn addr_of(slab: &[Option<Slot>], i: u32) -> Option<Option<usize>> {
+    Some(slab.get(i as usize)?.as_ref()?.source.addr())
 }
 
 impl Decoded {
     pub(crate) fn new(limits: DecodedLimits) -> Self {
+        // Like MemoryStorage: each shard keeps at least 64 values and 4 MiB,
+        // so a value well under the total budget fits a shard's.
         let mut n = 16;
-        while n > 1 && limits.max_entries / n < 64 {
+        while n > 1 && (limits.max_entries / n < 64 || limits.max_bytes / n < (4 << 20)) {
             n /= 2;
         }
         let share = |total: usize, i: usize| total / n + usize::from(i < total % n);
@@ -117,9 +120,9 @@ impl Decoded {
         source: &Bytes,
         decode: impl FnOnce() -> Result<V, CodecError>,
     ) -> Result<Arc<V>, CodecError> {
-        let Some(addr) = source.addr() else {
-            return decode().map(Arc::new);
-        };
+        // Every empty byte string has the same contents: one slot (address
+        // 0) per type serves them all.
+        let addr = source.addr().unwrap_or(0);
         let hash = mix(addr);
         let shard = self.shard(hash);
         {
@@ -137,6 +140,11 @@ impl Decoded {
             }
         }
         let value = Arc::new(decode()?);
+        if addr != 0 && source.is_unique() {
+            // Nothing else holds these bytes (a store that copies on every
+            // read, such as files or Redis): no later lookup can find them.
+            return Ok(value);
+        }
         let charge = core::mem::size_of::<V>() + source.len() + SLOT_OVERHEAD;
         shard
             .write()
@@ -192,19 +200,22 @@ impl Slots {
     /// Drops slots until within the limits, sparing `keep`: an orphan (its
     /// source no longer held by the store) at once; a live slot read since
     /// the hand last passed is spared once; an unread live slot goes only
-    /// if no orphan turns up in the next [`LOOK_AHEAD`] slots.
+    /// if no orphan turns up in the next [`LOOK_AHEAD`] slots. Once the
+    /// hand has gone round three times, any slot but `keep` goes: the limits
+    /// always hold.
     fn make_room(&mut self, keep: u32) {
         let mut steps = 3 * self.slab.len() + 3;
         let mut victim: Option<u32> = None;
         let mut looked = 0;
-        while self.len > self.max_entries || self.bytes > self.max_bytes {
-            if steps == 0 || self.slab.is_empty() {
-                match victim.take() {
+        while self.over_limits() && !self.slab.is_empty() {
+            if steps == 0 {
+                let next = victim.take().or_else(|| self.any_but(keep));
+                match next {
                     Some(v) => {
                         self.remove(v);
                         continue;
                     }
-                    None => return,
+                    None => return, // only `keep`, which fits on its own
                 }
             }
             steps -= 1;
@@ -216,7 +227,7 @@ impl Slots {
             if i == keep || Some(i) == victim {
                 continue;
             }
-            if slot.source.is_unique() {
+            if slot.source.addr().is_some() && slot.source.is_unique() {
                 self.remove(i);
                 continue;
             }
@@ -234,10 +245,24 @@ impl Slots {
         }
     }
 
+    fn over_limits(&self) -> bool {
+        self.len > self.max_entries || self.bytes > self.max_bytes
+    }
+
+    /// Some held slot other than `keep`.
+    fn any_but(&self, keep: u32) -> Option<u32> {
+        self.slab
+            .iter()
+            .enumerate()
+            .find(|(i, s)| s.is_some() && *i as u32 != keep)
+            .map(|(i, _)| i as u32)
+    }
+
     fn remove(&mut self, i: u32) {
         let Some(addr) = addr_of(&self.slab, i) else {
             return;
         };
+        let addr = addr.unwrap_or(0);
         if let Ok(found) = self.table.find_entry(mix(addr), |&(_, j)| j == i) {
             found.remove();
         }
@@ -271,6 +296,7 @@ mod tests {
         let t = tier(100);
         let calls = core::cell::Cell::new(0);
         let a = Bytes::from("a");
+        let _held_by_the_store = a.clone();
         let first = t.get_or_decode(&a, || decode_count(&calls, "A")).unwrap();
         let again = t
             .get_or_decode(&a.clone(), || decode_count(&calls, "X"))
@@ -279,6 +305,7 @@ mod tests {
         assert_eq!(calls.get(), 1);
         // Equal contents in another allocation (a rewrite): decoded anew.
         let b = Bytes::from("a");
+        let _held_too = b.clone();
         let other = t.get_or_decode(&b, || decode_count(&calls, "B")).unwrap();
         assert_eq!((other.as_str(), calls.get()), ("B", 2));
     }
@@ -287,6 +314,7 @@ mod tests {
     fn another_type_is_decoded_not_confused() {
         let t = tier(100);
         let a = Bytes::from("7");
+        let _held_by_the_store = a.clone();
         let s = t.get_or_decode(&a, || Ok(String::from("7"))).unwrap();
         let n = t.get_or_decode(&a, || Ok(7u32)).unwrap();
         assert_eq!((s.as_str(), *n), ("7", 7));
@@ -300,13 +328,17 @@ mod tests {
         let kept: Vec<Bytes> = (0..16)
             .map(|i| Bytes::from(alloc::format!("kept{i}")))
             .collect();
+        let _held_by_the_store = kept.clone();
         for b in &kept {
             t.get_or_decode(b, || Ok(1u8)).unwrap();
         }
-        // Bytes dropped right after their decode: their slots are orphans.
+        // Bytes the store drops right after the decode: their slots become
+        // orphans.
         for i in 0..1_000 {
             let b = Bytes::from(alloc::format!("gone{i}"));
+            let store = b.clone();
             t.get_or_decode(&b, || Ok(2u8)).unwrap();
+            drop(store);
             assert!(t.len() <= 64);
         }
         let calls = core::cell::Cell::new(0);
@@ -324,13 +356,189 @@ mod tests {
         );
     }
 
+    /// Bytes charged over all shards.
+    fn charged(t: &Decoded) -> usize {
+        t.shards.iter().map(|s| s.read().bytes).sum()
+    }
+
+    #[test]
+    fn the_byte_limit_holds_when_a_large_value_comes_in() {
+        // One shard (8 entries), 1,000 bytes. Five live one-byte values
+        // (charge 98 each), then a live 700-byte one (charge 797): three
+        // small ones must go for the total to fit.
+        let t = Decoded::new(DecodedLimits {
+            max_entries: 8,
+            max_bytes: 1_000,
+        });
+        let kept: Vec<Bytes> = (0..5).map(|i| Bytes::from(alloc::format!("{i}"))).collect();
+        for b in &kept {
+            t.get_or_decode(b, || Ok(1u8)).unwrap();
+        }
+        assert!(charged(&t) <= 1_000);
+        let big = Bytes::from(alloc::vec![7u8; 700]);
+        t.get_or_decode(&big, || Ok(2u8)).unwrap();
+        assert!(
+            charged(&t) <= 1_000,
+            "{} bytes charged over a limit of 1,000 ({} slots)",
+            charged(&t),
+            t.len()
+        );
+    }
+
+    #[test]
+    fn the_byte_limit_holds_with_many_small_values_and_one_large() {
+        // One shard (127 entries), 20,000 bytes: 100 live small values
+        // (charge 101 each), then one live value charged 15,000: about 51
+        // small ones must go.
+        let t = Decoded::new(DecodedLimits {
+            max_entries: 127,
+            max_bytes: 20_000,
+        });
+        assert_eq!(t.shards.len(), 1);
+        let kept: Vec<Bytes> = (0..100)
+            .map(|i| Bytes::from(alloc::format!("{i:04}")))
+            .collect();
+        for b in &kept {
+            t.get_or_decode(b, || Ok(1u8)).unwrap();
+        }
+        let big = Bytes::from(alloc::vec![7u8; 15_000 - 97]);
+        t.get_or_decode(&big, || Ok(2u8)).unwrap();
+        assert!(
+            charged(&t) <= 20_000,
+            "{} bytes charged over a limit of 20,000 ({} slots)",
+            charged(&t),
+            t.len()
+        );
+    }
+
+    #[test]
+    fn the_byte_limit_holds_when_a_slot_changes_type() {
+        // The same bytes decoded as a larger type: the slot's charge grows.
+        let t = Decoded::new(DecodedLimits {
+            max_entries: 8,
+            max_bytes: 1_000,
+        });
+        let kept: Vec<Bytes> = (0..5).map(|i| Bytes::from(alloc::format!("{i}"))).collect();
+        for b in &kept {
+            t.get_or_decode(b, || Ok(1u8)).unwrap();
+        }
+        t.get_or_decode(&kept[0], || Ok([0u8; 700])).unwrap();
+        assert!(
+            charged(&t) <= 1_000,
+            "{} bytes charged over a limit of 1,000",
+            charged(&t)
+        );
+    }
+
+    #[test]
+    fn a_value_under_the_total_byte_limit_is_kept() {
+        // 10,000 entries and 1 MiB: a 100 KiB value fits the limit, and the
+        // tier is not cut into shards too small to keep it.
+        let t = Decoded::new(DecodedLimits {
+            max_entries: 10_000,
+            max_bytes: 1 << 20,
+        });
+        let b = Bytes::from(alloc::vec![1u8; 100 << 10]);
+        let _held_by_the_store = b.clone();
+        let calls = core::cell::Cell::new(0);
+        for _ in 0..3 {
+            t.get_or_decode(&b, || decode_count(&calls, "big")).unwrap();
+        }
+        assert_eq!(calls.get(), 1, "decoded on every lookup");
+    }
+
+    #[test]
+    fn threads_always_get_the_decode_of_their_bytes() {
+        extern crate std;
+        use alloc::string::ToString;
+        use std::sync::Mutex;
+        let t = Arc::new(Decoded::new(DecodedLimits {
+            max_entries: 16,
+            max_bytes: 16 * 200,
+        }));
+        let store: Arc<Mutex<Vec<Bytes>>> = Arc::new(Mutex::new(
+            (0..32u64).map(|i| Bytes::from(i.to_string())).collect(),
+        ));
+        let next = Arc::new(core::sync::atomic::AtomicU64::new(1_000));
+        let threads: Vec<_> = (0..6u64)
+            .map(|th| {
+                let (t, store, next) = (t.clone(), store.clone(), next.clone());
+                std::thread::spawn(move || {
+                    let mut x = th.wrapping_mul(0x9E37_79B9) | 1;
+                    for _ in 0..200_000 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let i = (x % 32) as usize;
+                        if x % 7 == 0 {
+                            // A write: the old bytes go (maybe freed at once).
+                            let n = next.fetch_add(1, Ordering::Relaxed);
+                            store.lock().unwrap()[i] = Bytes::from(n.to_string());
+                            continue;
+                        }
+                        let b = store.lock().unwrap()[i].clone();
+                        let want: u64 = core::str::from_utf8(&b).unwrap().parse().unwrap();
+                        if x % 3 == 0 {
+                            let v = t
+                                .get_or_decode(&b, || {
+                                    Ok(core::str::from_utf8(&b).unwrap().to_string())
+                                })
+                                .unwrap();
+                            assert_eq!(v.parse::<u64>().unwrap(), want);
+                        } else {
+                            let v = t
+                                .get_or_decode(&b, || {
+                                    Ok(core::str::from_utf8(&b).unwrap().parse::<u64>().unwrap())
+                                })
+                                .unwrap();
+                            assert_eq!(*v, want);
+                        }
+                        drop(b);
+                    }
+                })
+            })
+            .collect();
+        for th in threads {
+            th.join().unwrap();
+        }
+        for s in t.shards.iter() {
+            let s = s.read();
+            assert!(s.len <= s.max_entries && s.bytes <= s.max_bytes);
+            assert_eq!(s.len, s.table.len());
+        }
+    }
+
     #[test]
     fn zero_entries_turns_the_tier_off() {
         let t = tier(0);
         let a = Bytes::from("a");
+        let _held_by_the_store = a.clone();
         let calls = core::cell::Cell::new(0);
         t.get_or_decode(&a, || decode_count(&calls, "A")).unwrap();
         t.get_or_decode(&a, || decode_count(&calls, "A")).unwrap();
         assert_eq!((calls.get(), t.len()), (2, 0));
+    }
+
+    #[test]
+    fn bytes_only_the_caller_holds_are_not_kept() {
+        // A store that copies on every read (files, Redis): nothing another
+        // lookup could find, so nothing is kept.
+        let t = tier(100);
+        for i in 0..50 {
+            let b = Bytes::from(alloc::format!("copy{i}"));
+            t.get_or_decode(&b, || Ok(1u8)).unwrap();
+        }
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn an_empty_encoding_is_decoded_once_per_type() {
+        let t = tier(100);
+        let calls = core::cell::Cell::new(0);
+        for _ in 0..5 {
+            t.get_or_decode(&Bytes::new(), || decode_count(&calls, ""))
+                .unwrap();
+        }
+        assert_eq!(calls.get(), 1);
     }
 }

@@ -194,6 +194,10 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
     /// [`EngineBuilder::decoded_values`](crate::EngineBuilder::decoded_values)):
     /// a fresh typed hit is a reference-count bump, without decoding or
     /// allocating. Use `(*cached.value).clone()` for a `V` of your own.
+    /// Every hit on one stored version shares that `Arc`: a `V` with interior
+    /// mutability (a `Mutex`, a `Cell`) changed by one caller is what the
+    /// next caller sees, so treat the value as read-only. One stored
+    /// version read as two types in turn is decoded on each switch.
     pub fn get_or_fetch_as<'a, V, K, F, Fut, E>(
         &'a self,
         key: K,

@@ -196,3 +196,46 @@ fn the_tier_stays_within_its_entry_bound() {
         "{again} decodes: more than 64 values were kept"
     );
 }
+
+/// A value that encodes to no bytes at all.
+#[derive(Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Unit;
+
+#[test]
+fn a_value_that_encodes_to_no_bytes_is_decoded_once() {
+    let t = typed(MemoryStorage::new(), None);
+    t.exec.block_on(t.engine.set_as("u", &Unit)).unwrap();
+    for _ in 0..5 {
+        let r = t
+            .exec
+            .block_on(
+                t.engine
+                    .get_or_fetch_as::<Unit, _, _, _, Boom>("u", || async {
+                        unreachable!("a fresh hit does not fetch")
+                    }),
+            )
+            .unwrap();
+        assert_eq!(r.status, Status::Hit);
+    }
+    assert_eq!(t.decodes(), 1, "every hit on an empty encoding decoded");
+}
+
+#[test]
+fn a_large_value_within_the_default_limits_is_decoded_once() {
+    // Default tier: 10,000 values / 32 MiB. A 3 MiB value fits the limit
+    // (and the default max_value_bytes of 16 MiB).
+    let t = typed(MemoryStorage::new(), None);
+    let big = "x".repeat(3 << 20);
+    let first = t.get("big", &big);
+    assert_eq!(first.value.len(), 3 << 20);
+    let before = t.decodes();
+    for _ in 0..5 {
+        let r = t.get("big", "unused");
+        assert_eq!(r.status, Status::Hit);
+    }
+    assert_eq!(
+        t.decodes() - before,
+        0,
+        "a 3 MiB value was decoded on every hit"
+    );
+}
