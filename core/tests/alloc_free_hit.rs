@@ -74,19 +74,20 @@ impl std::fmt::Display for Never {
 }
 impl std::error::Error for Never {}
 
+/// An engine over memory on `exec`, whose values stay fresh for a minute.
+fn engine_on(exec: &TestExecutor) -> Engine<MemoryStorage, TestRuntime> {
+    let rt = TestRuntime::new(exec, 1_700_000_000_000);
+    let minute = Duration::from_secs(60);
+    Engine::builder(MemoryStorage::new(), rt)
+        .ttl(CacheTtl::new(minute, minute, minute))
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn a_fresh_hit_allocates_nothing() {
     let exec = TestExecutor::new();
-    let rt = TestRuntime::new(&exec, 1_700_000_000_000);
-    let ttl = CacheTtl::new(
-        Duration::from_secs(60),
-        Duration::from_secs(60),
-        Duration::from_secs(60),
-    );
-    let engine = Engine::builder(MemoryStorage::new(), rt)
-        .ttl(ttl)
-        .build()
-        .unwrap();
+    let engine = engine_on(&exec);
     let value = vec![7u8; 4096];
     exec.block_on(engine.set("hot-key", value.clone())).unwrap();
 
@@ -121,16 +122,7 @@ fn a_fresh_typed_hit_allocates_nothing_and_decodes_nothing() {
         score: f64,
     }
     let exec = TestExecutor::new();
-    let rt = TestRuntime::new(&exec, 1_700_000_000_000);
-    let ttl = CacheTtl::new(
-        Duration::from_secs(60),
-        Duration::from_secs(60),
-        Duration::from_secs(60),
-    );
-    let engine = Engine::builder(MemoryStorage::new(), rt)
-        .ttl(ttl)
-        .build()
-        .unwrap();
+    let engine = engine_on(&exec);
     let user = || User {
         id: 42,
         name: "Ada Lovelace".into(),

@@ -361,22 +361,35 @@ mod tests {
         t.shards.iter().map(|s| s.read().bytes).sum()
     }
 
+    /// A tier with the given limits.
+    fn limited(max_entries: usize, max_bytes: usize) -> Decoded {
+        Decoded::new(DecodedLimits {
+            max_entries,
+            max_bytes,
+        })
+    }
+
+    /// `contents` as byte strings the store holds (so the tier keeps their
+    /// decodes), each decoded once as `1u8`; keep the result alive.
+    fn held_and_decoded(t: &Decoded, contents: impl IntoIterator<Item = String>) -> Vec<Bytes> {
+        let held: Vec<Bytes> = contents.into_iter().map(Bytes::from).collect();
+        for b in &held {
+            t.get_or_decode(&b.clone(), || Ok(1u8)).unwrap();
+        }
+        assert_eq!(t.len(), held.len(), "the tier kept every live value");
+        held
+    }
+
     #[test]
     fn the_byte_limit_holds_when_a_large_value_comes_in() {
         // One shard (8 entries), 1,000 bytes. Five live one-byte values
         // (charge 98 each), then a live 700-byte one (charge 797): three
         // small ones must go for the total to fit.
-        let t = Decoded::new(DecodedLimits {
-            max_entries: 8,
-            max_bytes: 1_000,
-        });
-        let kept: Vec<Bytes> = (0..5).map(|i| Bytes::from(alloc::format!("{i}"))).collect();
-        for b in &kept {
-            t.get_or_decode(b, || Ok(1u8)).unwrap();
-        }
+        let t = limited(8, 1_000);
+        let _kept = held_and_decoded(&t, (0..5).map(|i| alloc::format!("{i}")));
         assert!(charged(&t) <= 1_000);
         let big = Bytes::from(alloc::vec![7u8; 700]);
-        t.get_or_decode(&big, || Ok(2u8)).unwrap();
+        t.get_or_decode(&big.clone(), || Ok(2u8)).unwrap();
         assert!(
             charged(&t) <= 1_000,
             "{} bytes charged over a limit of 1,000 ({} slots)",
@@ -390,19 +403,11 @@ mod tests {
         // One shard (127 entries), 20,000 bytes: 100 live small values
         // (charge 101 each), then one live value charged 15,000: about 51
         // small ones must go.
-        let t = Decoded::new(DecodedLimits {
-            max_entries: 127,
-            max_bytes: 20_000,
-        });
+        let t = limited(127, 20_000);
         assert_eq!(t.shards.len(), 1);
-        let kept: Vec<Bytes> = (0..100)
-            .map(|i| Bytes::from(alloc::format!("{i:04}")))
-            .collect();
-        for b in &kept {
-            t.get_or_decode(b, || Ok(1u8)).unwrap();
-        }
+        let _kept = held_and_decoded(&t, (0..100).map(|i| alloc::format!("{i:04}")));
         let big = Bytes::from(alloc::vec![7u8; 15_000 - 97]);
-        t.get_or_decode(&big, || Ok(2u8)).unwrap();
+        t.get_or_decode(&big.clone(), || Ok(2u8)).unwrap();
         assert!(
             charged(&t) <= 20_000,
             "{} bytes charged over a limit of 20,000 ({} slots)",
@@ -414,15 +419,10 @@ mod tests {
     #[test]
     fn the_byte_limit_holds_when_a_slot_changes_type() {
         // The same bytes decoded as a larger type: the slot's charge grows.
-        let t = Decoded::new(DecodedLimits {
-            max_entries: 8,
-            max_bytes: 1_000,
-        });
-        let kept: Vec<Bytes> = (0..5).map(|i| Bytes::from(alloc::format!("{i}"))).collect();
-        for b in &kept {
-            t.get_or_decode(b, || Ok(1u8)).unwrap();
-        }
-        t.get_or_decode(&kept[0], || Ok([0u8; 700])).unwrap();
+        let t = limited(8, 1_000);
+        let kept = held_and_decoded(&t, (0..5).map(|i| alloc::format!("{i}")));
+        t.get_or_decode(&kept[0].clone(), || Ok([0u8; 700]))
+            .unwrap();
         assert!(
             charged(&t) <= 1_000,
             "{} bytes charged over a limit of 1,000",
