@@ -22,12 +22,15 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Context, Poll};
 use portable_atomic::AtomicU64;
 
-use hashbrown::{DefaultHashBuilder, HashMap};
+use hashbrown::hash_table::Entry as Slot;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use spin::Mutex;
 
 use crate::breaker::Permit;
 use crate::entry::Entry;
 use crate::error::Error;
+use crate::key::same_key;
+use crate::marks::RefreshMarks;
 use crate::storage::LeaseToken;
 use crate::wait::{Latch, WaitList};
 
@@ -84,10 +87,17 @@ pub(crate) struct Flight {
     claims: Mutex<Option<Claims>>,
     generation: u64,
     deadline_ms: u64,
+    /// The refresh mark this flight set, cleared before it completes.
+    mark: Option<(Arc<RefreshMarks>, u64)>,
 }
 
 impl Flight {
-    fn new(generation: u64, deadline_ms: u64, claims: Claims) -> Self {
+    fn new(
+        generation: u64,
+        deadline_ms: u64,
+        claims: Claims,
+        mark: Option<(Arc<RefreshMarks>, u64)>,
+    ) -> Self {
         Self {
             result: Mutex::new(None),
             done: AtomicBool::new(false),
@@ -100,6 +110,7 @@ impl Flight {
             claims: Mutex::new(Some(claims)),
             generation,
             deadline_ms,
+            mark,
         }
     }
 
@@ -120,6 +131,11 @@ impl Flight {
 
     /// Records the result and wakes every waiter; the first result wins.
     pub(crate) fn complete(&self, result: FlightResult) -> bool {
+        // Before the result exists: a lookup that still sees the mark ran
+        // before there was a value to hand it (see `marks.rs`).
+        if let Some((marks, tag)) = &self.mark {
+            marks.clear(*tag);
+        }
         {
             let mut slot = self.result.lock();
             if slot.is_some() {
@@ -277,23 +293,32 @@ impl Drop for FlightWait {
 
 const SHARDS: usize = 16;
 
-type Shard = Mutex<HashMap<Box<str>, Arc<Flight>>>;
+/// One shard's flights. A `HashTable` rather than a `HashMap`: the key's one
+/// hash picks the shard and the bucket, so a probe hashes the key once.
+type Shard = Mutex<HashTable<(Box<str>, Arc<Flight>)>>;
 
 /// The flights in progress, by key.
 pub(crate) struct FlightTable {
     shards: [Shard; SHARDS],
     hasher: DefaultHashBuilder,
+    marks: Arc<RefreshMarks>,
     generations: AtomicU64,
     /// Fenced flights a newer one replaced in the table while they still
     /// ran: kept so that one abandoned later is still taken over.
     superseded: Mutex<Vec<(Box<str>, Arc<Flight>)>>,
 }
 
-impl Default for FlightTable {
-    fn default() -> Self {
+impl FlightTable {
+    /// An empty table, with marks for about `refreshes` background refreshes.
+    pub(crate) fn new(refreshes: usize) -> Self {
+        let hasher = DefaultHashBuilder::default();
         Self {
-            shards: core::array::from_fn(|_| Mutex::new(HashMap::new())),
-            hasher: DefaultHashBuilder::default(),
+            shards: core::array::from_fn(|_| Mutex::new(HashTable::new())),
+            marks: Arc::new(RefreshMarks::new(
+                refreshes,
+                hasher.hash_one(0x7377_7265_u64),
+            )),
+            hasher,
             generations: AtomicU64::new(1),
             superseded: Mutex::new(Vec::new()),
         }
@@ -313,31 +338,47 @@ pub(crate) enum Registered {
 }
 
 impl FlightTable {
-    fn shard(&self, key: &str) -> &Shard {
-        let i = (self.hasher.hash_one(key) >> 40) as usize % SHARDS;
-        &self.shards[i]
+    /// The marks of the running background refreshes.
+    #[inline(always)]
+    pub(crate) fn marks(&self) -> &RefreshMarks {
+        &self.marks
+    }
+
+    /// The key's hash and its shard.
+    #[inline(always)]
+    fn shard(&self, key: &str) -> (u64, &Shard) {
+        let hash = self.hasher.hash_one(key);
+        (hash, &self.shards[(hash >> 40) as usize % SHARDS])
     }
 
     /// The flight for `key`, if any (live or abandoned).
     pub(crate) fn get(&self, key: &str) -> Option<Arc<Flight>> {
-        self.shard(key).lock().get(key).cloned()
+        let (hash, shard) = self.shard(key);
+        shard
+            .lock()
+            .find(hash, |(k, _)| same_key(k, key))
+            .map(|(_, f)| f.clone())
     }
 
-    /// Whether a live flight for `key` is in the table at `now` and, if so,
+    /// Whether a live flight for `key` is in the table at `now` (one a caller
+    /// may join: a flight fenced by a later write, which will store nothing,
+    /// does not count) and, if so,
     /// its value if it has completed with one: [`Flight::completed_value`]
     /// without taking a reference to the flight (the stale-hit path).
     #[inline(always)]
     pub(crate) fn running_value(&self, key: &str, now: u64) -> Option<Option<Entry>> {
-        self.shard(key)
+        let (hash, shard) = self.shard(key);
+        shard
             .lock()
-            .get(key)
-            .filter(|f| !f.is_abandoned(now))
-            .map(|f| f.completed_value())
+            .find(hash, |(k, _)| same_key(k, key))
+            .filter(|(_, f)| f.is_joinable(now))
+            .map(|(_, f)| f.completed_value())
     }
 
     /// Registers a new flight for `key` holding `claims`, unless a live one
     /// is running; a flight past its deadline at `now`, or fenced by a later
-    /// write, is replaced.
+    /// write, is replaced. A new flight sets `mark`, a tag of the
+    /// [`RefreshMarks`], until it completes.
     // On wasm32 upstream errors need not be `Send`, so neither is `Flight`;
     // there is one thread there, and native builds require `Send + Sync`.
     #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
@@ -347,16 +388,31 @@ impl FlightTable {
         now: u64,
         deadline_ms: u64,
         claims: Claims,
+        mark: Option<u64>,
     ) -> Registered {
-        let mut map = self.shard(key).lock();
-        let replaced = match map.get(key) {
-            Some(f) if f.is_joinable(now) => return Registered::Running(f.clone(), claims),
-            Some(f) => Some(f.clone()),
-            None => None,
+        let (hash, shard) = self.shard(key);
+        let mut map = shard.lock();
+        let hasher = |(k, _): &(Box<str>, Arc<Flight>)| self.hasher.hash_one(&**k);
+        let slot = map.entry(hash, |(k, _)| same_key(k, key), hasher);
+        let replaced = match &slot {
+            Slot::Occupied(o) if o.get().1.is_joinable(now) => {
+                return Registered::Running(o.get().1.clone(), claims)
+            }
+            Slot::Occupied(o) => Some(o.get().1.clone()),
+            Slot::Vacant(_) => None,
         };
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
-        let flight = Arc::new(Flight::new(generation, deadline_ms, claims));
-        map.insert(Box::from(key), flight.clone());
+        let mark = mark.map(|tag| (self.marks.clone(), tag));
+        let flight = Arc::new(Flight::new(generation, deadline_ms, claims, mark));
+        match slot {
+            Slot::Occupied(mut o) => o.get_mut().1 = flight.clone(),
+            Slot::Vacant(v) => {
+                v.insert((Box::from(key), flight.clone()));
+            }
+        }
+        if let Some((_, tag)) = &flight.mark {
+            self.marks.mark(*tag, deadline_ms);
+        }
         drop(map);
         if let Some(old) = replaced.as_ref().filter(|f| !f.is_abandoned(now)) {
             let mut superseded = self.superseded.lock();
@@ -393,9 +449,10 @@ impl FlightTable {
 
     /// Removes `key`'s entry if it is still `flight`.
     pub(crate) fn remove(&self, key: &str, flight: &Arc<Flight>) {
-        let mut map = self.shard(key).lock();
-        if map.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
-            map.remove(key);
+        let (hash, shard) = self.shard(key);
+        let mut map = shard.lock();
+        if let Ok(o) = map.find_entry(hash, |(k, f)| same_key(k, key) && Arc::ptr_eq(f, flight)) {
+            o.remove();
         }
     }
 

@@ -53,6 +53,7 @@ where
         Kind::Fetch { remember_error },
         Claims::default(),
         now,
+        None,
     )
 }
 
@@ -63,6 +64,7 @@ pub(crate) fn admit_refresh<S, R, C>(
     shared: &Arc<Shared<S, R, C>>,
     key: &str,
     now: u64,
+    mark: u64,
 ) -> Option<Admission<S, R, C>>
 where
     S: Storage,
@@ -79,7 +81,7 @@ where
         refresh_slot: true,
         ..Claims::default()
     };
-    register(shared, key, Kind::Refresh, claims, now).ok()
+    register(shared, key, Kind::Refresh, claims, now, Some(mark)).ok()
 }
 
 fn live_flight<S, R, C>(shared: &Shared<S, R, C>, key: &str, now: u64) -> Option<Arc<Flight>> {
@@ -92,6 +94,7 @@ fn register<S, R, C>(
     kind: Kind,
     mut claims: Claims,
     now: u64,
+    mark: Option<u64>,
 ) -> Result<Admission<S, R, C>, Error>
 where
     S: Storage,
@@ -110,7 +113,10 @@ where
         }
     }
     let deadline_ms = now.saturating_add(duration_ms(shared.cfg().refresh_timeout));
-    match shared.flights().register(key, now, deadline_ms, claims) {
+    match shared
+        .flights()
+        .register(key, now, deadline_ms, claims, mark)
+    {
         Registered::Running(flight, claims) => {
             shared.give_back(key, claims);
             Ok(Admission::Joined(flight))

@@ -155,6 +155,14 @@ where
                     }
                     Decision::ServeAndRefresh(status) => {
                         if let Ok(value) = decode(entry) {
+                            // The refresh this entry's stale hits started is
+                            // still running: the common case, answered
+                            // without the flight table (see `marks.rs`).
+                            let marks = shared.flights().marks();
+                            if marks.is_running(marks.tag(key, entry.created_at), now) {
+                                shared.record_status(status);
+                                return Begun::Done(Ok(Cached::new(value, status, entry, now)));
+                            }
                             let found = Found {
                                 value,
                                 status,
@@ -330,10 +338,13 @@ where
     C: MaybeSend + MaybeSync + 'static,
     J: Job,
 {
+    // The lookup found no mark of a running refresh (see `marks.rs`): ask
+    // the flight table, and mark the refresh this starts.
+    let mark = shared.flights().marks().tag(key, seen.created_at);
     if let Some(value) = shared.flights().running_value(key, now) {
         return value;
     }
-    match admit_refresh(shared, key, now)? {
+    match admit_refresh(shared, key, now, mark)? {
         Admission::Started(ticket) => {
             let seen = Some(seen.clone());
             task::spawn(ticket, Call { job, ttl, seen });

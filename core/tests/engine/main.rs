@@ -15,6 +15,7 @@ mod latest_write;
 mod phases;
 mod rules;
 mod shutdown;
+mod stale_hits;
 mod storage;
 mod threads;
 mod typed;

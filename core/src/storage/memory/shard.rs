@@ -91,7 +91,7 @@ pub(super) struct Shard {
 }
 
 pub(super) fn key_is(nodes: &[Option<Node>], idx: u32, key: &str) -> bool {
-    matches!(nodes.get(idx as usize), Some(Some(n)) if &*n.key == key)
+    matches!(nodes.get(idx as usize), Some(Some(n)) if crate::key::same_key(&n.key, key))
 }
 
 impl Shard {

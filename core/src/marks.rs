@@ -1,0 +1,155 @@
+//! [`RefreshMarks`]: which stale entries have a background refresh running,
+//! answered without a lock.
+//!
+//! A stale hit must not start a second refresh of its key ("one call per
+//! key"), and finding that out in the [`FlightTable`](crate::flight::FlightTable)
+//! takes a hash of the key, a shard lock and a probe — about 170 of the 495
+//! instructions a stale hit cost (callgrind, `staleloop`). A background
+//! refresh therefore also marks the entry it refreshes here: a small
+//! direct-mapped table of (tag, deadline) slots, where the tag is a seeded
+//! fingerprint of the key and the entry's `created_at`. A stale hit computes
+//! the tag, and if its slot holds it with a deadline still ahead, serves the
+//! value at once.
+//!
+//! The marks are a cache of the flight table, never an authority:
+//! - A mark is set only by a background refresh just registered in the flight
+//!   table, and cleared before that flight completes in any way (a result, a
+//!   failure, an abandoned ticket, a takeover), so a lookup that sees a mark
+//!   ran before the flight's value existed — as it would have with the probe.
+//! - A flight that never completes stops counting at its deadline, where the
+//!   probe takes it over ("one deadline per call").
+//! - A missing mark (never set, overwritten by another key's in its slot)
+//!   only sends the lookup to the flight table.
+//! - Two different (key, `created_at`) pairs with one 64-bit tag are the only
+//!   way a mark misleads: the other key's stale hit skips starting its refresh
+//!   until the marked flight ends; a later stale hit starts it.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::{fence, Ordering};
+
+use portable_atomic::AtomicU64;
+
+use crate::key::fingerprint;
+
+/// Slots at least, and at most.
+const MIN_SLOTS: usize = 64;
+const MAX_SLOTS: usize = 8192;
+
+/// One mark: a tag (0: none) and the deadline of the flight that set it.
+#[derive(Default)]
+struct Slot {
+    tag: AtomicU64,
+    deadline: AtomicU64,
+}
+
+/// The marks of one engine's running background refreshes; see the module docs.
+pub(crate) struct RefreshMarks {
+    slots: Box<[Slot]>,
+    mask: usize,
+    seed: u64,
+}
+
+impl RefreshMarks {
+    /// Marks for about `refreshes` concurrent refreshes (two slots each,
+    /// within 64..=8192), with tags seeded by `seed`.
+    pub(crate) fn new(refreshes: usize, seed: u64) -> Self {
+        let n = refreshes
+            .saturating_mul(2)
+            .clamp(MIN_SLOTS, MAX_SLOTS)
+            .next_power_of_two();
+        let slots: Vec<Slot> = (0..n).map(|_| Slot::default()).collect();
+        Self {
+            slots: slots.into_boxed_slice(),
+            mask: n - 1,
+            seed,
+        }
+    }
+
+    /// The tag of `key`'s entry created at `created_at` (never 0).
+    #[inline(always)]
+    pub(crate) fn tag(&self, key: &str, created_at: u64) -> u64 {
+        fingerprint(self.seed ^ created_at.rotate_left(29), key) | 1
+    }
+
+    #[inline(always)]
+    fn slot(&self, tag: u64) -> &Slot {
+        // The low bit of every tag is set: index by the bits above it.
+        &self.slots[(tag >> 1) as usize & self.mask]
+    }
+
+    /// Whether a refresh marked `tag` and its deadline is after `now`.
+    #[inline(always)]
+    pub(crate) fn is_running(&self, tag: u64, now: u64) -> bool {
+        let slot = self.slot(tag);
+        // A seqlock read: the deadline belongs to the tag if the tag reads
+        // the same before and after it.
+        if slot.tag.load(Ordering::Acquire) != tag {
+            return false;
+        }
+        let deadline = slot.deadline.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        slot.tag.load(Ordering::Relaxed) == tag && now < deadline
+    }
+
+    /// Marks `tag` as refreshing until `deadline`, in place of whatever its
+    /// slot held.
+    pub(crate) fn mark(&self, tag: u64, deadline: u64) {
+        let slot = self.slot(tag);
+        slot.tag.store(0, Ordering::Relaxed);
+        fence(Ordering::Release);
+        slot.deadline.store(deadline, Ordering::Relaxed);
+        slot.tag.store(tag, Ordering::Release);
+    }
+
+    /// Clears `tag`'s mark if its slot still holds it.
+    pub(crate) fn clear(&self, tag: u64) {
+        let _ = self
+            .slot(tag)
+            .tag
+            .compare_exchange(tag, 0, Ordering::Release, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RefreshMarks;
+
+    #[test]
+    fn a_mark_holds_until_cleared_or_its_deadline() {
+        let m = RefreshMarks::new(10, 7);
+        let t = m.tag("user:1", 1_000);
+        assert!(!m.is_running(t, 0));
+        m.mark(t, 5_000);
+        assert!(m.is_running(t, 4_999));
+        assert!(
+            !m.is_running(t, 5_000),
+            "past the deadline it stops counting"
+        );
+        m.clear(t);
+        assert!(!m.is_running(t, 0));
+    }
+
+    #[test]
+    fn tags_differ_by_key_and_by_creation_time() {
+        let m = RefreshMarks::new(10, 7);
+        let t = m.tag("user:00000001:profile", 1_000);
+        assert_ne!(t, m.tag("user:00000002:profile", 1_000));
+        assert_ne!(t, m.tag("user:00000001:profile", 1_001));
+        assert_ne!(
+            t,
+            RefreshMarks::new(10, 8).tag("user:00000001:profile", 1_000)
+        );
+        m.mark(t, 5_000);
+        assert!(!m.is_running(m.tag("user:00000001:profile", 1_001), 0));
+    }
+
+    #[test]
+    fn clearing_another_tag_leaves_a_mark_alone() {
+        let m = RefreshMarks::new(1, 7);
+        let (a, b) = (m.tag("a", 1), m.tag("b", 1));
+        m.mark(a, 10);
+        m.clear(b);
+        assert!(m.is_running(a, 0));
+    }
+}
