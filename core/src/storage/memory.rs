@@ -211,7 +211,7 @@ impl MemoryStorage {
     }
 
     /// The entry under `key`, without going through a future (the read never waits).
-    #[inline]
+    #[inline(always)]
     pub fn get_now(&self, key: &str) -> Option<Entry> {
         let (hash, shard) = self.locate(key);
         let shard = shard.read();
@@ -264,7 +264,7 @@ impl Storage for MemoryStorage {
         Ok(self.get_now(key))
     }
 
-    #[inline]
+    #[inline(always)]
     fn get_ready(&self, key: &str) -> Option<Result<Option<Entry>, StorageError>> {
         Some(Ok(self.get_now(key)))
     }
