@@ -6,13 +6,18 @@
 //! against one store. [`run_all`] runs every check in turn. Call it from the
 //! test harness of the storage's platform (`#[tokio::test]`,
 //! `#[wasm_bindgen_test]`, or [`TestExecutor::block_on`](super::TestExecutor::block_on)).
+//! [`run_engine_checks`] adds the checks that need an engine over the store
+//! (the decoded-value tier's coherence).
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use crate::codec::Codec;
+use crate::engine::Engine;
 use crate::entry::{CacheTtl, Entry};
+use crate::runtime::Runtime;
 use crate::storage::Storage;
 
 /// Runs every check of the suite against `storage`.
@@ -415,4 +420,118 @@ pub async fn remove_older_keeps_the_written_entry_and_newer_ones<S: Storage>(s: 
         .unwrap_or_else(|e| panic!("{NAME}: set: {e}"));
     remove(written).await;
     assert_eq!(get().await, None, "{NAME}: an older entry was kept");
+}
+
+/// The engine-level checks of the suite, against an engine over the store
+/// under test: the decoded-value tier in front of that store
+/// ([`EngineBuilder::decoded_values`](crate::EngineBuilder::decoded_values))
+/// stays coherent with every way the stored value can change. Build the
+/// engine with the platform's runtime and a fresh phase of a few seconds
+/// at least (the default TTL's 5 s is enough).
+pub async fn run_engine_checks<S: Storage, R: Runtime, C: Codec + Clone>(engine: &Engine<S, R, C>) {
+    typed_values_follow_every_write(engine).await;
+}
+
+/// A typed value as the check stores it: always the same encoded length, so
+/// that a freed value's allocation is likely reused for the next one.
+fn typed(i: u64) -> (u64, String) {
+    (i, format!("value-{i:06}"))
+}
+
+/// A typed read of `key` that must not fetch: returns the value and the
+/// number of fetches it made (0 or 1, if the entry went stale meanwhile).
+async fn typed_read<S: Storage, R: Runtime, C: Codec + Clone>(
+    engine: &Engine<S, R, C>,
+    key: &str,
+    fetched: (u64, String),
+) -> (u64, String) {
+    let r = engine
+        .get_or_fetch_as(
+            key,
+            move || async move { Ok::<_, core::fmt::Error>(fetched) },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("typed_values_follow_every_write: read of {key}: {e}"));
+    (*r.value).clone()
+}
+
+/// A typed read always returns what the store holds now: after a write
+/// through the engine (a hundred in a row, of one encoded length), a write
+/// straight to the store (another process, another instance), an
+/// `invalidate`, a delete straight from the store, and a stored value that
+/// does not decode as the type.
+pub async fn typed_values_follow_every_write<S: Storage, R: Runtime, C: Codec + Clone>(
+    engine: &Engine<S, R, C>,
+) {
+    const NAME: &str = "typed_values_follow_every_write";
+    let k = "conformance/typed";
+    let other = "conformance/typed-other";
+    let never = typed(u64::MAX);
+    for i in 0..100 {
+        engine
+            .set_as(k, &typed(i))
+            .await
+            .unwrap_or_else(|e| panic!("{NAME}: set_as: {e}"));
+        for read in 0..2 {
+            let got = typed_read(engine, k, never.clone()).await;
+            assert_eq!(got, typed(i), "{NAME}: write {i}, read {read}");
+        }
+    }
+    let s = engine.storage();
+    for i in 1_000..1_050 {
+        engine
+            .set_as(other, &typed(i))
+            .await
+            .unwrap_or_else(|e| panic!("{NAME}: set_as: {e}"));
+        let e = s
+            .get(other)
+            .await
+            .unwrap_or_else(|e| panic!("{NAME}: get: {e}"))
+            .unwrap_or_else(|| panic!("{NAME}: {other} was not stored"));
+        let copy = Entry {
+            value: crate::Bytes::copy_from_slice(&e.value),
+            ..e
+        };
+        s.set(k, copy)
+            .await
+            .unwrap_or_else(|e| panic!("{NAME}: set straight to the store: {e}"));
+        let got = typed_read(engine, k, never.clone()).await;
+        assert_eq!(got, typed(i), "{NAME}: after a write straight to the store");
+    }
+    engine
+        .invalidate(k)
+        .await
+        .unwrap_or_else(|e| panic!("{NAME}: invalidate: {e}"));
+    let got = typed_read(engine, k, typed(2_000)).await;
+    assert_eq!(got, typed(2_000), "{NAME}: after invalidate");
+    assert_eq!(
+        typed_read(engine, k, never.clone()).await,
+        typed(2_000),
+        "{NAME}: the value fetched after invalidate"
+    );
+    s.delete(k)
+        .await
+        .unwrap_or_else(|e| panic!("{NAME}: delete straight from the store: {e}"));
+    let got = typed_read(engine, k, typed(3_000)).await;
+    assert_eq!(
+        got,
+        typed(3_000),
+        "{NAME}: after a delete straight from the store"
+    );
+    // No codec decodes empty bytes as a (u64, String).
+    engine
+        .set(k, crate::Bytes::new())
+        .await
+        .unwrap_or_else(|e| panic!("{NAME}: set: {e}"));
+    let got = typed_read(engine, k, typed(4_000)).await;
+    assert_eq!(
+        got,
+        typed(4_000),
+        "{NAME}: a value that does not decode is fetched anew"
+    );
+    assert_eq!(
+        typed_read(engine, k, never).await,
+        typed(4_000),
+        "{NAME}: the value fetched over one that did not decode"
+    );
 }

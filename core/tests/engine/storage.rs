@@ -18,6 +18,28 @@ fn memory_storage_passes_the_conformance_suite() {
     exec.block_on(conformance::run_all(&one_shard));
 }
 
+/// The suite's engine checks (the decoded tier's coherence) on an engine
+/// over `storage`.
+fn engine_checks<S: Storage>(storage: S) {
+    let exec = TestExecutor::new();
+    let rt = swre_core::testing::TestRuntime::new(&exec, START);
+    let engine = swre_core::Engine::builder(storage, rt)
+        .build()
+        .expect("valid configuration");
+    exec.block_on(conformance::run_engine_checks(&engine));
+}
+
+#[test]
+fn memory_and_tiered_pass_the_suites_engine_checks() {
+    engine_checks(MemoryStorage::new());
+    engine_checks(MemoryStorage::with_limits(MemoryLimits {
+        max_bytes: 8 << 20,
+        max_entries: 1000,
+        shards: 1,
+    }));
+    engine_checks(Tiered::new(MemoryStorage::new(), MemoryStorage::new()));
+}
+
 #[test]
 fn memory_storage_limits_hold_under_churn() {
     let exec = TestExecutor::new();

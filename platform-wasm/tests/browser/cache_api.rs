@@ -13,6 +13,8 @@ async fn passes_the_conformance_suite() {
         .await
         .unwrap();
     conformance::run_all(&storage).await;
+    let (engine, _) = engine_on(storage, |b| b);
+    conformance::run_engine_checks(&engine).await;
 }
 
 #[wasm_bindgen_test]

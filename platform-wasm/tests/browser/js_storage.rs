@@ -11,6 +11,8 @@ use crate::common::*;
 async fn passes_the_conformance_suite_over_a_plain_object() {
     let storage = JsStorage::new(makeMapStore()).unwrap();
     conformance::run_all(&storage).await;
+    let (engine, _) = engine_on(storage, |b| b);
+    conformance::run_engine_checks(&engine).await;
 }
 
 #[wasm_bindgen_test]

@@ -31,6 +31,10 @@ async fn passes_the_conformance_suite() {
     let dir = TempDir::new("conformance");
     let storage = FileStorage::open(dir.path()).await.unwrap();
     conformance::run_all(&storage).await;
+    let engine = swre_native::Engine::builder(storage, swre_native::TokioRuntime::new())
+        .build()
+        .unwrap();
+    conformance::run_engine_checks(&engine).await;
     let durable = TempDir::new("conformance-fsync");
     let storage = FileStorage::open_with(
         durable.path(),

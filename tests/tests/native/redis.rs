@@ -120,6 +120,10 @@ impl Drop for RedisServer {
 async fn passes_the_conformance_suite() {
     let server = RedisServer::start();
     conformance::run_all(&server.storage("conformance").await).await;
+    let engine = Engine::builder(server.storage("conformance").await, TokioRuntime::new())
+        .build()
+        .unwrap();
+    conformance::run_engine_checks(&engine).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
