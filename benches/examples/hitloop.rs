@@ -7,8 +7,10 @@
 //! `cargo run --release -p swre-benches --example hitloop [MODE]`, where MODE
 //! is one of `engine` (a bytes hit through the engine), `raw` (its
 //! MemoryStorage alone), `typed` (a typed hit of a 6-field struct), `quick`
-//! (quick_cache's `get`), `moka` (moka sync's `get`); all modes when none is
-//! given. `HITLOOP_N` sets the number of hits (default 20,000,000).
+//! (quick_cache's `get`), `moka` (moka sync's `get`), `stale` (a stale hit
+//! while its key's refresh is in flight: the `stale_hit` benchmark's set-up);
+//! all modes when none is given. `HITLOOP_N` sets the number of hits
+//! (default 20,000,000).
 //!
 //! `benches/run.sh` runs it under `valgrind --tool=cachegrind` at two sizes
 //! and takes the difference, which gives instructions per hit without the
@@ -16,8 +18,9 @@
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use swre_benches::{keys, ready, user, value, Never, User};
-use swre_native::{Bytes, CacheTtl, Engine, MemoryStorage, TokioRuntime};
+use swre_benches::{keys, make_stale, ready, stale_bench_engine, user, value, Never, User};
+use swre_native::testing::{TestExecutor, TestRuntime};
+use swre_native::{Bytes, CacheTtl, Clock, Engine, MemoryStorage, SystemClock, TokioRuntime};
 
 fn iterations() -> usize {
     std::env::var("HITLOOP_N")
@@ -26,7 +29,7 @@ fn iterations() -> usize {
         .unwrap_or(20_000_000)
 }
 
-const MODES: [&str; 5] = ["engine", "raw", "typed", "quick", "moka"];
+const MODES: [&str; 6] = ["engine", "raw", "typed", "quick", "moka", "stale"];
 
 fn main() {
     let hour = Duration::from_secs(3600);
@@ -45,6 +48,11 @@ fn main() {
         quick.insert(k.clone(), v.clone());
         moka.insert(k.clone(), v);
     }
+    // Every key stale, each with a refresh the executor never runs.
+    let exec = TestExecutor::new();
+    let stale_rt = TestRuntime::new(&exec, SystemClock.now_ms());
+    let stale = stale_bench_engine(&stale_rt);
+    make_stale(&stale, &stale_rt, &keys, &Bytes::from(value(64)));
     let n_iter = iterations();
     let only = std::env::args().nth(1);
     if let Some(m) = only.as_deref() {
@@ -72,6 +80,10 @@ fn main() {
                 "typed" => typed_hit(&typed_keys[i % 1000]),
                 "quick" => quick.get(k).map(|v| v.len()).unwrap_or(0),
                 "moka" => moka.get(k).map(|v| v.len()).unwrap_or(0),
+                "stale" => ready(stale.get_or_fetch(k, || async { Ok::<_, Never>(Bytes::new()) }))
+                    .unwrap()
+                    .value
+                    .len(),
                 _ => ready(e.get_or_fetch(k, || async { Ok::<_, Never>(Bytes::new()) }))
                     .unwrap()
                     .value

@@ -4,7 +4,7 @@
 //! A stale hit must not start a second refresh of its key ("one call per
 //! key"), and finding that out in the [`FlightTable`](crate::flight::FlightTable)
 //! takes a hash of the key, a shard lock and a probe — about 170 of the 495
-//! instructions a stale hit cost (callgrind, `staleloop`). A background
+//! instructions a stale hit cost (callgrind, `hitloop stale`). A background
 //! refresh therefore also marks the entry it refreshes here: a small
 //! direct-mapped table of (tag, deadline) slots, where the tag is a seeded
 //! fingerprint of the key and the entry's `created_at`. A stale hit computes
