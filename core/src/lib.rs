@@ -31,6 +31,7 @@ mod breaker;
 mod bytes;
 pub mod codec;
 mod crc;
+mod detail;
 mod engine;
 mod entry;
 pub mod envelope;
@@ -48,6 +49,7 @@ mod stats;
 pub mod storage;
 mod stripe;
 mod sync;
+mod throttle;
 mod time;
 mod wait;
 
@@ -57,6 +59,7 @@ pub mod testing;
 pub use breaker::{BreakerConfig, BreakerScope, BreakerState};
 pub use bytes::Bytes;
 pub use codec::{Codec, Compressed, Json, Postcard};
+pub use detail::Detail;
 pub use engine::{
     Cached, CallOptions, Engine, EngineBuilder, WithOptions, DEFAULT_MAX_VALUE_BYTES,
     DEFAULT_REFRESH_TIMEOUT,
@@ -75,4 +78,5 @@ pub use storage::memory::{MemoryLimits, MemoryStorage};
 pub use storage::tiered::Tiered;
 pub use storage::{LeaseToken, Storage};
 pub use sync::{MaybeSend, MaybeSync};
+pub use throttle::FailSafeThrottle;
 pub use time::{Clock, ManualClock, Timer};

@@ -23,6 +23,11 @@
 //! - Two different (key, `created_at`) pairs with one 64-bit tag are the only
 //!   way a mark misleads: the other key's stale hit skips starting its refresh
 //!   until the marked flight ends; a later stale hit starts it.
+//!
+//! The fail-safe throttle (`throttle.rs`) marks the entry whose refresh just
+//! failed the same way, flagged as throttled, until its window ends: its
+//! stale hits then skip the throttle's map as well. Its map stays the
+//! authority; the mark only saves the lookup.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -31,6 +36,20 @@ use core::sync::atomic::{fence, Ordering};
 use portable_atomic::AtomicU64;
 
 use crate::key::fingerprint;
+
+/// What a stale entry's mark says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// No mark: ask the flight table and the throttle.
+    None,
+    /// A refresh of it is running.
+    Running,
+    /// Its refresh failed a moment ago: no refresh until the window ends.
+    Throttled,
+}
+
+/// The deadline word's top bit: the mark is the throttle's.
+const THROTTLED: u64 = 1 << 63;
 
 /// Slots at least, and at most.
 const MIN_SLOTS: usize = 64;
@@ -78,23 +97,39 @@ impl RefreshMarks {
         &self.slots[(tag >> 1) as usize & self.mask]
     }
 
-    /// Whether a refresh marked `tag` and its deadline is after `now`.
+    /// What `tag`'s mark says at `now` (a mark past its deadline says nothing).
     #[inline(always)]
-    pub(crate) fn is_running(&self, tag: u64, now: u64) -> bool {
+    pub(crate) fn state(&self, tag: u64, now: u64) -> Mark {
         let slot = self.slot(tag);
         // A seqlock read: the deadline belongs to the tag if the tag reads
         // the same before and after it.
         if slot.tag.load(Ordering::Acquire) != tag {
-            return false;
+            return Mark::None;
         }
-        let deadline = slot.deadline.load(Ordering::Relaxed);
+        let word = slot.deadline.load(Ordering::Relaxed);
         fence(Ordering::Acquire);
-        slot.tag.load(Ordering::Relaxed) == tag && now < deadline
+        if slot.tag.load(Ordering::Relaxed) != tag || now >= word & !THROTTLED {
+            return Mark::None;
+        }
+        if word & THROTTLED == 0 {
+            Mark::Running
+        } else {
+            Mark::Throttled
+        }
     }
 
     /// Marks `tag` as refreshing until `deadline`, in place of whatever its
     /// slot held.
     pub(crate) fn mark(&self, tag: u64, deadline: u64) {
+        self.write(tag, deadline & !THROTTLED);
+    }
+
+    /// Marks `tag` as throttled until `until`.
+    pub(crate) fn mark_throttled(&self, tag: u64, until: u64) {
+        self.write(tag, (until & !THROTTLED) | THROTTLED);
+    }
+
+    fn write(&self, tag: u64, deadline: u64) {
         let slot = self.slot(tag);
         slot.tag.store(0, Ordering::Relaxed);
         fence(Ordering::Release);
@@ -113,21 +148,21 @@ impl RefreshMarks {
 
 #[cfg(test)]
 mod tests {
-    use super::RefreshMarks;
+    use super::{Mark, RefreshMarks};
 
     #[test]
     fn a_mark_holds_until_cleared_or_its_deadline() {
         let m = RefreshMarks::new(10, 7);
         let t = m.tag("user:1", 1_000);
-        assert!(!m.is_running(t, 0));
+        assert_eq!(m.state(t, 0), Mark::None);
         m.mark(t, 5_000);
-        assert!(m.is_running(t, 4_999));
+        assert_eq!(m.state(t, 4_999), Mark::Running);
         assert!(
-            !m.is_running(t, 5_000),
+            m.state(t, 5_000) == Mark::None,
             "past the deadline it stops counting"
         );
         m.clear(t);
-        assert!(!m.is_running(t, 0));
+        assert_eq!(m.state(t, 0), Mark::None);
     }
 
     #[test]
@@ -141,7 +176,10 @@ mod tests {
             RefreshMarks::new(10, 8).tag("user:00000001:profile", 1_000)
         );
         m.mark(t, 5_000);
-        assert!(!m.is_running(m.tag("user:00000001:profile", 1_001), 0));
+        assert_eq!(
+            m.state(m.tag("user:00000001:profile", 1_001), 0),
+            Mark::None
+        );
     }
 
     #[test]
@@ -150,6 +188,21 @@ mod tests {
         let (a, b) = (m.tag("a", 1), m.tag("b", 1));
         m.mark(a, 10);
         m.clear(b);
-        assert!(m.is_running(a, 0));
+        assert_eq!(m.state(a, 0), Mark::Running);
+    }
+
+    #[test]
+    fn a_throttle_mark_reads_as_throttled_until_its_window_ends() {
+        let m = RefreshMarks::new(10, 7);
+        let t = m.tag("k", 1);
+        m.mark_throttled(t, 9_000);
+        assert_eq!(m.state(t, 8_999), Mark::Throttled);
+        assert_eq!(m.state(t, 9_000), Mark::None);
+        m.mark(t, 20_000);
+        assert_eq!(
+            m.state(t, 9_000),
+            Mark::Running,
+            "a refresh's mark replaces it"
+        );
     }
 }

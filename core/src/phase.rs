@@ -48,14 +48,15 @@ impl Phase {
 
 /// What a lookup did, as reported to the caller.
 ///
-/// Eight bytes wide on purpose (`repr(u64)`): a one-byte status leaves seven
-/// bytes of padding in [`Cached`](crate::Cached), and the compiler copies
-/// those with overlapping partial moves whenever a lookup's result passes
-/// through a `Result` or `Poll`; the moves defeat store forwarding and cost
-/// a fresh hit about a sixth of its time (41 → 34 ns in
+/// Four bytes wide on purpose (`repr(u32)`), beside the four-byte
+/// [`Detail`](crate::Detail): a one-byte status left seven bytes of padding
+/// in [`Cached`](crate::Cached), and the compiler copied those with
+/// overlapping partial moves whenever a lookup's result passed through a
+/// `Result` or `Poll`; the moves defeat store forwarding and cost a fresh
+/// hit about a sixth of its time (41 → 34 ns in
 /// `benches/examples/hitloop.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u64)]
+#[repr(u32)]
 #[non_exhaustive]
 pub enum Status {
     /// A fresh value from storage.

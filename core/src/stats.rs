@@ -95,6 +95,9 @@ counters! {
     refreshes_started,
     /// Background refreshes not started because `max_concurrent_refreshes` were running.
     refreshes_skipped,
+    /// Lookups answered with an old value without calling upstream because
+    /// the key was in its fail-safe throttle window.
+    throttled,
     /// Upstream calls refused by an open circuit breaker.
     breaker_rejections,
     /// Times a breaker (global or per key) opened.

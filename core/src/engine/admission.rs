@@ -7,6 +7,7 @@ use alloc::sync::Arc;
 
 use super::shared::Shared;
 use super::ticket::{Kind, Ticket};
+use crate::detail::Detail;
 use crate::error::Error;
 use crate::flight::{Claims, Flight, Registered};
 use crate::runtime::Runtime;
@@ -57,7 +58,7 @@ where
     )
 }
 
-/// Admits a background refresh, or `None` when none may start now (stopping,
+/// Admits a background refresh, or says why none may start now (stopping,
 /// the refresh bound reached, a breaker open: the stale value is served
 /// without one).
 pub(crate) fn admit_refresh<S, R, C>(
@@ -65,23 +66,27 @@ pub(crate) fn admit_refresh<S, R, C>(
     key: &str,
     now: u64,
     mark: u64,
-) -> Option<Admission<S, R, C>>
+) -> Result<Admission<S, R, C>, Detail>
 where
     S: Storage,
     R: Runtime,
     C: MaybeSend + MaybeSync + 'static,
 {
     if let Some(f) = live_flight(shared, key, now) {
-        return Some(Admission::Joined(f));
+        return Ok(Admission::Joined(f));
     }
-    if shared.is_stopping() || !shared.take_refresh_slot() {
-        return None;
+    if shared.is_stopping() {
+        return Err(Detail::Shutdown);
+    }
+    if !shared.take_refresh_slot() {
+        return Err(Detail::RefreshSkipped);
     }
     let claims = Claims {
         refresh_slot: true,
         ..Claims::default()
     };
-    register(shared, key, Kind::Refresh, claims, now, Some(mark)).ok()
+    register(shared, key, Kind::Refresh, claims, now, Some(mark))
+        .map_err(|e| Detail::of_failure(&e))
 }
 
 fn live_flight<S, R, C>(shared: &Shared<S, R, C>, key: &str, now: u64) -> Option<Arc<Flight>> {

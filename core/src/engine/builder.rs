@@ -37,13 +37,14 @@ impl<S: Storage, R: Runtime> Engine<S, R, Postcard> {
 /// [`ExpiredMode::Revalidate`], breaker 5 failures / 2 successes / 30 s open /
 /// 3 half-open trials / 10 000 keys, `max_value_bytes` 16 MiB, `max_key_bytes`
 /// 8192, negative caching off, `shutdown_timeout` 30 s, codec [`Postcard`],
-/// decoded values 10,000 / 32 MiB.
+/// decoded values 10,000 / 32 MiB, fail-safe throttle 5 s doubling to 1 min.
 ///
 /// [`build`](EngineBuilder::build) rejects, with [`Error::Config`] naming the
 /// option: a TTL totalling under 5 s, a zero `refresh_timeout`, zero breaker
 /// thresholds, `open_for` or `max_key_breakers`, `max_half_open` below
 /// `success_threshold`, a zero `max_value_bytes` or `max_key_bytes`, and a zero
-/// `negative_ttl`. `max_concurrent_refreshes(0)` is accepted and turns
+/// `negative_ttl`, and a fail-safe throttle with a zero `base` or a `max`
+/// below it. `max_concurrent_refreshes(0)` is accepted and turns
 /// background refresh off (stale values are still served; skips are counted).
 /// A zero `shutdown_timeout` makes shutdown abandon running calls at once.
 #[must_use = "a builder does nothing until `build` is called"]
@@ -120,6 +121,21 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> EngineBuilder<S, R, C> {
             max_entries,
             max_bytes,
         };
+        self
+    }
+
+    /// The fail-safe throttle (FusionCache's `FailSafeThrottleDuration`,
+    /// BentoCache's `graceBackoff`): after a refresh of a key that has an
+    /// old value fails, that value is served for a window without calling
+    /// upstream again — stale hits start no refresh, and an expired entry is
+    /// served as a [`Status::Fallback`](crate::Status::Fallback) at once —
+    /// with [`Detail::Throttled`](crate::Detail::Throttled). The window is
+    /// `base` after one failure and doubles with each consecutive one up to
+    /// `max`; a successful call, a `set`, `invalidate` or `expire` ends it.
+    /// Default 5 s doubling to 1 min; `None` turns it off (then each lookup
+    /// of a failing key may start a new call, one at a time per key).
+    pub fn fail_safe_throttle(mut self, throttle: Option<crate::FailSafeThrottle>) -> Self {
+        self.cfg.fail_safe_throttle = throttle;
         self
     }
 

@@ -3,6 +3,7 @@
 
 use core::time::Duration;
 
+use crate::detail::Detail;
 use crate::entry::Entry;
 use crate::phase::Status;
 
@@ -15,6 +16,9 @@ pub struct Cached<V> {
     pub value: V,
     /// What the lookup did.
     pub status: Status,
+    /// Why, where the status alone does not tell (a fallback's cause, a
+    /// throttled or skipped refresh); [`Detail::None`] otherwise.
+    pub detail: Detail,
     /// How old the value is (zero if the clock reads earlier than its creation).
     pub age: Duration,
     /// When the value was fetched (Unix ms).
@@ -33,6 +37,7 @@ impl<V> Cached<V> {
         Self {
             value,
             status,
+            detail: Detail::None,
             age: entry.age(now),
             created_at: entry.created_at,
             fresh_until: entry.fresh_until,
@@ -41,11 +46,19 @@ impl<V> Cached<V> {
         }
     }
 
+    /// The same result with `detail` as its detail.
+    #[inline(always)]
+    pub(crate) fn with_detail(mut self, detail: Detail) -> Self {
+        self.detail = detail;
+        self
+    }
+
     /// The same lookup result with its value mapped by `f`.
     pub fn map<U>(self, f: impl FnOnce(V) -> U) -> Cached<U> {
         Cached {
             value: f(self.value),
             status: self.status,
+            detail: self.detail,
             age: self.age,
             created_at: self.created_at,
             fresh_until: self.fresh_until,

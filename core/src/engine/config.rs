@@ -8,6 +8,7 @@ use crate::breaker::BreakerConfig;
 use crate::entry::CacheTtl;
 use crate::error::{ConfigError, Error};
 use crate::policy::ExpiredMode;
+use crate::throttle::FailSafeThrottle;
 
 /// The refresh timeout an engine gets unless its builder sets one.
 pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -28,6 +29,7 @@ pub(crate) struct Config {
     pub(crate) negative_ttl: Option<Duration>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) decoded: DecodedLimits,
+    pub(crate) fail_safe_throttle: Option<FailSafeThrottle>,
 }
 
 impl Default for Config {
@@ -46,6 +48,7 @@ impl Default for Config {
                 max_entries: 10_000,
                 max_bytes: 32 << 20,
             },
+            fail_safe_throttle: Some(FailSafeThrottle::default()),
         }
     }
 }
@@ -100,6 +103,20 @@ impl Config {
                 "negative_ttl",
                 "must be greater than zero (leave it unset to disable)",
             ));
+        }
+        if let Some(t) = self.fail_safe_throttle {
+            if t.base.is_zero() {
+                return Err(reject(
+                    "fail_safe_throttle.base",
+                    "must be greater than zero (pass None to turn the throttle off)",
+                ));
+            }
+            if t.max < t.base {
+                return Err(reject(
+                    "fail_safe_throttle.max",
+                    "must be at least fail_safe_throttle.base",
+                ));
+            }
         }
         Ok(())
     }

@@ -20,9 +20,11 @@ use super::config::checked_ttl;
 use super::decide::{decide, Decision};
 use super::shared::Shared;
 use super::task::{self, Call, Job};
+use crate::detail::Detail;
 use crate::entry::{CacheTtl, Entry};
 use crate::error::{CodecError, Error};
 use crate::flight::Flight;
+use crate::marks::Mark;
 use crate::phase::Status;
 use crate::runtime::Runtime;
 use crate::stats::bump;
@@ -159,9 +161,16 @@ where
                             // still running: the common case, answered
                             // without the flight table (see `marks.rs`).
                             let marks = shared.flights().marks();
-                            if marks.is_running(marks.tag(key, entry.created_at), now) {
+                            let mark = marks.state(marks.tag(key, entry.created_at), now);
+                            if mark != Mark::None {
                                 shared.record_status(status);
-                                return Begun::Done(Ok(Cached::new(value, status, entry, now)));
+                                let cached = Cached::new(value, status, entry, now);
+                                return Begun::Done(Ok(if mark == Mark::Throttled {
+                                    bump(&shared.counters().throttled);
+                                    cached.with_detail(Detail::Throttled)
+                                } else {
+                                    cached
+                                }));
                             }
                             let found = Found {
                                 value,
@@ -274,7 +283,16 @@ where
                 shared, key, ttl, job, decode, found, now,
             )))
         }
-        (Some((_, value)), Some(entry)) => Served::Later(Wait::Revalidate { job, value, entry }),
+        (Some((_, value)), Some(entry)) => {
+            // Its last refresh failed a moment ago: the old value, no call
+            // (the fail-safe throttle).
+            if shared.throttle().until(key, now).is_some() {
+                bump(&shared.counters().throttled);
+                let cached = Cached::new(value, Status::Fallback, &entry, now);
+                return Served::Now(Ok(cached.with_detail(Detail::Throttled)));
+            }
+            Served::Later(Wait::Revalidate { job, value, entry })
+        }
         (_, stored) => {
             if shared.cfg().negative_ttl.is_some() {
                 if let Some(e) = shared.negatives().get(key, now) {
@@ -312,18 +330,19 @@ where
     J: Job,
     D: Decode<V>,
 {
-    if let Some(mut newer) = refresh_in_background(shared, key, ttl, job, found.entry, now) {
+    let (newer, detail) = refresh_in_background(shared, key, ttl, job, found.entry, now);
+    if let Some(mut newer) = newer {
         if let Ok(v) = decode(&mut newer) {
             return Cached::new(v, Status::Hit, &newer, now);
         }
     }
-    Cached::new(found.value, found.status, found.entry, now)
+    Cached::new(found.value, found.status, found.entry, now).with_detail(detail)
 }
 
 /// Starts a background refresh of `key` unless one is running or none may
 /// start ("bounded refresh", "breaker guards upstream only", "shutdown is
-/// final"). Returns the value of a refresh that has completed but not yet
-/// stored it.
+/// final", the fail-safe throttle). Returns the value of a refresh that has
+/// completed but not yet stored it, and why none started if none did.
 fn refresh_in_background<S, R, C, J>(
     shared: &Arc<Shared<S, R, C>>,
     key: &str,
@@ -331,7 +350,7 @@ fn refresh_in_background<S, R, C, J>(
     job: J,
     seen: &Entry,
     now: u64,
-) -> Option<Entry>
+) -> (Option<Entry>, Detail)
 where
     S: Storage,
     R: Runtime,
@@ -340,17 +359,24 @@ where
 {
     // The lookup found no mark of a running refresh (see `marks.rs`): ask
     // the flight table, and mark the refresh this starts.
-    let mark = shared.flights().marks().tag(key, seen.created_at);
+    let marks = shared.flights().marks();
+    let mark = marks.tag(key, seen.created_at);
     if let Some(value) = shared.flights().running_value(key, now) {
-        return value;
+        return (value, Detail::None);
     }
-    match admit_refresh(shared, key, now, mark)? {
-        Admission::Started(ticket) => {
+    if let Some(until) = shared.throttle().until(key, now) {
+        marks.mark_throttled(mark, until);
+        bump(&shared.counters().throttled);
+        return (None, Detail::Throttled);
+    }
+    match admit_refresh(shared, key, now, mark) {
+        Ok(Admission::Started(ticket)) => {
             let seen = Some(seen.clone());
             task::spawn(ticket, Call { job, ttl, seen });
-            None
+            (None, Detail::None)
         }
-        Admission::Joined(flight) => flight.completed_value(),
+        Ok(Admission::Joined(flight)) => (flight.completed_value(), Detail::None),
+        Err(why) => (None, why),
     }
 }
 
@@ -396,7 +422,8 @@ where
         (Err(e), Some((value, entry))) => {
             let now = shared.now();
             if now < entry.expires_at {
-                Ok(Cached::new(value, Status::Fallback, &entry, now))
+                let cached = Cached::new(value, Status::Fallback, &entry, now);
+                Ok(cached.with_detail(Detail::of_failure(&e)))
             } else {
                 Err(e)
             }

@@ -280,13 +280,15 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         self.with(CallOptions::default()).set_as(key, value).await
     }
 
-    /// Removes `key` from storage and forgets any remembered error for it. A
-    /// call for `key` still running never stores its value over the removal.
+    /// Removes `key` from storage and forgets any remembered error (and
+    /// fail-safe throttle window) for it. A call for `key` still running
+    /// never stores its value over the removal.
     pub async fn invalidate(&self, key: impl AsRef<str>) -> Result<(), Error> {
         let key = key.as_ref();
         let shared = &self.shared;
         shared.check_key(key)?;
         shared.negatives().remove(key);
+        shared.throttle().forget(key);
         let superseded = shared.supersede(key).await;
         let deleted = shared.storage().delete(key).await;
         if let Some(flight) = superseded {
@@ -496,6 +498,7 @@ where
         });
     }
     shared.negatives().remove(key);
+    shared.throttle().forget(key);
     let superseded = shared.supersede(key).await;
     let now = shared.now();
     let entry = match opts.ttl {

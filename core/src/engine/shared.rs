@@ -25,6 +25,7 @@ use crate::policy::TtlPolicy;
 use crate::runtime::Runtime;
 use crate::stats::{bump, Counters, Stats};
 use crate::storage::{LeaseToken, Storage};
+use crate::throttle::Throttle;
 use crate::time::duration_ms;
 use crate::wait::{Latch, TaskCount};
 
@@ -37,6 +38,7 @@ pub(crate) struct Shared<S, R, C> {
     flights: FlightTable,
     breaker: Breaker,
     negatives: NegativeCache,
+    throttle: Throttle,
     counters: Counters,
     metrics: Option<Arc<dyn Metrics>>,
     ttl_policy: Option<Arc<dyn TtlPolicy>>,
@@ -68,6 +70,7 @@ impl<S, R, C> Shared<S, R, C> {
             runtime,
             codec,
             flights: FlightTable::new(cfg.max_concurrent_refreshes),
+            throttle: Throttle::new(cfg.fail_safe_throttle),
             cfg,
             negatives: NegativeCache::default(),
             counters: Counters::default(),
@@ -86,6 +89,12 @@ impl<S, R, C> Shared<S, R, C> {
     #[inline]
     pub(crate) fn decoded(&self) -> &Decoded {
         self.decoded.call_once(|| Decoded::new(self.cfg.decoded))
+    }
+
+    /// The fail-safe throttle's records.
+    #[inline]
+    pub(crate) fn throttle(&self) -> &Throttle {
+        &self.throttle
     }
 
     pub(crate) fn storage(&self) -> &S {

@@ -180,12 +180,12 @@ where
                 bump(&shared.counters().upstream_errors);
                 shared.upstream_outcome(UpstreamOutcome::Error, elapsed);
             }
-            ticket.fail(e, now);
+            ticket.fail(e, now, seen);
         }
         Step::Late => {
             bump(&shared.counters().upstream_timeouts);
             shared.upstream_outcome(UpstreamOutcome::Timeout, elapsed);
-            ticket.fail(late, now);
+            ticket.fail(late, now, seen);
         }
         // The ticket's drop reports the abandoned call as a shutdown.
         Step::Aborted => return,

@@ -104,9 +104,11 @@ where
         self.flight.with_claims(|c| c.lease.take()).flatten()
     }
 
-    /// Upstream answered: the breaker hears of the success (the value is
-    /// stored, then handed out with [`deliver`](Self::deliver)).
+    /// Upstream answered: the breaker hears of the success and the key's
+    /// fail-safe throttle ends (the value is stored, then handed out with
+    /// [`deliver`](Self::deliver)).
     pub(crate) fn succeed(&self) {
+        self.shared.throttle().forget(&self.key);
         if let Some(p) = self.take_permit() {
             self.shared
                 .report_transitions(self.shared.breaker().success(&self.key, p));
@@ -124,8 +126,10 @@ where
     /// The call failed with `error`. Upstream errors count against the
     /// breaker unless the fetch marked them as not counting; timeouts count;
     /// anything else (a codec error, a store too slow to answer) is not
-    /// upstream's failure and gives the permit back unused.
-    pub(crate) fn fail(&self, error: Error, now: u64) {
+    /// upstream's failure and gives the permit back unused. An upstream error
+    /// or timeout of a call made for callers who have an old value (`seen`)
+    /// opens the key's fail-safe throttle window.
+    pub(crate) fn fail(&self, error: Error, now: u64, seen: Option<&Entry>) {
         let counts = match &error {
             Error::Upstream(e) => e.counts_against_breaker(),
             Error::Timeout { .. } => true,
@@ -154,7 +158,22 @@ where
                 .negatives()
                 .insert(&self.key, error.clone(), now, until);
         }
+        let throttles = matches!(error, Error::Upstream(_) | Error::Timeout { .. })
+            && matches!(
+                self.kind,
+                Kind::Refresh
+                    | Kind::Fetch {
+                        remember_error: false
+                    }
+            );
         self.flight.complete(Err(error));
+        // After the flight's own mark is cleared (by `complete`).
+        if let (true, Some(seen)) = (throttles, seen) {
+            if let Some(until) = self.shared.throttle().failed(&self.key, now) {
+                let marks = self.shared.flights().marks();
+                marks.mark_throttled(marks.tag(&self.key, seen.created_at), until);
+            }
+        }
     }
 
     /// Another call stored a fresh value meanwhile: share it, no upstream call.

@@ -18,4 +18,5 @@ mod shutdown;
 mod stale_hits;
 mod storage;
 mod threads;
+mod throttle;
 mod typed;

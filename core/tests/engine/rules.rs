@@ -404,7 +404,8 @@ fn errors_can_be_remembered_negative_caching_remembers_errors_for_its_window() {
 
 #[test]
 fn errors_can_be_remembered_errors_with_a_fallback_are_not_remembered() {
-    let h = harness_with(|b| b.negative_ttl(5 * SEC));
+    // Without the fail-safe throttle, which would serve the fallback again.
+    let h = harness_with(|b| b.negative_ttl(5 * SEC).fail_safe_throttle(None));
     h.get("k", "v1").unwrap();
     h.advance(30 * SEC);
     assert_eq!(h.get_err("k").unwrap().status, Status::Fallback);

@@ -258,6 +258,9 @@ impl Real {
                 Duration::from_millis(EXPIRED),
             ))
             .refresh_timeout(REFRESH_TIMEOUT)
+            // The model has no fail-safe throttle (its own manual-clock
+            // tests are in core/tests/engine/throttle.rs).
+            .fail_safe_throttle(None)
             .expired_mode(mode)
             .breaker(
                 BreakerConfig::default()
