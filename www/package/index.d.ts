@@ -41,6 +41,13 @@ export interface SwrOptions {
   expiredMode?: "revalidate" | "serveStale";
   /** Receives each background task's promise (e.g. `ctx.waitUntil.bind(ctx)`). */
   waitUntil?: (promise: Promise<unknown>) => void;
+  /**
+   * The fail-safe throttle (FusionCache `FailSafeThrottleDuration`, BentoCache `graceBackoff`):
+   * after a refresh of a key with an old value fails, that value is served for `base` ms
+   * without calling the fetcher again, doubling with each consecutive failure up to `max`
+   * (default `{ base: 5000, max: 60000 }`); `false` turns it off.
+   */
+  failSafeThrottle?: false | { base?: number; max?: number };
 }
 
 /** What a fetcher is given. */
@@ -97,9 +104,20 @@ export type Jsonified<T> = unknown extends T
 
 export type SwrStatus = "hit" | "stale" | "miss" | "expired" | "fallback";
 
+/**
+ * Why a value was served as it was, beside its status: "none", or the cause of a fallback
+ * ("upstream-error", "timeout", "breaker-open", "shutdown"), a stale value whose refresh did
+ * not start ("throttled", "breaker-open", "refresh-skipped"), or a fallback after the soft
+ * timeout ("soft-timeout").
+ */
+export type SwrDetail =
+  | "none" | "soft-timeout" | "throttled" | "breaker-open" | "upstream-error" | "timeout"
+  | "refresh-skipped" | "shutdown";
+
 export interface SwrResult<T = unknown> {
   readonly value: SwrValue<T>;
   readonly status: SwrStatus;
+  readonly detail: SwrDetail;
   /** Milliseconds since the value was fetched. */
   readonly age: number;
   readonly createdAt: number;

@@ -42,6 +42,9 @@ const scenarios = {
       waitUntil: { waitUntil: 5 },
       storeObject: { storage: { get() {} } },
       notObject: 42,
+      throttle: { failSafeThrottle: 5 },
+      throttleBase: { failSafeThrottle: { base: 0 } },
+      throttleUnknown: { failSafeThrottle: { bse: 10 } },
     };
     const out = {};
     for (const [k, v] of Object.entries(cases)) out[k] = await outcome(SwrCache.open(v));
@@ -66,6 +69,29 @@ const scenarios = {
     await cache.set("k", { version: 1 });
     const r = await outcome(cache.get("k", async () => { throw new Error("upstream 503"); }));
     return { r, stats: cache.stats() };
+  },
+
+  // A failed refresh holds the next ones back (the fail-safe throttle).
+  async throttle() {
+    const cache = await SwrCache.open({ fresh: 1, stale: 60_000, expired: 60_000, failSafeThrottle: { base: 60_000 } });
+    await cache.set("k", "old");
+    await new Promise((r) => setTimeout(r, 10));
+    let calls = 0;
+    const failing = async () => { calls++; throw new Error("origin down"); };
+    const first = await outcome(cache.get("k", failing));
+    await cache.pending();
+    const later = [];
+    for (let i = 0; i < 5; i++) later.push(await outcome(cache.get("k", failing)));
+    await cache.pending();
+    const off = await SwrCache.open({ fresh: 1, stale: 60_000, expired: 60_000, failSafeThrottle: false });
+    await off.set("k", "old");
+    await new Promise((r) => setTimeout(r, 10));
+    let offCalls = 0;
+    for (let i = 0; i < 3; i++) {
+      await off.get("k", async () => { offCalls++; throw new Error("origin down"); });
+      await off.pending();
+    }
+    return { first, later, calls, stats: cache.stats(), offCalls };
   },
 
   async passThrough() {

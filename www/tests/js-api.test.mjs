@@ -45,6 +45,9 @@ test("bad options reject with a message naming the option", async () => {
     waitUntil: "`waitUntil`",
     storeObject: "`put`",
     notObject: "options must be an object",
+    throttle: "`failSafeThrottle`",
+    throttleBase: "`failSafeThrottle.base`",
+    throttleUnknown: "`failSafeThrottle.bse`",
   };
   for (const [k, needle] of Object.entries(expect)) {
     assert.equal(r[k].ok, false, `${k} was accepted`);
@@ -73,8 +76,20 @@ test("an old value is served as a fallback when the fetcher fails", async () => 
   const { r, stats } = await scenario("fallback");
   assert.equal(r.ok, true);
   assert.equal(r.value.status, "fallback");
+  assert.equal(r.value.detail, "upstream-error");
   assert.deepEqual(r.value.value, { version: 1 });
   assert.equal(stats.fallbacks, 1);
+});
+
+test("a failed refresh holds the next ones back for the throttle window, each saying so", async () => {
+  const r = await scenario("throttle");
+  assert.deepEqual([r.first.ok, r.first.value.status, r.first.value.detail], [true, "stale", "none"]);
+  for (const l of r.later) {
+    assert.deepEqual([l.ok, l.value.value, l.value.status, l.value.detail], [true, "old", "stale", "throttled"]);
+  }
+  assert.equal(r.calls, 1, "one call, then the throttle");
+  assert.equal(r.stats.throttled, 5);
+  assert.equal(r.offCalls, 3, "failSafeThrottle: false calls on every stale hit");
 });
 
 test("strings and Uint8Arrays pass through untouched; other values as JSON", async () => {

@@ -111,9 +111,10 @@ fn set(obj: &Object, key: &str, value: JsValue) {
 }
 
 /// The property names of a result object, made JS strings once.
-const RESULT_KEYS: [&str; 7] = [
+const RESULT_KEYS: [&str; 8] = [
     "value",
     "status",
+    "detail",
     "age",
     "createdAt",
     "freshUntil",
@@ -125,7 +126,7 @@ thread_local! {
     static KEYS: Vec<JsValue> = RESULT_KEYS.iter().map(|k| JsValue::from_str(k)).collect();
 }
 
-/// `{ value, status, age, createdAt, freshUntil, staleUntil, expiresAt }`.
+/// `{ value, status, detail, age, createdAt, freshUntil, staleUntil, expiresAt }`.
 /// The value comes from the table when the answer carries a handle.
 fn result_object(
     table: &JsTable,
@@ -147,6 +148,7 @@ fn result_object(
     let fields = [
         value,
         c.status.as_str().into(),
+        c.detail.as_str().into(),
         (c.age.as_millis() as f64).into(),
         (c.created_at as f64).into(),
         (c.fresh_until as f64).into(),
@@ -248,6 +250,7 @@ impl SwrEngine {
                 .ttl(o.ttl)
                 .refresh_timeout(o.refresh_timeout)
                 .breaker(o.breaker)
+                .fail_safe_throttle(o.fail_safe_throttle)
                 .expired_mode(o.expired_mode)
                 .max_value_bytes(o.max_value_bytes)
                 .build()

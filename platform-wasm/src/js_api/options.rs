@@ -5,7 +5,8 @@ use std::time::Duration;
 use js_sys::{Function, Object, Reflect};
 use swre_core::storage::memory::MemoryLimits;
 use swre_core::{
-    BreakerConfig, CacheTtl, ExpiredMode, DEFAULT_MAX_VALUE_BYTES, DEFAULT_REFRESH_TIMEOUT,
+    BreakerConfig, CacheTtl, ExpiredMode, FailSafeThrottle, DEFAULT_MAX_VALUE_BYTES,
+    DEFAULT_REFRESH_TIMEOUT,
 };
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -30,9 +31,10 @@ pub(crate) struct Options {
     pub(crate) breaker: BreakerConfig,
     pub(crate) expired_mode: ExpiredMode,
     pub(crate) wait_until: Option<Function>,
+    pub(crate) fail_safe_throttle: Option<FailSafeThrottle>,
 }
 
-const KNOWN: [&str; 12] = [
+const KNOWN: [&str; 13] = [
     "name",
     "storage",
     "fresh",
@@ -45,7 +47,10 @@ const KNOWN: [&str; 12] = [
     "breaker",
     "expiredMode",
     "waitUntil",
+    "failSafeThrottle",
 ];
+
+const THROTTLE_KNOWN: [&str; 2] = ["base", "max"];
 
 const BREAKER_KNOWN: [&str; 5] = [
     "failureThreshold",
@@ -154,6 +159,7 @@ pub(crate) fn parse(value: &JsValue) -> Result<Options, String> {
         breaker: BreakerConfig::default(),
         expired_mode: ExpiredMode::default(),
         wait_until: None,
+        fail_safe_throttle: Some(FailSafeThrottle::default()),
     };
     if value.is_undefined() || value.is_null() {
         return Ok(o);
@@ -231,6 +237,27 @@ pub(crate) fn parse(value: &JsValue) -> Result<Options, String> {
             f.dyn_into::<Function>()
                 .map_err(|v| format!("`waitUntil` must be a function (got {})", shown(&v)))?,
         );
+    }
+    if let Some(t) = field(value, "failSafeThrottle") {
+        if t.as_bool() == Some(false) {
+            o.fail_safe_throttle = None;
+        } else if t.is_object() {
+            reject_unknown(&t, &THROTTLE_KNOWN, "failSafeThrottle.")?;
+            let mut c = FailSafeThrottle::default();
+            if let Some(d) = millis(&t, "base", "failSafeThrottle.base", false)? {
+                c.base = d;
+                c.max = c.max.max(d);
+            }
+            if let Some(d) = millis(&t, "max", "failSafeThrottle.max", false)? {
+                c.max = d;
+            }
+            o.fail_safe_throttle = Some(c);
+        } else {
+            return Err(format!(
+                "`failSafeThrottle` must be false or an object {{ base, max }} (got {})",
+                shown(&t)
+            ));
+        }
     }
     if let Some(b) = field(value, "breaker") {
         if !b.is_object() {

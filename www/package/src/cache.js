@@ -30,6 +30,7 @@ function result(value, status, age, r) {
   return {
     value,
     status,
+    detail: r.detail ?? "none",
     age,
     createdAt: r.createdAt,
     freshUntil: r.freshUntil,

@@ -65,7 +65,7 @@ export class Table {
     if (!(now < freshUntil)) return undefined;
     this.#flags[i] |= VISITED;
     const createdAt = t[at];
-    return { value: this.#values[i], status: "hit", age: now - createdAt, createdAt, freshUntil, staleUntil: t[at + 2], expiresAt: t[at + 3] };
+    return { value: this.#values[i], status: "hit", detail: "none", age: now - createdAt, createdAt, freshUntil, staleUntil: t[at + 2], expiresAt: t[at + 3] };
   }
 
   /** The value held for `key` in any phase, or `undefined`. */
