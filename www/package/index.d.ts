@@ -151,6 +151,11 @@ export declare class SwrCache {
   set(key: string, value: unknown): Promise<void>;
   /** Removes `key`; a fetch that started earlier never brings it back. */
   delete(key: string): Promise<void>;
+  /**
+   * Makes `key`'s entry stale at once but keeps it as a fallback (FusionCache `Expire`,
+   * BentoCache `expire`): the next `get` serves it as "stale" and refreshes it.
+   */
+  expire(key: string): Promise<void>;
   /** Resolves when every background refresh running now has finished. */
   pending(): Promise<void>;
   /** Counters since the cache was opened. */

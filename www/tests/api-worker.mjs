@@ -71,6 +71,27 @@ const scenarios = {
     return { r, stats: cache.stats() };
   },
 
+  // expire: stale at once, kept as a fallback; in memory and over the Cache API.
+  async expire() {
+    const out = {};
+    for (const storage of ["memory", "cache"]) {
+      const cache = await SwrCache.open({ storage, name: `expire-${Date.now()}`, fresh: 60_000 });
+      await cache.set("k", "old");
+      const before = await outcome(cache.get("k", async () => "never"));
+      await cache.expire("k");
+      const after = await outcome(cache.get("k", async () => "new"));
+      await cache.pending();
+      const refreshed = await outcome(cache.get("k", async () => "never"));
+      await cache.expire("k");
+      const failing = await outcome(cache.get("k", async () => { throw new Error("origin down"); }));
+      await cache.pending();
+      const missing = await outcome(cache.expire("nothing"));
+      const badKey = await outcome(cache.expire(5));
+      out[storage] = { before, after, refreshed, failing, missing, badKey };
+    }
+    return out;
+  },
+
   // A failed refresh holds the next ones back (the fail-safe throttle).
   async throttle() {
     const cache = await SwrCache.open({ fresh: 1, stale: 60_000, expired: 60_000, failSafeThrottle: { base: 60_000 } });

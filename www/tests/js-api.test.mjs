@@ -81,6 +81,20 @@ test("an old value is served as a fallback when the fetcher fails", async () => 
   assert.equal(stats.fallbacks, 1);
 });
 
+test("expire makes an entry stale at once and keeps it as a fallback, in memory and over the Cache API", async () => {
+  const r = await scenario("expire");
+  for (const storage of ["memory", "cache"]) {
+    const s = r[storage];
+    const got = (o) => [o.ok, o.value?.value, o.value?.status];
+    assert.deepEqual(got(s.before), [true, "old", "hit"], storage);
+    assert.deepEqual(got(s.after), [true, "old", "stale"], storage);
+    assert.deepEqual(got(s.refreshed), [true, "new", "hit"], storage);
+    assert.deepEqual(got(s.failing), [true, "new", "stale"], `${storage}: the fallback after expire`);
+    assert.equal(s.missing.ok, true, storage);
+    assert.deepEqual([s.badKey.ok, s.badKey.kind], [false, "invalidKey"], storage);
+  }
+});
+
 test("a failed refresh holds the next ones back for the throttle window, each saying so", async () => {
   const r = await scenario("throttle");
   assert.deepEqual([r.first.ok, r.first.value.status, r.first.value.detail], [true, "stale", "none"]);

@@ -280,6 +280,39 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         self.with(CallOptions::default()).set_as(key, value).await
     }
 
+    /// Makes `key`'s entry stale at once, keeping it as a fallback (FusionCache
+    /// `Expire`, BentoCache `expire`): the next lookup serves it as `Stale`
+    /// and starts a refresh (or, past its stale phase, as before). Unlike
+    /// [`invalidate`](Self::invalidate), a failing upstream still has the
+    /// value to fall back on. A call for `key` still running never stores its
+    /// value over the expiry (it may have fetched what the expiry is about);
+    /// the key's fail-safe throttle window ends. An absent key is left alone.
+    pub async fn expire(&self, key: impl AsRef<str>) -> Result<(), Error> {
+        let key = key.as_ref();
+        let shared = &self.shared;
+        shared.check_key(key)?;
+        shared.throttle().forget(key);
+        let superseded = shared.supersede(key).await;
+        let expired = shared.storage().expire(key, shared.now()).await;
+        if let Some(flight) = superseded {
+            flight.hide();
+        }
+        match expired {
+            Ok(entry) => {
+                // A throttle mark on this very entry would hold its refresh back.
+                if let Some(e) = entry {
+                    let marks = shared.flights().marks();
+                    marks.clear(marks.tag(key, e.created_at));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                shared.storage_error(StorageOp::Set);
+                Err(Error::Storage(e))
+            }
+        }
+    }
+
     /// Removes `key` from storage and forgets any remembered error (and
     /// fail-safe throttle window) for it. A call for `key` still running
     /// never stores its value over the removal.

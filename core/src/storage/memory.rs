@@ -285,6 +285,11 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    async fn expire(&self, key: &str, now: u64) -> Result<Option<Entry>, StorageError> {
+        let (hash, shard) = self.locate(key);
+        Ok(shard.write().expire(hash, key, now))
+    }
+
     async fn clear(&self) -> Result<(), StorageError> {
         self.clear_now();
         Ok(())

@@ -94,6 +94,32 @@ pub trait Storage: MaybeSend + MaybeSync + 'static {
         }
     }
 
+    /// Makes `key`'s entry stale at `now` if it is fresh: its `fresh_until`
+    /// becomes `now` (or its `created_at`, if the clock reads earlier), its
+    /// stale and expired phases stay, so it is served stale, refreshed, and
+    /// kept as a fallback (`Engine::expire`). Returns the entry as it stands
+    /// afterwards, `None` if there is none. The default reads and writes back,
+    /// so a write from elsewhere between the two can be lost; stores that can
+    /// do it atomically do ([`MemoryStorage`], and [`Tiered`](crate::Tiered)
+    /// over stores that do).
+    ///
+    /// [`MemoryStorage`]: crate::MemoryStorage
+    fn expire(
+        &self,
+        key: &str,
+        now: u64,
+    ) -> impl Future<Output = Result<Option<Entry>, StorageError>> + MaybeSend {
+        async move {
+            let Some(mut entry) = self.get(key).await? else {
+                return Ok(None);
+            };
+            if expire_entry(&mut entry, now) {
+                self.set(key, entry.clone()).await?;
+            }
+            Ok(Some(entry))
+        }
+    }
+
     /// Removes every entry. The default fails, saying the store cannot clear
     /// (a store that shares a backend with other data may not support it):
     /// succeeding without clearing would leave callers serving what they
@@ -147,4 +173,12 @@ impl LeaseToken {
 /// may stay: it is `written` itself, or newer.
 pub fn supersedes(current: &Entry, written: &Entry) -> bool {
     current.created_at > written.created_at || current == written
+}
+
+/// Ends `entry`'s fresh phase at `now` if it is fresh (at its `created_at`
+/// if the clock reads earlier, keeping the times ordered); whether it changed.
+pub fn expire_entry(entry: &mut Entry, now: u64) -> bool {
+    let before = entry.fresh_until;
+    entry.fresh_until = now.max(entry.created_at).min(before);
+    entry.fresh_until != before
 }

@@ -186,6 +186,20 @@ impl<L1: Storage, L2: Storage> Storage for Tiered<L1, L2> {
         l2.and(l1)
     }
 
+    /// L2's entry first (the one other processes share), then L1's copy.
+    async fn expire(&self, key: &str, now: u64) -> Result<Option<Entry>, StorageError> {
+        let writes = self.writes.of(key);
+        Writes::bump(writes);
+        let l2 = self.l2.expire(key, now).await;
+        let l1 = self.l1.expire(key, now).await;
+        Writes::bump(writes);
+        match (l2, l1) {
+            (Ok(Some(e)), _) | (Ok(None), Ok(Some(e))) => Ok(Some(e)),
+            (Ok(None), _) => Ok(None),
+            (Err(e), _) => Err(e),
+        }
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         let writes = self.writes.of(key);
         Writes::bump(writes);

@@ -32,6 +32,7 @@ pub async fn run_all<S: Storage>(storage: &S) {
     a_delete_is_final_under_concurrent_reads_and_writes(storage).await;
     reads_are_linearisable_per_key(storage).await;
     remove_older_keeps_the_written_entry_and_newer_ones(storage).await;
+    expire_ends_the_fresh_phase_only(storage).await;
 }
 
 fn entry(value: impl Into<crate::Bytes>, created_at: u64) -> Entry {
@@ -420,6 +421,46 @@ pub async fn remove_older_keeps_the_written_entry_and_newer_ones<S: Storage>(s: 
         .unwrap_or_else(|e| panic!("{NAME}: set: {e}"));
     remove(written).await;
     assert_eq!(get().await, None, "{NAME}: an older entry was kept");
+}
+
+/// `expire` ends a fresh entry's fresh phase at the given time and changes
+/// nothing else (value, other times); a stale entry and a missing key are
+/// left as they are.
+pub async fn expire_ends_the_fresh_phase_only<S: Storage>(s: &S) {
+    const NAME: &str = "expire_ends_the_fresh_phase_only";
+    let k = "conformance/expire";
+    let written = entry("value", NOW);
+    s.set(k, written.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{NAME}: set: {e}"));
+    let mut want = written.clone();
+    want.fresh_until = NOW + 400;
+    let got = s
+        .expire(k, NOW + 400)
+        .await
+        .unwrap_or_else(|e| panic!("{NAME}: expire: {e}"));
+    assert_eq!(got.as_ref(), Some(&want), "{NAME}: what expire returned");
+    let stored = s
+        .get(k)
+        .await
+        .unwrap_or_else(|e| panic!("{NAME}: get: {e}"));
+    assert_eq!(stored.as_ref(), Some(&want), "{NAME}: what the store holds");
+    let again = s
+        .expire(k, NOW + 500)
+        .await
+        .unwrap_or_else(|e| panic!("{NAME}: expire: {e}"));
+    assert_eq!(again.as_ref(), Some(&want), "{NAME}: a stale entry changed");
+    let missing = "conformance/expire-missing";
+    let none = s
+        .expire(missing, NOW)
+        .await
+        .unwrap_or_else(|e| panic!("{NAME}: expire of a missing key: {e}"));
+    assert_eq!(none, None, "{NAME}: a missing key");
+    let stored = s
+        .get(missing)
+        .await
+        .unwrap_or_else(|e| panic!("{NAME}: get: {e}"));
+    assert_eq!(stored, None, "{NAME}: expire created an entry");
 }
 
 /// The engine-level checks of the suite, against an engine over the store

@@ -368,6 +368,19 @@ impl SwrEngine {
         }))
     }
 
+    /// Makes `key`'s entry stale at once, kept as a fallback.
+    pub fn expire(&self, key: String) -> Promise {
+        let inner = self.inner.clone();
+        crate::js::boxed_promise(Box::pin(async move {
+            inner
+                .engine
+                .expire(&key)
+                .await
+                .map(|_| JsValue::UNDEFINED)
+                .map_err(|e| engine_error(&e))
+        }))
+    }
+
     /// Resolves when every background task running now has finished.
     pub fn pending(&self) -> Promise {
         self.inner.runtime.pending()

@@ -128,6 +128,12 @@ impl Storage for AnyStorage {
             AnyStorage::Tiered(s) => s.remove_older(key, written).await,
         }
     }
+    async fn expire(&self, key: &str, now: u64) -> Result<Option<Entry>, StorageError> {
+        match self {
+            AnyStorage::Memory(s) => s.expire(key, now).await,
+            AnyStorage::Tiered(s) => s.expire(key, now).await,
+        }
+    }
     async fn clear(&self) -> Result<(), StorageError> {
         match self {
             AnyStorage::Memory(s) => s.clear().await,

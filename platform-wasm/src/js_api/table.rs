@@ -47,6 +47,9 @@ extern "C" {
     fn json_parse(this: &Table, text: &str) -> JsValue;
 
     #[wasm_bindgen(method)]
+    fn expire(this: &Table, key: &str, now: f64, meta: &mut [f64]) -> bool;
+
+    #[wasm_bindgen(method)]
     fn remove(this: &Table, key: &str);
 
     #[wasm_bindgen(method)]
@@ -99,6 +102,11 @@ impl JsTable {
         if !self.table.read(key, &mut meta) {
             return None;
         }
+        Some(Self::entry_of(&meta))
+    }
+
+    /// The entry `meta` (as `Table.read` fills it) describes, its value a handle.
+    fn entry_of(meta: &[f64; 6]) -> Entry {
         let id = (meta[5] as u32).to_le_bytes();
         let mut e = Entry::new(
             [HANDLE, id[0], id[1], id[2], id[3]].as_slice(),
@@ -110,7 +118,7 @@ impl JsTable {
         e.stale_until = meta[2] as u64;
         e.expires_at = meta[3] as u64;
         e.pinned_ttl = meta[4] != 0.0;
-        Some(e)
+        e
     }
 }
 
@@ -151,6 +159,15 @@ impl Storage for JsTable {
                 "the entry exceeds the memory tier's `maxBytes`",
             ))
         }
+    }
+
+    /// In place: a read-back `set` of a handle would not change the times.
+    async fn expire(&self, key: &str, now: u64) -> Result<Option<Entry>, StorageError> {
+        let mut meta = [0.0f64; 6];
+        if !self.table.expire(key, now as f64, &mut meta) {
+            return Ok(None);
+        }
+        Ok(Some(Self::entry_of(&meta)))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

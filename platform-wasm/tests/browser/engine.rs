@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use futures::future::{select, Either};
 use swre_wasm::{
-    BrowserRuntime, Clock, Error, ExpiredMode, ManualClock, MemoryStorage, Status, Storage,
+    BrowserRuntime, Clock, Detail, Error, ExpiredMode, ManualClock, MemoryStorage, Status, Storage,
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -40,7 +40,17 @@ async fn every_phase_and_status() {
 
     clock.advance(30 * SEC);
     let r = engine.get_or_fetch("k", calls.err()).await.unwrap();
-    assert_eq!((r.status, text(&r.value)), (Status::Fallback, "v2"));
+    assert_eq!(
+        (r.status, r.detail, text(&r.value)),
+        (Status::Fallback, Detail::UpstreamError, "v2")
+    );
+    // The fail-safe throttle: the old value again, without a call, for 5 s.
+    let r = engine.get_or_fetch("k", calls.ok("v3")).await.unwrap();
+    assert_eq!(
+        (r.status, r.detail, text(&r.value)),
+        (Status::Fallback, Detail::Throttled, "v2")
+    );
+    clock.advance(5 * SEC);
     let r = engine.get_or_fetch("k", calls.ok("v3")).await.unwrap();
     assert_eq!((r.status, text(&r.value)), (Status::Miss, "v3"));
     settle(&engine).await;

@@ -216,6 +216,19 @@ export function define(load, { keepAlive = false } = {}) {
       return this.#write("delete", key, (engine) => engine.delete(key));
     }
 
+    /**
+     * Makes `key`'s entry stale at once, kept as a fallback: the next `get`
+     * serves it as "stale" and refreshes it.
+     */
+    expire(key) {
+      const engine = this.#engine;
+      if (engine === undefined) return reject("closed", `expire: ${CLOSED}`);
+      if (typeof key !== "string") return reject("invalidKey", "expire: the key must be a string");
+      // A lookup from now on must not join a refresh that started before.
+      this.#joins.delete(key);
+      return engine.expire(key).then(noop);
+    }
+
     #write(name, key, op) {
       const engine = this.#engine;
       if (engine === undefined) return reject("closed", `${name}: ${CLOSED}`);

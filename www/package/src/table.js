@@ -160,6 +160,19 @@ export class Table {
     return this.#recent.get(id);
   }
 
+  /**
+   * Ends the entry's fresh phase at `now` (at its creation if the clock reads
+   * earlier) if it is fresh; fills `meta` as `read` does; false when absent.
+   */
+  expire(key, now, meta) {
+    const i = this.#index.get(key);
+    if (i === undefined) return false;
+    const at = i * 4;
+    const t = this.#times;
+    t[at + 1] = Math.min(t[at + 1], Math.max(now, t[at]));
+    return this.read(key, meta);
+  }
+
   remove(key) {
     const i = this.#index.get(key);
     if (i === undefined) return;

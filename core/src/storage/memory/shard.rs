@@ -399,6 +399,15 @@ impl Shard {
         }
     }
 
+    /// Ends `key`'s fresh phase at `now` ([`Storage::expire`](crate::Storage::expire)):
+    /// the entry as it stands afterwards.
+    pub(super) fn expire(&mut self, hash: u64, key: &str, now: u64) -> Option<Entry> {
+        let i = *self.table.find(hash, |&i| key_is(&self.nodes, i, key))?;
+        let node = self.nodes.get_mut(i as usize)?.as_mut()?;
+        crate::storage::expire_entry(&mut node.entry, now);
+        Some(node.entry.clone())
+    }
+
     /// Removes `key`, if held.
     pub(super) fn remove(&mut self, hash: u64, key: &str) {
         let nodes = &self.nodes;
