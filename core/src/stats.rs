@@ -98,6 +98,9 @@ counters! {
     /// Lookups answered with an old value without calling upstream because
     /// the key was in its fail-safe throttle window.
     throttled,
+    /// Lookups answered with an old value when the refresh they waited on
+    /// passed the soft timeout (the refresh ran on).
+    soft_timeouts,
     /// Upstream calls refused by an open circuit breaker.
     breaker_rejections,
     /// Times a breaker (global or per key) opened.

@@ -48,6 +48,13 @@ export interface SwrOptions {
    * (default `{ base: 5000, max: 60000 }`); `false` turns it off.
    */
   failSafeThrottle?: false | { base?: number; max?: number };
+  /**
+   * The soft timeout (FusionCache `FactorySoftTimeout`): a `get` waiting on the refresh of an
+   * expired entry resolves with the old value ("fallback", detail "soft-timeout") after this
+   * many ms, while the fetcher runs on to `refreshTimeout` and stores its value. Off by
+   * default; must be shorter than `refreshTimeout`.
+   */
+  softTimeout?: number;
 }
 
 /** What a fetcher is given. */

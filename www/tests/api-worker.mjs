@@ -92,6 +92,20 @@ const scenarios = {
     return out;
   },
 
+  // The soft timeout: the old value after 50 ms, the slow fetch stores later.
+  async softTimeout() {
+    const cache = await SwrCache.open({ fresh: 0, stale: 0, expired: 60_000, softTimeout: 50 });
+    await cache.set("k", "old");
+    const slow = () => new Promise((r) => setTimeout(() => r("new"), 300));
+    const started = Date.now();
+    const first = await outcome(cache.get("k", slow));
+    const waited = Date.now() - started;
+    await cache.pending();
+    const peeked = await outcome(cache.peek("k"));
+    const bad = await outcome(SwrCache.open({ softTimeout: 40_000 }));
+    return { first, waited, peeked, stats: cache.stats(), bad };
+  },
+
   // A failed refresh holds the next ones back (the fail-safe throttle).
   async throttle() {
     const cache = await SwrCache.open({ fresh: 1, stale: 60_000, expired: 60_000, failSafeThrottle: { base: 60_000 } });

@@ -95,6 +95,16 @@ test("expire makes an entry stale at once and keeps it as a fallback, in memory 
   }
 });
 
+test("past the soft timeout a get resolves with the old value and the fetch stores later", async () => {
+  const r = await scenario("softTimeout");
+  assert.deepEqual([r.first.ok, r.first.value.value, r.first.value.status, r.first.value.detail], [true, "old", "fallback", "soft-timeout"]);
+  assert.ok(r.waited < 250, `waited ${r.waited} ms`);
+  assert.equal(r.peeked.value.value, "new", "the slow fetch stored its value");
+  assert.equal(r.stats.softTimeouts, 1);
+  assert.equal(r.bad.ok, false);
+  assert.match(r.bad.message, /`softTimeout` must be shorter than the refresh timeout/);
+});
+
 test("a failed refresh holds the next ones back for the throttle window, each saying so", async () => {
   const r = await scenario("throttle");
   assert.deepEqual([r.first.ok, r.first.value.status, r.first.value.detail], [true, "stale", "none"]);

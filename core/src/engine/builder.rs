@@ -43,7 +43,8 @@ impl<S: Storage, R: Runtime> Engine<S, R, Postcard> {
 /// option: a TTL totalling under 5 s, a zero `refresh_timeout`, zero breaker
 /// thresholds, `open_for` or `max_key_breakers`, `max_half_open` below
 /// `success_threshold`, a zero `max_value_bytes` or `max_key_bytes`, and a zero
-/// `negative_ttl`, and a fail-safe throttle with a zero `base` or a `max`
+/// `negative_ttl`, a zero `soft_timeout` or one not shorter than
+/// `refresh_timeout`, and a fail-safe throttle with a zero `base` or a `max`
 /// below it. `max_concurrent_refreshes(0)` is accepted and turns
 /// background refresh off (stale values are still served; skips are counted).
 /// A zero `shutdown_timeout` makes shutdown abandon running calls at once.
@@ -121,6 +122,20 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> EngineBuilder<S, R, C> {
             max_entries,
             max_bytes,
         };
+        self
+    }
+
+    /// The soft timeout (FusionCache's `FactorySoftTimeout`, BentoCache's
+    /// soft `timeout`): a caller waiting on the refresh of an expired entry
+    /// (in [`ExpiredMode::Revalidate`]) gets the old value once `d` has
+    /// passed, as a [`Status::Fallback`](crate::Status::Fallback) with
+    /// [`Detail::SoftTimeout`](crate::Detail::SoftTimeout), while the call
+    /// runs on to `refresh_timeout` (the hard deadline) and stores its value
+    /// if it succeeds. A caller with nothing to fall back on waits for the
+    /// hard deadline only. Off by default; must be shorter than
+    /// `refresh_timeout`.
+    pub fn soft_timeout(mut self, d: Duration) -> Self {
+        self.cfg.soft_timeout = Some(d);
         self
     }
 

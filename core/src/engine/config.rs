@@ -30,6 +30,7 @@ pub(crate) struct Config {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) decoded: DecodedLimits,
     pub(crate) fail_safe_throttle: Option<FailSafeThrottle>,
+    pub(crate) soft_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -49,6 +50,7 @@ impl Default for Config {
                 max_bytes: 32 << 20,
             },
             fail_safe_throttle: Some(FailSafeThrottle::default()),
+            soft_timeout: None,
         }
     }
 }
@@ -103,6 +105,17 @@ impl Config {
                 "negative_ttl",
                 "must be greater than zero (leave it unset to disable)",
             ));
+        }
+        if let Some(soft) = self.soft_timeout {
+            if soft.is_zero() {
+                return Err(reject("soft_timeout", "must be greater than zero"));
+            }
+            if soft >= self.refresh_timeout {
+                return Err(reject(
+                    "soft_timeout",
+                    "must be shorter than the refresh timeout (the hard deadline), or it never fires",
+                ));
+            }
         }
         if let Some(t) = self.fail_safe_throttle {
             if t.base.is_zero() {

@@ -403,10 +403,29 @@ where
                 ttl,
                 seen: Some(entry.clone()),
             };
-            (
-                fetch_shared(shared, key, call, false, now).await,
-                Some((value, entry)),
-            )
+            let mut fetch = pin!(fetch_shared(shared, key, call, false, now));
+            // The soft timeout: past it the caller gets the old value, and
+            // the call runs on in its task to the hard deadline, storing
+            // what it fetches. Not past `expires_at`: then it waits on.
+            let result = match shared.cfg().soft_timeout {
+                Some(soft) => {
+                    let sleep = pin!(shared.runtime().sleep(soft));
+                    match select(fetch.as_mut(), sleep).await {
+                        Either::Left((result, _)) => result,
+                        Either::Right(((), _)) => {
+                            let now = shared.now();
+                            if now < entry.expires_at {
+                                bump(&shared.counters().soft_timeouts);
+                                let cached = Cached::new(value, Status::Fallback, &entry, now);
+                                return Ok(cached.with_detail(Detail::SoftTimeout));
+                            }
+                            fetch.await
+                        }
+                    }
+                }
+                None => fetch.await,
+            };
+            (result, Some((value, entry)))
         }
         Wait::Fetch { job, seen } => {
             let call = Call { job, ttl, seen };

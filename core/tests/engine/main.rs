@@ -16,6 +16,7 @@ mod latest_write;
 mod phases;
 mod rules;
 mod shutdown;
+mod soft_timeout;
 mod stale_hits;
 mod storage;
 mod threads;

@@ -246,7 +246,11 @@ impl SwrEngine {
                 Some(f) => BrowserRuntime::with_wait_until(f),
                 None => BrowserRuntime::new(),
             };
-            let engine = Engine::builder(storage, runtime.clone())
+            let mut builder = Engine::builder(storage, runtime.clone());
+            if let Some(soft) = o.soft_timeout {
+                builder = builder.soft_timeout(soft);
+            }
+            let engine = builder
                 .ttl(o.ttl)
                 .refresh_timeout(o.refresh_timeout)
                 .breaker(o.breaker)

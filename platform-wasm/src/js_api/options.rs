@@ -32,9 +32,10 @@ pub(crate) struct Options {
     pub(crate) expired_mode: ExpiredMode,
     pub(crate) wait_until: Option<Function>,
     pub(crate) fail_safe_throttle: Option<FailSafeThrottle>,
+    pub(crate) soft_timeout: Option<Duration>,
 }
 
-const KNOWN: [&str; 13] = [
+const KNOWN: [&str; 14] = [
     "name",
     "storage",
     "fresh",
@@ -48,6 +49,7 @@ const KNOWN: [&str; 13] = [
     "expiredMode",
     "waitUntil",
     "failSafeThrottle",
+    "softTimeout",
 ];
 
 const THROTTLE_KNOWN: [&str; 2] = ["base", "max"];
@@ -160,6 +162,7 @@ pub(crate) fn parse(value: &JsValue) -> Result<Options, String> {
         expired_mode: ExpiredMode::default(),
         wait_until: None,
         fail_safe_throttle: Some(FailSafeThrottle::default()),
+        soft_timeout: None,
     };
     if value.is_undefined() || value.is_null() {
         return Ok(o);
@@ -238,6 +241,7 @@ pub(crate) fn parse(value: &JsValue) -> Result<Options, String> {
                 .map_err(|v| format!("`waitUntil` must be a function (got {})", shown(&v)))?,
         );
     }
+    o.soft_timeout = millis(value, "softTimeout", "softTimeout", false)?;
     if let Some(t) = field(value, "failSafeThrottle") {
         if t.as_bool() == Some(false) {
             o.fail_safe_throttle = None;
