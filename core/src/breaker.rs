@@ -38,8 +38,15 @@ pub struct BreakerConfig {
     pub global_failure_keys: u32,
     /// Successful trial calls that close a half-open breaker.
     pub success_threshold: u32,
-    /// How long an open breaker rejects calls before it lets trials through.
+    /// The longest an open breaker rejects calls before it lets trials
+    /// through: its first opening lasts [`first_open_for`](Self::first_open_for),
+    /// and each re-opening after failed trials twice the one before, up to this.
     pub open_for: Duration,
+    /// How long a breaker's first opening lasts (after it was closed), so
+    /// calls succeed again soon after upstream recovers; re-openings double
+    /// it up to [`open_for`](Self::open_for). Equal to `open_for`, every
+    /// opening lasts `open_for`.
+    pub first_open_for: Duration,
     /// Trial calls let through in one half-open period.
     pub max_half_open: u32,
     /// Per-key breakers kept; the least recently used is dropped beyond this.
@@ -53,6 +60,7 @@ impl Default for BreakerConfig {
             global_failure_keys: 10,
             success_threshold: 2,
             open_for: Duration::from_secs(30),
+            first_open_for: Duration::from_secs(1),
             max_half_open: 3,
             max_key_breakers: 10_000,
         }
@@ -81,6 +89,12 @@ impl BreakerConfig {
     /// Sets [`open_for`](Self::open_for).
     pub fn open_for(mut self, d: Duration) -> Self {
         self.open_for = d;
+        self
+    }
+
+    /// Sets [`first_open_for`](Self::first_open_for).
+    pub fn first_open_for(mut self, d: Duration) -> Self {
+        self.first_open_for = d;
         self
     }
 
@@ -124,14 +138,17 @@ enum Machine {
     },
     /// `period` numbers this opening: the half-open period that follows has
     /// the same number, and only trials of that period count in it.
+    /// `reopens`: openings since the breaker was last closed, before this one.
     Open {
         until: u64,
         period: u32,
+        reopens: u32,
     },
     HalfOpen {
         started: u32,
         successes: u32,
         period: u32,
+        reopens: u32,
     },
 }
 
@@ -154,11 +171,16 @@ impl Machine {
     fn try_acquire(&mut self, cfg: &BreakerConfig, now: u64) -> Option<Trial> {
         match *self {
             Machine::Closed { .. } => Some(None),
-            Machine::Open { until, period } if now >= until => {
+            Machine::Open {
+                until,
+                period,
+                reopens,
+            } if now >= until => {
                 *self = Machine::HalfOpen {
                     started: 1,
                     successes: 0,
                     period,
+                    reopens,
                 };
                 Some(Some(period))
             }
@@ -167,11 +189,13 @@ impl Machine {
                 started,
                 successes,
                 period,
+                reopens,
             } if started < cfg.max_half_open => {
                 *self = Machine::HalfOpen {
                     started: started + 1,
                     successes,
                     period,
+                    reopens,
                 };
                 Some(Some(period))
             }
@@ -189,6 +213,7 @@ impl Machine {
                 started,
                 successes,
                 period,
+                reopens,
             } if trial == Some(period) => {
                 let successes = successes + 1;
                 *self = if successes >= cfg.success_threshold {
@@ -198,6 +223,7 @@ impl Machine {
                         started,
                         successes,
                         period,
+                        reopens,
                     }
                 };
             }
@@ -215,20 +241,25 @@ impl Machine {
         trial: Trial,
         period: u32,
     ) {
-        let open = Machine::Open {
-            until: now.saturating_add(duration_ms(cfg.open_for)),
+        // The first opening lasts `first_open_for`; each re-opening after
+        // failed trials twice the one before, up to `open_for`.
+        let open = |reopens: u32| Machine::Open {
+            until: now.saturating_add(open_window(cfg, reopens)),
             period,
+            reopens,
         };
         match *self {
             Machine::Closed { failures } => {
                 let failures = failures + 1;
                 *self = if failures >= threshold {
-                    open
+                    open(0)
                 } else {
                     Machine::Closed { failures }
                 };
             }
-            Machine::HalfOpen { period: p, .. } if trial == Some(p) => *self = open,
+            Machine::HalfOpen {
+                period: p, reopens, ..
+            } if trial == Some(p) => *self = open(reopens.saturating_add(1)),
             Machine::HalfOpen { .. } | Machine::Open { .. } => {}
         }
     }
@@ -239,6 +270,7 @@ impl Machine {
             started,
             successes,
             period,
+            reopens,
         } = *self
         {
             if trial == Some(period) {
@@ -246,6 +278,7 @@ impl Machine {
                     started: started.saturating_sub(1),
                     successes,
                     period,
+                    reopens,
                 };
             }
         }
@@ -254,6 +287,14 @@ impl Machine {
     fn is_pristine(&self) -> bool {
         *self == Machine::CLOSED
     }
+}
+
+/// How long an opening lasts after `reopens` openings without a close:
+/// `first_open_for` doubled that many times, at most `open_for` (ms).
+fn open_window(cfg: &BreakerConfig, reopens: u32) -> u64 {
+    duration_ms(cfg.first_open_for)
+        .saturating_mul(1u64 << reopens.min(32))
+        .min(duration_ms(cfg.open_for))
 }
 
 /// A started call's claim on the breakers; report its outcome or drop it.

@@ -35,8 +35,12 @@ export interface SwrOptions {
   maxValueBytes?: number;
   /** Longest an upstream call may take (default 30000); the fetcher's `signal` aborts then. */
   refreshTimeout?: number;
-  /** The circuit breaker: opens after `failureThreshold` upstream failures in a row. */
-  breaker?: { failureThreshold?: number; successThreshold?: number; openFor?: number; maxHalfOpen?: number; maxKeyBreakers?: number };
+  /**
+   * The circuit breaker: opens after `failureThreshold` upstream failures in a row, first for
+   * `firstOpenFor` ms (default 1000), each re-opening after a failed trial twice as long, up to
+   * `openFor` (default 30000).
+   */
+  breaker?: { failureThreshold?: number; successThreshold?: number; openFor?: number; firstOpenFor?: number; maxHalfOpen?: number; maxKeyBreakers?: number };
   /** "revalidate" (default): wait for a refresh, old value on failure; "serveStale": serve expired values at once. */
   expiredMode?: "revalidate" | "serveStale";
   /** Receives each background task's promise (e.g. `ctx.waitUntil.bind(ctx)`). */

@@ -7,6 +7,7 @@ fn cfg() -> BreakerConfig {
         global_failure_keys: 3,
         success_threshold: 2,
         open_for: Duration::from_millis(1_000),
+        first_open_for: Duration::from_millis(1_000),
         max_half_open: 2,
         max_key_breakers: 4,
     }
@@ -204,4 +205,37 @@ fn a_trial_of_an_earlier_period_neither_counts_nor_frees_a_place() {
     b.success("k", t1);
     b.success("k", t2);
     assert_eq!(b.key_state("k", 2_000), BreakerState::Closed);
+}
+
+#[test]
+fn openings_grow_from_first_open_for_to_open_for_and_a_close_resets_them() {
+    let cfg = BreakerConfig {
+        first_open_for: Duration::from_millis(100),
+        open_for: Duration::from_millis(1_000),
+        ..cfg()
+    };
+    let b = Breaker::new(cfg);
+    for _ in 0..3 {
+        fail(&b, "k", 0);
+    }
+    // 100, 200, 400, 800, then 1,000 ms: each re-opening after a failed trial doubles.
+    let mut now = 0;
+    for window in [100, 200, 400, 800, 1_000, 1_000] {
+        assert!(
+            b.try_acquire("k", now + window - 1).is_none(),
+            "open for {window} ms"
+        );
+        now += window;
+        fail(&b, "k", now);
+    }
+    // Trials succeed: closed, and the next opening is the first one again.
+    now += 1_000;
+    succeed(&b, "k", now);
+    succeed(&b, "k", now);
+    assert_eq!(b.key_state("k", now), BreakerState::Closed);
+    for _ in 0..3 {
+        fail(&b, "k", now);
+    }
+    assert!(b.try_acquire("k", now + 99).is_none());
+    assert!(b.try_acquire("k", now + 100).is_some(), "back to 100 ms");
 }

@@ -91,6 +91,18 @@ impl Config {
         if b.open_for.is_zero() {
             return Err(reject("breaker.open_for", "must be greater than zero"));
         }
+        if b.first_open_for.is_zero() {
+            return Err(reject(
+                "breaker.first_open_for",
+                "must be greater than zero",
+            ));
+        }
+        if b.first_open_for > b.open_for {
+            return Err(reject(
+                "breaker.first_open_for",
+                "must be at most breaker.open_for",
+            ));
+        }
         if b.max_key_breakers == 0 {
             return Err(reject("breaker.max_key_breakers", "must be at least 1"));
         }

@@ -10,6 +10,7 @@ fn cfg() -> BreakerConfig {
         .global_failure_keys(3)
         .success_threshold(2)
         .open_for(10 * SEC)
+        .first_open_for(10 * SEC)
         .max_half_open(2)
         .max_key_breakers(3)
 }
@@ -219,4 +220,46 @@ fn a_handful_of_bad_keys_does_not_open_the_global_breaker() {
     assert_eq!(h.engine.breaker_state(), BreakerState::Closed);
     assert!(h.get_err("down:14").is_err());
     assert_eq!(h.engine.breaker_state(), BreakerState::Open);
+}
+
+#[test]
+fn after_an_outage_misses_succeed_again_within_the_first_opening() {
+    // Defaults but thresholds: the first opening lasts 1 s, re-openings
+    // double it up to `open_for` (30 s).
+    let h = harness_with(|b| {
+        b.breaker(
+            BreakerConfig::default()
+                .failure_threshold(3)
+                .global_failure_keys(3),
+        )
+    });
+    for k in ["down-1", "down-2", "down-3"] {
+        assert!(h.get_err(k).is_err());
+    }
+    assert_eq!(h.engine.breaker_state(), BreakerState::Open);
+    assert!(matches!(h.get("cold", "v"), Err(Error::CircuitOpen)));
+    // The origin is back: within a second a miss goes through again.
+    h.advance(SEC);
+    assert_eq!(h.get("cold", "v").unwrap().status, Status::Miss);
+    assert_eq!(h.get("cold-2", "v").unwrap().status, Status::Miss);
+    assert_eq!(h.engine.breaker_state(), BreakerState::Closed);
+    // An origin still down: each failed trial doubles the opening.
+    for k in ["down-4", "down-5", "down-6"] {
+        assert!(h.get_err(k).is_err());
+    }
+    let ms = std::time::Duration::from_millis(1);
+    let mut window = SEC;
+    for _ in 0..7 {
+        h.advance(window - ms);
+        assert!(
+            matches!(h.get("cold-3", "v"), Err(Error::CircuitOpen)),
+            "open until {window:?}"
+        );
+        h.advance(ms);
+        assert!(
+            matches!(h.get_err("trial"), Err(Error::Upstream(_))),
+            "a trial at {window:?}"
+        );
+        window = (window * 2).min(30 * SEC);
+    }
 }

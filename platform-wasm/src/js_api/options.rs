@@ -54,10 +54,11 @@ const KNOWN: [&str; 14] = [
 
 const THROTTLE_KNOWN: [&str; 2] = ["base", "max"];
 
-const BREAKER_KNOWN: [&str; 5] = [
+const BREAKER_KNOWN: [&str; 6] = [
     "failureThreshold",
     "successThreshold",
     "openFor",
+    "firstOpenFor",
     "maxHalfOpen",
     "maxKeyBreakers",
 ];
@@ -277,6 +278,11 @@ pub(crate) fn parse(value: &JsValue) -> Result<Options, String> {
         }
         if let Some(d) = millis(&b, "openFor", "breaker.openFor", false)? {
             c.open_for = d;
+            // A shorter `openFor` caps the first opening too, unless given.
+            c.first_open_for = c.first_open_for.min(d);
+        }
+        if let Some(d) = millis(&b, "firstOpenFor", "breaker.firstOpenFor", false)? {
+            c.first_open_for = d;
         }
         if let Some(n) = count(&b, "maxHalfOpen", "breaker.maxHalfOpen")? {
             c.max_half_open = n as u32;

@@ -11,6 +11,7 @@ fn cfg() -> BreakerConfig {
         .global_failure_keys(3)
         .success_threshold(2)
         .open_for(30 * SEC)
+        .first_open_for(30 * SEC) // the Go library opens for one fixed window
         .max_half_open(2)
         .max_key_breakers(5)
 }

@@ -268,6 +268,7 @@ impl Real {
                     .global_failure_keys(FAILURES)
                     .success_threshold(SUCCESSES)
                     .open_for(Duration::from_millis(OPEN_FOR))
+                    .first_open_for(Duration::from_millis(OPEN_FOR))
                     .max_half_open(HALF_OPEN)
                     .max_key_breakers(100),
             )
