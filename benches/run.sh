@@ -17,7 +17,9 @@ cargo build -q --release -p swre-benches --example hitloop
 python3 benches/instructions.py "$target_dir/release/examples/hitloop" "$target_dir/instructions.json"
 # Hit ratios of MemoryStorage, moka and quick_cache on the same traces.
 cargo run -q --release -p swre-benches --example hitratio -- "$target_dir/hitratio.json"
+# Breaker recovery after an origin outage, beside moka (30 s of wall time).
+cargo run -q --release -p swre-benches --example outage -- "$target_dir/outage.json"
 # The JS package: needs www/package/wasm (bash www/build.sh) and www/node_modules (npm ci).
 (cd www && node bench/run.mjs "$target_dir/js-bench.json")
-python3 benches/report.py "$target_dir/criterion" BENCHMARKS.md benches/hit-latency.svg "$target_dir/js-bench.json" "$target_dir/hitratio.json" "$target_dir/instructions.json"
+python3 benches/report.py "$target_dir/criterion" BENCHMARKS.md benches/hit-latency.svg "$target_dir/js-bench.json" "$target_dir/hitratio.json" "$target_dir/instructions.json" "$target_dir/outage.json"
 echo "wrote BENCHMARKS.md and benches/hit-latency.svg"

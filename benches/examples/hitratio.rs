@@ -19,6 +19,7 @@
 
 use std::time::Duration;
 
+use swre_benches::{Rng, Zipf};
 use swre_native::storage::memory::MemoryLimits;
 use swre_native::{CacheTtl, Entry, MemoryStorage};
 
@@ -27,47 +28,6 @@ const REQUESTS: usize = 2_000_000;
 const KEYS: usize = 100_000;
 
 /// A deterministic xorshift64* generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// Draws ranks 0..n with P(k) ∝ 1 / (k+1)^alpha, by inverting the CDF.
-struct Zipf {
-    cdf: Vec<f64>,
-}
-
-impl Zipf {
-    fn new(n: usize, alpha: f64) -> Self {
-        let mut cdf = Vec::with_capacity(n);
-        let mut sum = 0.0;
-        for k in 0..n {
-            sum += 1.0 / ((k + 1) as f64).powf(alpha);
-            cdf.push(sum);
-        }
-        for c in &mut cdf {
-            *c /= sum;
-        }
-        Self { cdf }
-    }
-
-    fn draw(&self, rng: &mut Rng) -> usize {
-        let u = rng.unit();
-        self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1)
-    }
-}
-
 /// Key ids; the ranks are scattered over ids so that popularity does not
 /// follow insertion order or hash order.
 fn zipf_trace(alpha: f64, seed: u64, scans: bool) -> Vec<usize> {

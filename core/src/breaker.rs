@@ -40,11 +40,12 @@ pub struct BreakerConfig {
     pub success_threshold: u32,
     /// The longest an open breaker rejects calls before it lets trials
     /// through: its first opening lasts [`first_open_for`](Self::first_open_for),
-    /// and each re-opening after failed trials twice the one before, up to this.
+    /// and each re-opening after failed trials `first_open_for` longer than
+    /// the one before, up to this.
     pub open_for: Duration,
     /// How long a breaker's first opening lasts (after it was closed), so
-    /// calls succeed again soon after upstream recovers; re-openings double
-    /// it up to [`open_for`](Self::open_for). Equal to `open_for`, every
+    /// calls succeed again soon after upstream recovers; each re-opening adds
+    /// it once more, up to [`open_for`](Self::open_for). Equal to `open_for`, every
     /// opening lasts `open_for`.
     pub first_open_for: Duration,
     /// Trial calls let through in one half-open period.
@@ -242,7 +243,7 @@ impl Machine {
         period: u32,
     ) {
         // The first opening lasts `first_open_for`; each re-opening after
-        // failed trials twice the one before, up to `open_for`.
+        // failed trials that much longer, up to `open_for`.
         let open = |reopens: u32| Machine::Open {
             until: now.saturating_add(open_window(cfg, reopens)),
             period,
@@ -290,10 +291,14 @@ impl Machine {
 }
 
 /// How long an opening lasts after `reopens` openings without a close:
-/// `first_open_for` doubled that many times, at most `open_for` (ms).
+/// `first_open_for` once more for each, at most `open_for` (ms). Linear, not
+/// doubling: a trial is at most `max_half_open` calls per opening, so probing
+/// often costs a down origin little, and a recovered one is noticed at the
+/// end of the opening then running (after `n` failed trials, `n + 1` times
+/// `first_open_for` at most, instead of 2ⁿ).
 fn open_window(cfg: &BreakerConfig, reopens: u32) -> u64 {
     duration_ms(cfg.first_open_for)
-        .saturating_mul(1u64 << reopens.min(32))
+        .saturating_mul(u64::from(reopens) + 1)
         .min(duration_ms(cfg.open_for))
 }
 

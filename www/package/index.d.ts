@@ -37,8 +37,8 @@ export interface SwrOptions {
   refreshTimeout?: number;
   /**
    * The circuit breaker: opens after `failureThreshold` upstream failures in a row, first for
-   * `firstOpenFor` ms (default 1000), each re-opening after a failed trial twice as long, up to
-   * `openFor` (default 30000).
+   * `firstOpenFor` ms (default 1000), each re-opening after a failed trial `firstOpenFor` longer, up
+   * to `openFor` (default 30000).
    */
   breaker?: { failureThreshold?: number; successThreshold?: number; openFor?: number; firstOpenFor?: number; maxHalfOpen?: number; maxKeyBreakers?: number };
   /** "revalidate" (default): wait for a refresh, old value on failure; "serveStale": serve expired values at once. */

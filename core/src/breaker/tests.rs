@@ -208,7 +208,7 @@ fn a_trial_of_an_earlier_period_neither_counts_nor_frees_a_place() {
 }
 
 #[test]
-fn openings_grow_from_first_open_for_to_open_for_and_a_close_resets_them() {
+fn openings_grow_by_first_open_for_up_to_open_for_and_a_close_resets_them() {
     let cfg = BreakerConfig {
         first_open_for: Duration::from_millis(100),
         open_for: Duration::from_millis(1_000),
@@ -218,9 +218,10 @@ fn openings_grow_from_first_open_for_to_open_for_and_a_close_resets_them() {
     for _ in 0..3 {
         fail(&b, "k", 0);
     }
-    // 100, 200, 400, 800, then 1,000 ms: each re-opening after a failed trial doubles.
+    // 100, 200, 300, …, then 1,000 ms: each re-opening after a failed trial
+    // lasts 100 ms longer.
     let mut now = 0;
-    for window in [100, 200, 400, 800, 1_000, 1_000] {
+    for window in [100, 200, 300, 400, 500, 600, 700, 800, 900, 1_000, 1_000] {
         assert!(
             b.try_acquire("k", now + window - 1).is_none(),
             "open for {window} ms"

@@ -224,8 +224,8 @@ fn a_handful_of_bad_keys_does_not_open_the_global_breaker() {
 
 #[test]
 fn after_an_outage_misses_succeed_again_within_the_first_opening() {
-    // Defaults but thresholds: the first opening lasts 1 s, re-openings
-    // double it up to `open_for` (30 s).
+    // Defaults but thresholds: the first opening lasts 1 s, each re-opening
+    // 1 s longer, up to `open_for` (30 s).
     let h = harness_with(|b| {
         b.breaker(
             BreakerConfig::default()
@@ -243,7 +243,7 @@ fn after_an_outage_misses_succeed_again_within_the_first_opening() {
     assert_eq!(h.get("cold", "v").unwrap().status, Status::Miss);
     assert_eq!(h.get("cold-2", "v").unwrap().status, Status::Miss);
     assert_eq!(h.engine.breaker_state(), BreakerState::Closed);
-    // An origin still down: each failed trial doubles the opening.
+    // An origin still down: each failed trial makes the opening 1 s longer.
     for k in ["down-4", "down-5", "down-6"] {
         assert!(h.get_err(k).is_err());
     }
@@ -260,6 +260,6 @@ fn after_an_outage_misses_succeed_again_within_the_first_opening() {
             matches!(h.get_err("trial"), Err(Error::Upstream(_))),
             "a trial at {window:?}"
         );
-        window = (window * 2).min(30 * SEC);
+        window = (window + SEC).min(30 * SEC);
     }
 }
