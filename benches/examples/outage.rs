@@ -1,4 +1,8 @@
-#![allow(missing_docs, clippy::std_instead_of_core)]
+#![allow(
+    missing_docs,
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc
+)]
 //! Breaker recovery: how soon cold misses succeed again after an origin
 //! outage, swre beside moka (which has no breaker).
 //!
