@@ -40,11 +40,13 @@ pub enum Detail {
     RefreshSkipped,
     /// A fallback: the engine is shutting down and makes no new calls.
     Shutdown,
+    /// A fresh hit that started an early refresh (`EngineBuilder::early_refresh`).
+    EarlyRefresh,
 }
 
 impl Detail {
     /// Every detail, in declaration order.
-    pub const ALL: [Detail; 8] = [
+    pub const ALL: [Detail; 9] = [
         Detail::None,
         Detail::SoftTimeout,
         Detail::Throttled,
@@ -53,6 +55,7 @@ impl Detail {
         Detail::Timeout,
         Detail::RefreshSkipped,
         Detail::Shutdown,
+        Detail::EarlyRefresh,
     ];
 
     /// The kebab-case name (`"soft-timeout"`, `"throttled"`, …; `"none"`),
@@ -67,6 +70,7 @@ impl Detail {
             Detail::Timeout => "timeout",
             Detail::RefreshSkipped => "refresh-skipped",
             Detail::Shutdown => "shutdown",
+            Detail::EarlyRefresh => "early-refresh",
         }
     }
 

@@ -86,6 +86,10 @@ pub struct Entry {
     /// the entry keep that TTL rather than the engine's default or policy,
     /// until a later write or call chooses another.
     pub pinned_ttl: bool,
+    /// How long the upstream call that fetched the value took, in ms (0:
+    /// unknown, e.g. a value given to `set`): the δ of the XFetch early
+    /// refresh (`EngineBuilder::early_refresh`). Kept by persistent stores.
+    pub fetch_ms: u32,
 }
 
 impl Entry {
@@ -109,6 +113,7 @@ impl Entry {
             stale_until,
             expires_at,
             pinned_ttl: false,
+            fetch_ms: 0,
         }
     }
 

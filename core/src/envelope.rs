@@ -7,17 +7,24 @@
 //! | bytes | field |
 //! |---|---|
 //! | 4 | magic `SWRE` |
-//! | 1 | version, currently 1 |
+//! | 1 | version: 2 (this build writes it; it reads 1 and 2) |
 //! | 1 | flags: bit 0 set when the TTL was chosen per call (`Entry::pinned_ttl`); the other bits 0 |
 //! | 4 | key length `k` |
 //! | 4 | value length `v` |
 //! | 8 × 4 | `created_at`, `fresh_until`, `stale_until`, `expires_at` |
+//! | 4 | version 2 on: `fetch_ms`, how long the fetch took (0: unknown) |
 //! | k | key, UTF-8 |
 //! | v | value |
 //! | 4 | CRC-32 of everything before it |
 //!
 //! The key is stored so that a store addressing entries by a hash of the key
-//! can check it never returns another key's value. [`decode`] of any byte
+//! can check it never returns another key's value.
+//!
+//! Upgrades keep the cache: every version this build knows is read (a
+//! version-1 envelope reads with `fetch_ms` 0), and only the newest is
+//! written. An older build reads a newer envelope as absent, so a fleet
+//! running two versions side by side refetches what the other wrote and
+//! loses nothing else. [`decode`] of any byte
 //! string yields the entry that was written or `None` — never a panic.
 
 use alloc::vec::Vec;
@@ -28,10 +35,22 @@ use crate::error::{StorageError, StorageErrorKind};
 
 /// The first four bytes of every envelope.
 pub const MAGIC: [u8; 4] = *b"SWRE";
-/// The envelope version this build writes and reads.
-pub const VERSION: u8 = 1;
-/// Bytes of fixed header before the key.
-pub const HEADER_LEN: usize = 4 + 1 + 1 + 4 + 4 + 8 * 4;
+/// The envelope version this build writes (it reads every earlier one).
+pub const VERSION: u8 = 2;
+/// Bytes of fixed header before the key in a version-1 envelope.
+pub const HEADER_LEN_V1: usize = 4 + 1 + 1 + 4 + 4 + 8 * 4;
+/// Bytes of fixed header before the key in the version this build writes
+/// (at least as long as any earlier version's).
+pub const HEADER_LEN: usize = HEADER_LEN_V1 + 4;
+
+/// The header length of `version`, if this build reads it.
+fn header_len(version: u8) -> Option<usize> {
+    match version {
+        1 => Some(HEADER_LEN_V1),
+        2 => Some(HEADER_LEN),
+        _ => None,
+    }
+}
 /// Bytes of checksum after the value.
 pub const TRAILER_LEN: usize = 4;
 
@@ -80,6 +99,7 @@ pub fn encode(key: &str, entry: &Entry) -> Option<Vec<u8>> {
     ] {
         out.extend_from_slice(&t.to_le_bytes());
     }
+    out.extend_from_slice(&entry.fetch_ms.to_le_bytes());
     out.extend_from_slice(key.as_bytes());
     out.extend_from_slice(&entry.value);
     let crc = crate::crc::hash(&out);
@@ -88,12 +108,17 @@ pub fn encode(key: &str, entry: &Entry) -> Option<Vec<u8>> {
 }
 
 /// The key and entry in `bytes`, or `None` if they are not a whole, intact
-/// envelope of this version (wrong magic or version, truncated, trailing bytes,
-/// bad checksum, key not UTF-8, or times out of order).
+/// envelope of a version this build reads (wrong magic or unknown version,
+/// truncated, trailing bytes, bad checksum, key not UTF-8, or times out of
+/// order).
 pub fn decode(bytes: &[u8]) -> Option<Decoded<'_>> {
     let body_len = bytes.len().checked_sub(TRAILER_LEN)?;
     let (body, crc) = bytes.split_at(body_len);
-    if body.len() < HEADER_LEN || body[..4] != MAGIC || body[4] != VERSION || body[5] > 1 {
+    if body.len() < HEADER_LEN_V1 || body[..4] != MAGIC || body[5] > 1 {
+        return None;
+    }
+    let header_len = header_len(body[4])?;
+    if body.len() < header_len {
         return None;
     }
     if crate::crc::hash(body).to_le_bytes() != crc {
@@ -101,15 +126,20 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded<'_>> {
     }
     let key_len = read_u32(body, 6)? as usize;
     let value_len = read_u32(body, 10)? as usize;
-    if HEADER_LEN.checked_add(key_len)?.checked_add(value_len)? != body.len() {
+    if header_len.checked_add(key_len)?.checked_add(value_len)? != body.len() {
         return None;
     }
     let times = [14, 22, 30, 38].map(|at| read_u64(body, at));
     let [Some(created_at), Some(fresh_until), Some(stale_until), Some(expires_at)] = times else {
         return None;
     };
-    let key = core::str::from_utf8(body.get(HEADER_LEN..HEADER_LEN + key_len)?).ok()?;
-    let value = body.get(HEADER_LEN + key_len..)?;
+    let fetch_ms = if header_len > HEADER_LEN_V1 {
+        read_u32(body, HEADER_LEN_V1)?
+    } else {
+        0
+    };
+    let key = core::str::from_utf8(body.get(header_len..header_len + key_len)?).ok()?;
+    let value = body.get(header_len + key_len..)?;
     let entry = Entry {
         value: Bytes::copy_from_slice(value),
         created_at,
@@ -117,6 +147,7 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded<'_>> {
         stale_until,
         expires_at,
         pinned_ttl: body[5] == 1,
+        fetch_ms,
     };
     entry.times_are_ordered().then_some(Decoded { key, entry })
 }
@@ -132,23 +163,34 @@ pub struct Header {
     pub created_at: u64,
     /// `Entry::expires_at`.
     pub expires_at: u64,
+    /// The envelope's header length (its version's).
+    pub header_len: u32,
 }
 
 impl Header {
     /// The total envelope length this header announces.
     pub fn envelope_len(&self) -> u64 {
-        HEADER_LEN as u64 + u64::from(self.key_len) + u64::from(self.value_len) + TRAILER_LEN as u64
+        u64::from(self.header_len)
+            + u64::from(self.key_len)
+            + u64::from(self.value_len)
+            + TRAILER_LEN as u64
     }
 }
 
 /// The header at the start of `bytes` (which may be just the first
-/// [`HEADER_LEN`] bytes of a file), or `None` if magic or version differ.
-/// Cheap: for indexing a store; use [`decode`] before trusting an entry.
+/// [`HEADER_LEN`] bytes of a file: every envelope is at least that long), or
+/// `None` if the magic differs or the version is unknown. Cheap: for indexing
+/// a store; use [`decode`] before trusting an entry.
 pub fn header(bytes: &[u8]) -> Option<Header> {
-    if bytes.len() < HEADER_LEN || bytes[..4] != MAGIC || bytes[4] != VERSION || bytes[5] > 1 {
+    if bytes.len() < HEADER_LEN_V1 || bytes[..4] != MAGIC || bytes[5] > 1 {
+        return None;
+    }
+    let header_len = header_len(bytes[4])?;
+    if bytes.len() < header_len {
         return None;
     }
     Some(Header {
+        header_len: header_len as u32,
         key_len: read_u32(bytes, 6)?,
         value_len: read_u32(bytes, 10)?,
         created_at: read_u64(bytes, 14)?,
@@ -235,6 +277,45 @@ mod tests {
         assert_eq!(h.envelope_len(), bytes.len() as u64);
         assert!(header(&bytes[..HEADER_LEN - 1]).is_none());
         assert!(header(b"SWRF").is_none());
+    }
+
+    /// A version-1 envelope as the previous build wrote it.
+    fn encode_v1(key: &str, e: &Entry) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&MAGIC);
+        out.push(1);
+        out.push(u8::from(e.pinned_ttl));
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(e.value.len() as u32).to_le_bytes());
+        for t in [e.created_at, e.fresh_until, e.stale_until, e.expires_at] {
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(&e.value);
+        let crc = crate::crc::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn version_1_envelopes_still_read_and_the_fetch_time_round_trips() {
+        let (e, _) = sample();
+        let v1 = encode_v1("some/key", &e);
+        assert_eq!(decode_for("some/key", &v1), Some(e.clone()));
+        let h = header(&v1).unwrap();
+        assert_eq!(
+            (h.header_len as usize, h.envelope_len()),
+            (HEADER_LEN_V1, v1.len() as u64)
+        );
+        let mut timed = e.clone();
+        timed.fetch_ms = 1_234;
+        let v2 = encode("some/key", &timed).unwrap();
+        assert_eq!(v2[4], 2);
+        assert_eq!(decode_for("some/key", &v2).unwrap().fetch_ms, 1_234);
+        assert_eq!(header(&v2).unwrap().envelope_len(), v2.len() as u64);
+        let mut v3 = v2.clone();
+        v3[4] = 3;
+        assert_eq!(decode(&v3), None, "an unknown version is absent");
     }
 
     #[test]

@@ -32,6 +32,7 @@ mod bytes;
 pub mod codec;
 mod crc;
 mod detail;
+mod early;
 mod engine;
 mod entry;
 pub mod envelope;
@@ -44,6 +45,7 @@ mod metrics;
 mod negative;
 mod phase;
 mod policy;
+mod random;
 mod runtime;
 mod stats;
 pub mod storage;
@@ -60,6 +62,7 @@ pub use breaker::{BreakerConfig, BreakerScope, BreakerState};
 pub use bytes::Bytes;
 pub use codec::{Codec, Compressed, Json, Postcard};
 pub use detail::Detail;
+pub use early::EarlyRefresh;
 pub use engine::{
     Cached, CallOptions, Engine, EngineBuilder, WithOptions, DEFAULT_MAX_VALUE_BYTES,
     DEFAULT_REFRESH_TIMEOUT,

@@ -101,6 +101,8 @@ counters! {
     /// Lookups answered with an old value when the refresh they waited on
     /// passed the soft timeout (the refresh ran on).
     soft_timeouts,
+    /// Background refreshes started by a fresh hit (the early refresh).
+    early_refreshes,
     /// Upstream calls refused by an open circuit breaker.
     breaker_rejections,
     /// Times a breaker (global or per key) opened.

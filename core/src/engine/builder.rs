@@ -43,7 +43,8 @@ impl<S: Storage, R: Runtime> Engine<S, R, Postcard> {
 /// option: a TTL totalling under 5 s, a zero `refresh_timeout`, zero breaker
 /// thresholds, `open_for` or `max_key_breakers`, `max_half_open` below
 /// `success_threshold`, a zero `max_value_bytes` or `max_key_bytes`, and a zero
-/// `negative_ttl`, a zero `soft_timeout` or one not shorter than
+/// `negative_ttl`, an early refresh with a `beta` that is not positive or a
+/// threshold outside (0, 1), a zero `soft_timeout` or one not shorter than
 /// `refresh_timeout`, and a fail-safe throttle with a zero `base` or a `max`
 /// below it. `max_concurrent_refreshes(0)` is accepted and turns
 /// background refresh off (stale values are still served; skips are counted).
@@ -122,6 +123,21 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> EngineBuilder<S, R, C> {
             max_entries,
             max_bytes,
         };
+        self
+    }
+
+    /// Early refresh: a fresh hit starts a background refresh before the
+    /// entry goes stale, so a popular key is refreshed ahead of expiry
+    /// (FusionCache's eager refresh): [`EarlyRefresh::XFetch`](crate::EarlyRefresh::XFetch)
+    /// with a chance rising as expiry nears, scaled by how long the key's
+    /// fetch takes, or from a fixed fraction of the fresh phase
+    /// ([`EarlyRefresh::Threshold`](crate::EarlyRefresh::Threshold)). The hit
+    /// answers at once with [`Detail::EarlyRefresh`](crate::Detail::EarlyRefresh)
+    /// when it started one; the refresh re-reads the store first, so in a
+    /// fleet it takes a value another instance already fetched. Off by
+    /// default (then a fresh hit pays one branch for it).
+    pub fn early_refresh(mut self, early: crate::EarlyRefresh) -> Self {
+        self.cfg.early_refresh = Some(early);
         self
     }
 

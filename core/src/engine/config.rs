@@ -5,6 +5,7 @@ use super::decoded::DecodedLimits;
 use core::time::Duration;
 
 use crate::breaker::BreakerConfig;
+use crate::early::EarlyRefresh;
 use crate::entry::CacheTtl;
 use crate::error::{ConfigError, Error};
 use crate::policy::ExpiredMode;
@@ -31,6 +32,7 @@ pub(crate) struct Config {
     pub(crate) decoded: DecodedLimits,
     pub(crate) fail_safe_throttle: Option<FailSafeThrottle>,
     pub(crate) soft_timeout: Option<Duration>,
+    pub(crate) early_refresh: Option<EarlyRefresh>,
 }
 
 impl Default for Config {
@@ -51,6 +53,7 @@ impl Default for Config {
             },
             fail_safe_throttle: Some(FailSafeThrottle::default()),
             soft_timeout: None,
+            early_refresh: None,
         }
     }
 }
@@ -116,6 +119,12 @@ impl Config {
             return Err(reject(
                 "negative_ttl",
                 "must be greater than zero (leave it unset to disable)",
+            ));
+        }
+        if self.early_refresh.is_some_and(|e| !e.is_valid()) {
+            return Err(reject(
+                "early_refresh",
+                "XFetch's beta must be a positive number and a threshold strictly between 0 and 1",
             ));
         }
         if let Some(soft) = self.soft_timeout {

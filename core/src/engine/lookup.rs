@@ -152,6 +152,12 @@ where
                     Decision::Serve => {
                         if let Ok(value) = decode(entry) {
                             shared.record_status(Status::Hit);
+                            if shared.cfg().early_refresh.is_some() {
+                                let cached = hit_with_early_refresh(
+                                    shared, key, ttl, job, value, entry, now,
+                                );
+                                return Begun::Done(Ok(cached));
+                            }
                             return Begun::Done(Ok(Cached::new(value, Status::Hit, entry, now)));
                         }
                     }
@@ -330,7 +336,7 @@ where
     J: Job,
     D: Decode<V>,
 {
-    let (newer, detail) = refresh_in_background(shared, key, ttl, job, found.entry, now);
+    let (newer, detail, _) = refresh_in_background(shared, key, ttl, job, found.entry, now);
     if let Some(mut newer) = newer {
         if let Ok(v) = decode(&mut newer) {
             return Cached::new(v, Status::Hit, &newer, now);
@@ -339,10 +345,70 @@ where
     Cached::new(found.value, found.status, found.entry, now).with_detail(detail)
 }
 
+/// A fresh hit with early refresh on: the hit, and the early refresh if it
+/// is due and this hit started it ([`Detail::EarlyRefresh`]). Off the
+/// fresh-hit path proper: with early refresh off a hit pays one branch.
+#[cold]
+#[inline(never)]
+fn hit_with_early_refresh<S, R, C, J, V>(
+    shared: &Arc<Shared<S, R, C>>,
+    key: &str,
+    ttl: Option<CacheTtl>,
+    job: J,
+    value: V,
+    entry: &Entry,
+    now: u64,
+) -> Cached<V>
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+    J: Job,
+{
+    let cached = Cached::new(value, Status::Hit, entry, now);
+    match shared.cfg().early_refresh {
+        Some(early) if early.is_due(entry, now, shared.random()) => {
+            let detail = refresh_early(shared, key, ttl, job, entry, now);
+            cached.with_detail(detail)
+        }
+        _ => cached,
+    }
+}
+
+/// A fresh hit's early refresh: started unless one is running or none may
+/// start; [`Detail::EarlyRefresh`] when this hit started it.
+fn refresh_early<S, R, C, J>(
+    shared: &Arc<Shared<S, R, C>>,
+    key: &str,
+    ttl: Option<CacheTtl>,
+    job: J,
+    seen: &Entry,
+    now: u64,
+) -> Detail
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+    J: Job,
+{
+    let marks = shared.flights().marks();
+    if marks.state(marks.tag(key, seen.created_at), now) != Mark::None {
+        return Detail::None;
+    }
+    match refresh_in_background(shared, key, ttl, job, seen, now) {
+        (_, _, true) => {
+            bump(&shared.counters().early_refreshes);
+            Detail::EarlyRefresh
+        }
+        _ => Detail::None,
+    }
+}
+
 /// Starts a background refresh of `key` unless one is running or none may
 /// start ("bounded refresh", "breaker guards upstream only", "shutdown is
 /// final", the fail-safe throttle). Returns the value of a refresh that has
-/// completed but not yet stored it, and why none started if none did.
+/// completed but not yet stored it, why none started if none did, and
+/// whether this call started one.
 fn refresh_in_background<S, R, C, J>(
     shared: &Arc<Shared<S, R, C>>,
     key: &str,
@@ -350,7 +416,7 @@ fn refresh_in_background<S, R, C, J>(
     job: J,
     seen: &Entry,
     now: u64,
-) -> (Option<Entry>, Detail)
+) -> (Option<Entry>, Detail, bool)
 where
     S: Storage,
     R: Runtime,
@@ -362,21 +428,21 @@ where
     let marks = shared.flights().marks();
     let mark = marks.tag(key, seen.created_at);
     if let Some(value) = shared.flights().running_value(key, now) {
-        return (value, Detail::None);
+        return (value, Detail::None, false);
     }
     if let Some(until) = shared.throttle().until(key, now) {
         marks.mark_throttled(mark, until);
         bump(&shared.counters().throttled);
-        return (None, Detail::Throttled);
+        return (None, Detail::Throttled, false);
     }
     match admit_refresh(shared, key, now, mark) {
         Ok(Admission::Started(ticket)) => {
             let seen = Some(seen.clone());
             task::spawn(ticket, Call { job, ttl, seen });
-            (None, Detail::None)
+            (None, Detail::None, true)
         }
-        Ok(Admission::Joined(flight)) => (flight.completed_value(), Detail::None),
-        Err(why) => (None, why),
+        Ok(Admission::Joined(flight)) => (flight.completed_value(), Detail::None, false),
+        Err(why) => (None, why, false),
     }
 }
 

@@ -22,6 +22,7 @@ use crate::metrics::{Metrics, StorageOp, UpstreamOutcome};
 use crate::negative::NegativeCache;
 use crate::phase::Status;
 use crate::policy::TtlPolicy;
+use crate::random::Random;
 use crate::runtime::Runtime;
 use crate::stats::{bump, Counters, Stats};
 use crate::storage::{LeaseToken, Storage};
@@ -39,6 +40,7 @@ pub(crate) struct Shared<S, R, C> {
     breaker: Breaker,
     negatives: NegativeCache,
     throttle: Throttle,
+    random: Random,
     counters: Counters,
     metrics: Option<Arc<dyn Metrics>>,
     ttl_policy: Option<Arc<dyn TtlPolicy>>,
@@ -71,6 +73,10 @@ impl<S, R, C> Shared<S, R, C> {
             codec,
             flights: FlightTable::new(cfg.max_concurrent_refreshes),
             throttle: Throttle::new(cfg.fail_safe_throttle),
+            random: Random::new(core::hash::BuildHasher::hash_one(
+                &hashbrown::DefaultHashBuilder::default(),
+                0x6561_726c_u64,
+            )),
             cfg,
             negatives: NegativeCache::default(),
             counters: Counters::default(),
@@ -89,6 +95,12 @@ impl<S, R, C> Shared<S, R, C> {
     #[inline]
     pub(crate) fn decoded(&self) -> &Decoded {
         self.decoded.call_once(|| Decoded::new(self.cfg.decoded))
+    }
+
+    /// Random draws (the early refresh's).
+    #[inline]
+    pub(crate) fn random(&self) -> &Random {
+        &self.random
     }
 
     /// The fail-safe throttle's records.

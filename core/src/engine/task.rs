@@ -91,6 +91,18 @@ where
     }
 }
 
+/// How long fetching the key takes, for the early refresh: this call's time
+/// (at least 1 ms), averaged with the previous estimate when there is one.
+fn fetch_estimate(elapsed: Duration, seen: Option<&Entry>) -> u32 {
+    let now = u32::try_from(elapsed.as_millis())
+        .unwrap_or(u32::MAX)
+        .max(1);
+    match seen.map(|s| s.fetch_ms) {
+        Some(before) if before > 0 => ((u64::from(before) + u64::from(now)) / 2) as u32,
+        _ => now,
+    }
+}
+
 /// Whether `found` is a fresh entry other than the one the caller saw.
 fn stored_since(found: &Entry, seen: Option<&Entry>, now: u64) -> bool {
     let times = |e: &Entry| (e.created_at, e.fresh_until, e.stale_until, e.expires_at);
@@ -166,7 +178,8 @@ where
         Step::Done(Ok(bytes)) => {
             shared.upstream_outcome(UpstreamOutcome::Success, elapsed);
             ticket.succeed();
-            let entry = shared.entry_for(key, bytes, now, call.ttl, seen);
+            let mut entry = shared.entry_for(key, bytes, now, call.ttl, seen);
+            entry.fetch_ms = fetch_estimate(elapsed, seen);
             // Stored (or the older entry removed) before it is handed out:
             // no caller then reads an older value than one handed out.
             match store(&ticket, entry.clone(), deadline.as_mut()).await {
@@ -190,6 +203,7 @@ where
         // The ticket's drop reports the abandoned call as a shutdown.
         Step::Aborted => return,
     }
+    ticket.leave_table();
     if let Some(token) = ticket.take_lease() {
         // Bounded by its own timer, not by shutdown: a lease left behind
         // would make the rest of the fleet wait out its whole TTL.

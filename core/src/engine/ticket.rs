@@ -187,6 +187,17 @@ where
         self.flight.complete(Err(error));
     }
 
+    /// Leaves the flight table once the call has its result (stored and
+    /// handed out, or failed): a lookup from now on reads the store rather
+    /// than joining a call that is only releasing its lease. Otherwise one
+    /// that arrived after another process deleted the key would be handed
+    /// the value this call fetched before the delete. The drop does it too.
+    pub(crate) fn leave_table(&self) {
+        if self.flight.is_complete() {
+            self.shared.flights().remove(&self.key, &self.flight);
+        }
+    }
+
     fn take_permit(&self) -> Option<crate::breaker::Permit> {
         self.flight.with_claims(|c| c.permit.take()).flatten()
     }

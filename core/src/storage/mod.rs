@@ -182,3 +182,70 @@ pub fn expire_entry(entry: &mut Entry, now: u64) -> bool {
     entry.fresh_until = now.max(entry.created_at).min(before);
     entry.fresh_until != before
 }
+
+/// One store shared by several engines (or an engine and its owner): every
+/// call goes to the store behind the `Arc`.
+impl<S: Storage> Storage for alloc::sync::Arc<S> {
+    fn get(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Entry>, StorageError>> + MaybeSend {
+        (**self).get(key)
+    }
+
+    fn set(
+        &self,
+        key: &str,
+        entry: Entry,
+    ) -> impl Future<Output = Result<(), StorageError>> + MaybeSend {
+        (**self).set(key, entry)
+    }
+
+    #[inline]
+    fn get_ready(&self, key: &str) -> Option<Result<Option<Entry>, StorageError>> {
+        (**self).get_ready(key)
+    }
+
+    fn get_shared(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Entry>, StorageError>> + MaybeSend {
+        (**self).get_shared(key)
+    }
+
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + MaybeSend {
+        (**self).delete(key)
+    }
+
+    fn remove_older(
+        &self,
+        key: &str,
+        written: &Entry,
+    ) -> impl Future<Output = Result<(), StorageError>> + MaybeSend {
+        (**self).remove_older(key, written)
+    }
+
+    fn expire(
+        &self,
+        key: &str,
+        now: u64,
+    ) -> impl Future<Output = Result<Option<Entry>, StorageError>> + MaybeSend {
+        (**self).expire(key, now)
+    }
+
+    fn clear(&self) -> impl Future<Output = Result<(), StorageError>> + MaybeSend {
+        (**self).clear()
+    }
+
+    fn try_lease(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<LeaseToken>, StorageError>> + MaybeSend {
+        (**self).try_lease(key, ttl)
+    }
+
+    fn release_lease(&self, key: &str, token: LeaseToken) -> impl Future<Output = ()> + MaybeSend {
+        (**self).release_lease(key, token)
+    }
+}

@@ -91,7 +91,8 @@ pub async fn set_get_overwrite_delete<S: Storage>(s: &S) {
     );
 }
 
-/// Every time of an entry comes back to the millisecond, including extremes.
+/// Every time of an entry comes back to the millisecond, including extremes,
+/// with its pinned flag and fetch time.
 pub async fn times_are_preserved_exactly<S: Storage>(s: &S) {
     let k = "conformance/times";
     let e = Entry {
@@ -101,6 +102,7 @@ pub async fn times_are_preserved_exactly<S: Storage>(s: &S) {
         stale_until: NOW + 89_012,
         expires_at: u64::MAX / 2 + 7,
         pinned_ttl: true,
+        fetch_ms: 4_321,
     };
     s.set(k, e.clone())
         .await

@@ -159,3 +159,25 @@ fn a_value_whose_write_fails_removes_the_older_entry() {
     let s = h.engine.stats();
     assert_eq!((s.storage_write_errors, s.store_cleanup_failures), (1, 0));
 }
+
+#[test]
+fn a_delete_from_elsewhere_while_a_call_releases_its_lease_is_not_undone() {
+    // Found by the conformance suite's engine checks on Redis: the call had
+    // stored and handed out its value, and stayed joinable while its lease
+    // release took a round trip; a lookup after another process deleted the
+    // key joined it and got the deleted value back.
+    let h = scripted(|b| b);
+    h.engine.storage().release_delays.push(&[1_000]);
+    assert_eq!(value(&h.get("k", "fetched").unwrap()), "fetched");
+    assert_eq!(
+        h.engine.storage().leases_held(),
+        1,
+        "the release is under way"
+    );
+    // Another process deletes the key straight from the shared store.
+    h.engine.storage().inner.delete_now("k");
+    let r = h.get("k", "after the delete").unwrap();
+    assert_eq!((value(&r), r.status), ("after the delete", Status::Miss));
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.engine.storage().leases_held(), 0);
+}

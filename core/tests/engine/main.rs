@@ -10,6 +10,7 @@
 mod breaker;
 mod common;
 mod deadlines;
+mod early;
 mod expire;
 mod fixtures;
 mod latest_write;

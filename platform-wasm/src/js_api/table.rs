@@ -98,7 +98,7 @@ impl JsTable {
     }
 
     fn read_entry(&self, key: &str) -> Option<Entry> {
-        let mut meta = [0.0f64; 6];
+        let mut meta = [0.0f64; 7];
         if !self.table.read(key, &mut meta) {
             return None;
         }
@@ -106,7 +106,7 @@ impl JsTable {
     }
 
     /// The entry `meta` (as `Table.read` fills it) describes, its value a handle.
-    fn entry_of(meta: &[f64; 6]) -> Entry {
+    fn entry_of(meta: &[f64; 7]) -> Entry {
         let id = (meta[5] as u32).to_le_bytes();
         let mut e = Entry::new(
             [HANDLE, id[0], id[1], id[2], id[3]].as_slice(),
@@ -118,6 +118,7 @@ impl JsTable {
         e.stale_until = meta[2] as u64;
         e.expires_at = meta[3] as u64;
         e.pinned_ttl = meta[4] != 0.0;
+        e.fetch_ms = meta[6] as u32;
         e
     }
 }
@@ -147,6 +148,7 @@ impl Storage for JsTable {
             entry.expires_at as f64,
             if entry.pinned_ttl { 1.0 } else { 0.0 },
             now,
+            f64::from(entry.fetch_ms),
         ];
         if self
             .table
@@ -163,7 +165,7 @@ impl Storage for JsTable {
 
     /// In place: a read-back `set` of a handle would not change the times.
     async fn expire(&self, key: &str, now: u64) -> Result<Option<Entry>, StorageError> {
-        let mut meta = [0.0f64; 6];
+        let mut meta = [0.0f64; 7];
         if !self.table.expire(key, now as f64, &mut meta) {
             return Ok(None);
         }

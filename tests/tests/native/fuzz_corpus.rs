@@ -56,3 +56,16 @@ fn a_valid_envelope_seed_really_decodes() {
     let d = swre_native::envelope::decode(&valid.1).expect("the seed is a valid envelope");
     assert_eq!((d.key, &*d.entry.value), ("fuzzed/key", &b"hello"[..]));
 }
+
+#[test]
+fn a_version_2_seed_decodes_with_its_fetch_time() {
+    let v2 = corpus("envelope_decode")
+        .into_iter()
+        .find(|(p, _)| p.ends_with("seed-valid-v2"))
+        .expect("the version-2 seed");
+    let d = swre_native::envelope::decode(&v2.1).expect("the seed is a valid envelope");
+    assert_eq!(
+        (d.key, &*d.entry.value, d.entry.fetch_ms),
+        ("fuzzed/key", &b"hello v2"[..], 250)
+    );
+}

@@ -30,6 +30,8 @@ export class Table {
   #flags = new Uint8Array(0);
   /** Slot → the id of the write it holds (an answer's handle names it). */
   #ids = new Uint32Array(0);
+  /** How long each entry's fetch took (ms; 0 unknown): the early refresh's estimate. */
+  #fetchMs = new Uint32Array(0);
   #nextId = 1;
   /**
    * Write id → value, for the last RECENT values replaced, removed or
@@ -98,7 +100,7 @@ export class Table {
     }
   }
 
-  /** Fills `meta` with the entry's four times, pinned flag (1 or 0) and write id; false when absent. */
+  /** Fills `meta` with the entry's four times, pinned flag (1 or 0), write id and fetch time; false when absent. */
   read(key, meta) {
     const i = this.#index.get(key);
     if (i === undefined) return false;
@@ -111,14 +113,15 @@ export class Table {
     meta[3] = t[at + 3];
     meta[4] = this.#flags[i] & PINNED ? 1 : 0;
     meta[5] = this.#ids[i];
+    meta[6] = this.#fetchMs[i];
     return true;
   }
 
   /**
    * Stores an entry, evicting as needed; false (and nothing changed) when it
    * can never fit. `meta`: created, fresh-until, stale-until, expires-at,
-   * pinned (1 or 0), and the time now (an expired entry the hand reaches
-   * goes even if it was read).
+   * pinned (1 or 0), the time now (an expired entry the hand reaches goes
+   * even if it was read), and the fetch time in ms.
    */
   write(key, value, size, meta) {
     const charge = key.length + size + ENTRY_OVERHEAD;
@@ -138,6 +141,7 @@ export class Table {
     }
     this.#values[i] = value;
     this.#ids[i] = this.#nextId;
+    this.#fetchMs[i] = meta[6];
     this.#nextId = this.#nextId === 0xffffffff ? 1 : this.#nextId + 1;
     const at = i * 4;
     this.#times[at] = meta[0];
@@ -218,6 +222,9 @@ export class Table {
       const ids = new Uint32Array(cap);
       ids.set(this.#ids);
       this.#ids = ids;
+      const fetchMs = new Uint32Array(cap);
+      fetchMs.set(this.#fetchMs);
+      this.#fetchMs = fetchMs;
     }
     return i;
   }
