@@ -59,6 +59,14 @@ export interface SwrOptions {
    * default; must be shorter than `refreshTimeout`.
    */
   softTimeout?: number;
+  /**
+   * Early refresh (FusionCache eager refresh): a fresh hit starts a background refresh before
+   * the entry goes stale. `{ beta }`: XFetch, with a chance rising as expiry nears, scaled by
+   * how long the key's fetch took (beta 1 is the paper's optimum); `{ threshold }`: from that
+   * fraction of the fresh window on (e.g. 0.9). Off by default. The hit says detail
+   * "early-refresh" when it started one.
+   */
+  earlyRefresh?: { beta: number } | { threshold: number };
 }
 
 /** What a fetcher is given. */
@@ -123,7 +131,7 @@ export type SwrStatus = "hit" | "stale" | "miss" | "expired" | "fallback";
  */
 export type SwrDetail =
   | "none" | "soft-timeout" | "throttled" | "breaker-open" | "upstream-error" | "timeout"
-  | "refresh-skipped" | "shutdown";
+  | "refresh-skipped" | "shutdown" | "early-refresh";
 
 export interface SwrResult<T = unknown> {
   readonly value: SwrValue<T>;

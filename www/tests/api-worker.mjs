@@ -92,6 +92,22 @@ const scenarios = {
     return out;
   },
 
+  // Early refresh from 50 % of a 400 ms fresh window: one refresh, no stale.
+  async earlyRefresh() {
+    const cache = await SwrCache.open({ fresh: 400, stale: 60_000, expired: 60_000, earlyRefresh: { threshold: 0.5 } });
+    let calls = 0;
+    const fetcher = async () => `v${++calls}`;
+    const first = await outcome(cache.get("k", fetcher));
+    const before = await outcome(cache.get("k", fetcher));
+    await new Promise((r) => setTimeout(r, 250));
+    const due = [];
+    for (let i = 0; i < 5; i++) due.push(await outcome(cache.get("k", fetcher)));
+    await cache.pending();
+    const after = await outcome(cache.get("k", fetcher));
+    const bad = await outcome(SwrCache.open({ earlyRefresh: { threshold: 1 } }));
+    return { first, before, due, after, calls, stats: cache.stats(), bad };
+  },
+
   // The soft timeout: the old value after 50 ms, the slow fetch stores later.
   async softTimeout() {
     const cache = await SwrCache.open({ fresh: 0, stale: 0, expired: 60_000, softTimeout: 50 });

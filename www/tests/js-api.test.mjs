@@ -95,6 +95,21 @@ test("expire makes an entry stale at once and keeps it as a fallback, in memory 
   }
 });
 
+test("an early refresh starts once past its threshold and the next hit has the new value", async () => {
+  const r = await scenario("earlyRefresh");
+  const got = (o) => [o.ok, o.value?.value, o.value?.status, o.value?.detail];
+  assert.deepEqual(got(r.first), [true, "v1", "miss", "none"]);
+  assert.deepEqual(got(r.before), [true, "v1", "hit", "none"]);
+  assert.deepEqual(got(r.due[0]), [true, "v1", "hit", "early-refresh"]);
+  for (const d of r.due.slice(1)) assert.deepEqual([d.value.status, d.value.detail], ["hit", "none"]);
+  assert.deepEqual(got(r.after), [true, "v2", "hit", "none"]);
+  assert.equal(r.calls, 2, "one early refresh");
+  assert.equal(r.stats.earlyRefreshes, 1);
+  assert.equal(r.stats.stale, 0);
+  assert.equal(r.bad.ok, false);
+  assert.match(r.bad.message, /`earlyRefresh`/);
+});
+
 test("past the soft timeout a get resolves with the old value and the fetch stores later", async () => {
   const r = await scenario("softTimeout");
   assert.deepEqual([r.first.ok, r.first.value.value, r.first.value.status, r.first.value.detail], [true, "old", "fallback", "soft-timeout"]);

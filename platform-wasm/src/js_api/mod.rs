@@ -189,7 +189,7 @@ impl SwrEngine {
         crate::js::boxed_promise(Box::pin(async move {
             let o = options::parse(&options)
                 .map_err(|m| js_error("options", &format!("SwrCache.open: {m}"), None))?;
-            let memory = JsTable::new(&table_class, o.max_entries, o.max_bytes).map_err(|e| {
+            let memory = JsTable::new(&table_class, o.max_entries, o.max_bytes, o.early_refresh).map_err(|e| {
                 js_error(
                     "options",
                     "SwrCache.open: cannot make the memory table",
@@ -249,6 +249,9 @@ impl SwrEngine {
             let mut builder = Engine::builder(storage, runtime.clone());
             if let Some(soft) = o.soft_timeout {
                 builder = builder.soft_timeout(soft);
+            }
+            if let Some(early) = o.early_refresh {
+                builder = builder.early_refresh(early);
             }
             let engine = builder
                 .ttl(o.ttl)

@@ -5,7 +5,7 @@ use std::time::Duration;
 use js_sys::{Function, Object, Reflect};
 use swre_core::storage::memory::MemoryLimits;
 use swre_core::{
-    BreakerConfig, CacheTtl, ExpiredMode, FailSafeThrottle, DEFAULT_MAX_VALUE_BYTES,
+    BreakerConfig, CacheTtl, EarlyRefresh, ExpiredMode, FailSafeThrottle, DEFAULT_MAX_VALUE_BYTES,
     DEFAULT_REFRESH_TIMEOUT,
 };
 use wasm_bindgen::{JsCast, JsValue};
@@ -33,9 +33,10 @@ pub(crate) struct Options {
     pub(crate) wait_until: Option<Function>,
     pub(crate) fail_safe_throttle: Option<FailSafeThrottle>,
     pub(crate) soft_timeout: Option<Duration>,
+    pub(crate) early_refresh: Option<EarlyRefresh>,
 }
 
-const KNOWN: [&str; 14] = [
+const KNOWN: [&str; 15] = [
     "name",
     "storage",
     "fresh",
@@ -50,6 +51,7 @@ const KNOWN: [&str; 14] = [
     "waitUntil",
     "failSafeThrottle",
     "softTimeout",
+    "earlyRefresh",
 ];
 
 const THROTTLE_KNOWN: [&str; 2] = ["base", "max"];
@@ -164,6 +166,7 @@ pub(crate) fn parse(value: &JsValue) -> Result<Options, String> {
         wait_until: None,
         fail_safe_throttle: Some(FailSafeThrottle::default()),
         soft_timeout: None,
+        early_refresh: None,
     };
     if value.is_undefined() || value.is_null() {
         return Ok(o);
@@ -243,6 +246,28 @@ pub(crate) fn parse(value: &JsValue) -> Result<Options, String> {
         );
     }
     o.soft_timeout = millis(value, "softTimeout", "softTimeout", false)?;
+    if let Some(e) = field(value, "earlyRefresh") {
+        let bad = || {
+            format!(
+                "`earlyRefresh` must be {{ beta }} (XFetch, beta > 0) or {{ threshold }} (between 0 and 1) (got {})",
+                shown(&e)
+            )
+        };
+        if !e.is_object() {
+            return Err(bad());
+        }
+        reject_unknown(&e, &["beta", "threshold"], "earlyRefresh.")?;
+        o.early_refresh = match (
+            field(&e, "beta").map(|v| v.as_f64()),
+            field(&e, "threshold").map(|v| v.as_f64()),
+        ) {
+            (Some(Some(beta)), None) if beta.is_finite() && beta > 0.0 => {
+                Some(EarlyRefresh::XFetch { beta })
+            }
+            (None, Some(Some(f))) if f > 0.0 && f < 1.0 => Some(EarlyRefresh::Threshold(f)),
+            _ => return Err(bad()),
+        };
+    }
     if let Some(t) = field(value, "failSafeThrottle") {
         if t.as_bool() == Some(false) {
             o.fail_safe_throttle = None;

@@ -65,13 +65,25 @@ pub(crate) struct JsTable {
 }
 
 impl JsTable {
-    /// A table made by the façade's `Table` class for these limits.
+    /// A table made by the façade's `Table` class for these limits, whose
+    /// fresh hits leave to the engine those that may start `early` refreshes.
     pub(crate) fn new(
         class: &Function,
         max_entries: usize,
         max_bytes: usize,
+        early: Option<swre_core::EarlyRefresh>,
     ) -> Result<Self, JsValue> {
-        let args = js_sys::Array::of2(&(max_entries as f64).into(), &(max_bytes as f64).into());
+        let (mode, param) = match early {
+            Some(swre_core::EarlyRefresh::XFetch { beta }) => (1.0, beta),
+            Some(swre_core::EarlyRefresh::Threshold(f)) => (2.0, f),
+            _ => (0.0, 0.0),
+        };
+        let args = js_sys::Array::of4(
+            &(max_entries as f64).into(),
+            &(max_bytes as f64).into(),
+            &mode.into(),
+            &param.into(),
+        );
         let table = js_sys::Reflect::construct(class, &args)?;
         Ok(Self {
             table: table.unchecked_into(),

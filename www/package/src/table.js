@@ -49,9 +49,15 @@ export class Table {
   /** The SIEVE hand: an iterator over `#index`. */
   #hand = null;
 
-  constructor(maxEntries, maxBytes) {
+  /** Early refresh: 0 off, 1 XFetch (`#earlyParam` is beta), 2 a threshold (the fraction). */
+  #earlyMode = 0;
+  #earlyParam = 0;
+
+  constructor(maxEntries, maxBytes, earlyMode = 0, earlyParam = 0) {
     this.#maxEntries = maxEntries;
     this.#maxBytes = maxBytes;
+    this.#earlyMode = earlyMode;
+    this.#earlyParam = earlyParam;
   }
 
   /**
@@ -65,9 +71,23 @@ export class Table {
     const at = i * 4;
     const freshUntil = t[at + 1];
     if (!(now < freshUntil)) return undefined;
-    this.#flags[i] |= VISITED;
     const createdAt = t[at];
+    // An early refresh may be due: the engine decides (and draws).
+    if (this.#earlyMode !== 0 && this.#mayRefreshEarly(i, now, createdAt, freshUntil)) return undefined;
+    this.#flags[i] |= VISITED;
     return { value: this.#values[i], status: "hit", detail: "none", age: now - createdAt, createdAt, freshUntil, staleUntil: t[at + 2], expiresAt: t[at + 3] };
+  }
+
+  /**
+   * Whether a fresh hit at `now` may start an early refresh (the engine's
+   * `EarlyRefresh::is_due` without its draw): past the threshold, or within
+   * 37 δβ of expiry for XFetch (−ln u never exceeds that).
+   */
+  #mayRefreshEarly(i, now, createdAt, freshUntil) {
+    const fresh = freshUntil - createdAt;
+    if (this.#earlyMode === 2) return now >= createdAt + Math.floor(fresh * this.#earlyParam + 0.5);
+    const delta = this.#fetchMs[i] || fresh / 100;
+    return freshUntil - now <= delta * this.#earlyParam * 37;
   }
 
   /** The value held for `key` in any phase, or `undefined`. */
