@@ -1,4 +1,4 @@
-//! One seeded run: random lookups, sets, invalidates, clock moves, task
+//! One seeded run: random lookups, sets, invalidates, expires, clock moves, task
 //! interleavings and a shutdown against a faulty store and upstream, with the
 //! invariants checked after every step.
 
@@ -48,6 +48,18 @@ struct KeyModel {
     /// running: a lookup starting during that write may not return less, but
     /// once the write lands it legitimately replaces them.
     floor_in_write: u64,
+    /// The version the last completed `expire` found stored, until a later
+    /// write: a lookup that starts after it never serves that version as a
+    /// fresh `Hit`.
+    expired: Option<u64>,
+}
+
+/// What a user write does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum WriteKind {
+    Set,
+    Invalidate,
+    Expire,
 }
 
 #[derive(Default)]
@@ -79,6 +91,8 @@ struct Done {
     id: u64,
     key: &'static str,
     floor: Floor,
+    /// The version an `expire` completed before the lookup started had found.
+    expired: Option<u64>,
     epoch: u64,
     /// A read of the key failed while the lookup ran: what it returned may
     /// rest on a degraded read ("storage failures degrade"), so it does not
@@ -190,11 +204,23 @@ pub fn run(seed: u64) -> Result<(), String> {
             }
             35..=44 => {
                 trace!("[{} ms] step {step}: set {key:?}", timer.now_ms());
-                write(&engine, &exec, &model, &up, key, true, &timer)
+                write(&engine, &exec, &model, &up, key, WriteKind::Set, &timer)
             }
-            45..=49 => {
+            45..=47 => {
                 trace!("[{} ms] step {step}: invalidate {key:?}", timer.now_ms());
-                write(&engine, &exec, &model, &up, key, false, &timer)
+                write(
+                    &engine,
+                    &exec,
+                    &model,
+                    &up,
+                    key,
+                    WriteKind::Invalidate,
+                    &timer,
+                )
+            }
+            48..=49 => {
+                trace!("[{} ms] step {step}: expire {key:?}", timer.now_ms());
+                write(&engine, &exec, &model, &up, key, WriteKind::Expire, &timer)
             }
             50..=74 => {
                 let n = 1 + rng.lock().unwrap().below(12);
@@ -285,7 +311,7 @@ fn lookup(
     id: u64,
     b: Behaviour,
 ) {
-    let (floor, epoch) = {
+    let (floor, epoch, expired) = {
         let mut m = model.lock().unwrap();
         m.pending.push(Pending {
             id,
@@ -297,7 +323,11 @@ fn lookup(
             base: k.floor,
             in_write: if k.writing { k.floor_in_write } else { 0 },
         };
-        (floor, k.write_epoch)
+        (
+            floor,
+            k.write_epoch,
+            if k.writing { None } else { k.expired },
+        )
     };
     let f = fetch(up, timer, key, b);
     let faults = engine.storage().read_faults(key);
@@ -333,6 +363,7 @@ fn lookup(
             id,
             key,
             floor,
+            expired,
             epoch,
             degraded,
             result,
@@ -347,7 +378,7 @@ fn write(
     model: &SharedModel,
     up: &Arc<Upstream>,
     key: &'static str,
-    set: bool,
+    kind: WriteKind,
     timer: &ManualTimer,
 ) {
     let version = {
@@ -371,24 +402,32 @@ fn write(
             k.fenced_upto = version;
             k.fenced_at = Some(timer.now_ms());
         }
-        let r = if set {
-            e.set(key, crate::world::encode(version)).await
-        } else {
-            e.invalidate(key).await
+        let before = e.storage().peek(key).and_then(|s| decode(&s.value));
+        let r = match kind {
+            WriteKind::Set => e.set(key, crate::world::encode(version)).await,
+            WriteKind::Invalidate => e.invalidate(key).await,
+            WriteKind::Expire => e.expire(key).await,
         };
-        trace!(
-            "  {} {key:?} (version {version}) -> {r:?}",
-            if set { "set" } else { "invalidate" }
-        );
+        trace!("  {kind:?} {key:?} (version {version}) -> {r:?}");
+        // What the expiry left stale: the version stored before and after
+        // it (if another write landed meanwhile, nothing is known).
+        let after = e.storage().peek(key).and_then(|s| decode(&s.value));
+        let stored = after.filter(|_| after == before);
         let mut m = m.lock().unwrap();
         let k = m.keys.entry(key).or_default();
         k.writing = false;
         k.write_epoch += 1;
         k.floor_in_write = 0;
-        if r.is_ok() {
-            k.last_write = version;
-            k.invalidated = !set;
-            k.floor = k.floor.max(version);
+        match (kind, r.is_ok()) {
+            (WriteKind::Expire, true) => k.expired = stored,
+            (WriteKind::Expire, false) => {}
+            (_, true) => {
+                k.last_write = version;
+                k.invalidated = kind == WriteKind::Invalidate;
+                k.floor = k.floor.max(version);
+                k.expired = None;
+            }
+            (_, false) => k.expired = None,
         }
     });
 }
@@ -418,6 +457,12 @@ fn check(
             if version < floor {
                 return Err(format!(
                     "lookup {} of {:?} got version {version} ({status}), older than {floor} handed out before it started",
+                    d.id, d.key
+                ));
+            }
+            if status == Status::Hit && d.expired == Some(version) {
+                return Err(format!(
+                    "lookup {} of {:?} served version {version} as fresh after an expire of it completed",
                     d.id, d.key
                 ));
             }

@@ -189,13 +189,14 @@ impl SwrEngine {
         crate::js::boxed_promise(Box::pin(async move {
             let o = options::parse(&options)
                 .map_err(|m| js_error("options", &format!("SwrCache.open: {m}"), None))?;
-            let memory = JsTable::new(&table_class, o.max_entries, o.max_bytes, o.early_refresh).map_err(|e| {
-                js_error(
-                    "options",
-                    "SwrCache.open: cannot make the memory table",
-                    Some(&e),
-                )
-            })?;
+            let memory = JsTable::new(&table_class, o.max_entries, o.max_bytes, o.early_refresh)
+                .map_err(|e| {
+                    js_error(
+                        "options",
+                        "SwrCache.open: cannot make the memory table",
+                        Some(&e),
+                    )
+                })?;
             // An unbound `ctx.waitUntil` throws when called: find out now.
             if let Some(f) = &o.wait_until {
                 if let Err(thrown) =
