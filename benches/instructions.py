@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 
-MODES = ["engine", "raw", "typed", "quick", "moka", "stale"]
+MODES = ["engine", "raw", "typed", "quick", "moka", "stale", "xfetch"]
 SMALL, LARGE = 200_000, 600_000
 
 

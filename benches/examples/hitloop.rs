@@ -7,7 +7,8 @@
 //! `cargo run --release -p swre-benches --example hitloop [MODE]`, where MODE
 //! is one of `engine` (a bytes hit through the engine), `raw` (its
 //! MemoryStorage alone), `typed` (a typed hit of a 6-field struct), `quick`
-//! (quick_cache's `get`), `moka` (moka sync's `get`), `stale` (a stale hit
+//! (quick_cache's `get`), `moka` (moka sync's `get`), `xfetch` (a bytes hit
+//! with the XFetch early refresh on, far from expiry), `stale` (a stale hit
 //! while its key's refresh is in flight: the `stale_hit` benchmark's set-up);
 //! all modes when none is given. `HITLOOP_N` sets the number of hits
 //! (default 20,000,000).
@@ -29,12 +30,17 @@ fn iterations() -> usize {
         .unwrap_or(20_000_000)
 }
 
-const MODES: [&str; 6] = ["engine", "raw", "typed", "quick", "moka", "stale"];
+const MODES: [&str; 7] = ["engine", "raw", "typed", "quick", "moka", "stale", "xfetch"];
 
 fn main() {
     let hour = Duration::from_secs(3600);
     let e = Engine::builder(MemoryStorage::new(), TokioRuntime::new())
         .ttl(CacheTtl::new(hour, hour, hour))
+        .build()
+        .unwrap();
+    let xfetch = Engine::builder(MemoryStorage::new(), TokioRuntime::new())
+        .ttl(CacheTtl::new(hour, hour, hour))
+        .early_refresh(swre_native::EarlyRefresh::XFetch { beta: 1.0 })
         .build()
         .unwrap();
     let keys = keys(1000);
@@ -45,6 +51,7 @@ fn main() {
         let v = Bytes::from(value(64));
         ready(e.set(k, v.clone())).unwrap();
         ready(e.set_as(&typed_keys[i], &user(i as u64))).unwrap();
+        ready(xfetch.set(k, v.clone())).unwrap();
         quick.insert(k.clone(), v.clone());
         moka.insert(k.clone(), v);
     }
@@ -80,6 +87,12 @@ fn main() {
                 "typed" => typed_hit(&typed_keys[i % 1000]),
                 "quick" => quick.get(k).map(|v| v.len()).unwrap_or(0),
                 "moka" => moka.get(k).map(|v| v.len()).unwrap_or(0),
+                "xfetch" => {
+                    ready(xfetch.get_or_fetch(k, || async { Ok::<_, Never>(Bytes::new()) }))
+                        .unwrap()
+                        .value
+                        .len()
+                }
                 "stale" => ready(stale.get_or_fetch(k, || async { Ok::<_, Never>(Bytes::new()) }))
                     .unwrap()
                     .value
