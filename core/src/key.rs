@@ -49,13 +49,13 @@ pub(crate) fn same_key(a: &str, b: &str) -> bool {
 
 /// Multiplies and folds the 128-bit product's halves together.
 #[inline(always)]
-fn fold(a: u64, b: u64) -> u64 {
+pub(crate) fn fold(a: u64, b: u64) -> u64 {
     let p = u128::from(a) * u128::from(b);
     (p as u64) ^ ((p >> 64) as u64)
 }
 
-const K0: u64 = 0x9e37_79b9_7f4a_7c15;
-const K1: u64 = 0xbf58_476d_1ce4_e5b9;
+pub(crate) const K0: u64 = 0x9e37_79b9_7f4a_7c15;
+pub(crate) const K1: u64 = 0xbf58_476d_1ce4_e5b9;
 
 /// The little-endian word of 8 bytes.
 #[inline(always)]

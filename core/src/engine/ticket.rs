@@ -108,7 +108,10 @@ where
     /// fail-safe throttle ends (the value is stored, then handed out with
     /// [`deliver`](Self::deliver)).
     pub(crate) fn succeed(&self) {
-        self.shared.throttle().forget(&self.key);
+        // A call a later write superseded says nothing about the key now.
+        if !self.flight.is_fenced() {
+            self.shared.throttle().forget(&self.key);
+        }
         if let Some(p) = self.take_permit() {
             self.shared
                 .report_transitions(self.shared.breaker().success(&self.key, p));
@@ -158,6 +161,9 @@ where
                 .negatives()
                 .insert(&self.key, error.clone(), now, until);
         }
+        // Not a call a later write (set, invalidate, expire) or a takeover
+        // superseded: that write ended the key's window, and the call's
+        // failure is no news about what the key holds now.
         let throttles = matches!(error, Error::Upstream(_) | Error::Timeout { .. })
             && matches!(
                 self.kind,
@@ -165,7 +171,8 @@ where
                     | Kind::Fetch {
                         remember_error: false
                     }
-            );
+            )
+            && !self.flight.is_fenced();
         self.flight.complete(Err(error));
         // After the flight's own mark is cleared (by `complete`).
         if let (true, Some(seen)) = (throttles, seen) {

@@ -109,20 +109,105 @@ fn serve_stale_mode_marks_expired_answers_as_throttled_too() {
     assert_eq!(h.calls(), 1);
 }
 
+/// A window (60 s) longer than the whole test, so only what ends it can.
+fn long_window() -> H {
+    harness_with(|b| {
+        b.breaker(patient_breaker())
+            .fail_safe_throttle(Some(FailSafeThrottle {
+                base: 60 * SEC,
+                max: 60 * SEC,
+            }))
+    })
+}
+
 #[test]
-fn a_set_an_invalidate_or_a_success_ends_the_window() {
+fn a_set_or_an_invalidate_ends_the_window() {
     for end in ["set", "invalidate"] {
-        let h = throttled();
+        let h = long_window();
         h.exec.block_on(h.engine.set("k", "old")).unwrap();
         h.advance(11 * SEC);
         failing(&h, "k");
+        assert_eq!(failing(&h, "k").1, Detail::Throttled);
         match end {
             "set" => h.exec.block_on(h.engine.set("k", "newer")).unwrap(),
-            _ => h.exec.block_on(h.engine.invalidate("k")).unwrap(),
+            _ => {
+                h.exec.block_on(h.engine.invalidate("k")).unwrap();
+                assert_eq!(h.get("k", "refetched").unwrap().status, Status::Miss);
+            }
         }
+        let calls = h.calls();
+        h.advance(11 * SEC); // stale again, well inside the old window
+        assert_eq!(
+            failing(&h, "k"),
+            (Status::Stale, Detail::None),
+            "after {end}"
+        );
+        assert_eq!(
+            h.calls(),
+            calls + 1,
+            "after {end}: a call, not the throttle"
+        );
+    }
+}
+
+#[test]
+fn a_success_resets_the_consecutive_failures() {
+    // Base 2 s, cap 64 s: without the reset the failure after the success
+    // would open a 16 s window (its fourth in a row).
+    let h = harness_with(|b| {
+        b.breaker(patient_breaker())
+            .fail_safe_throttle(Some(FailSafeThrottle {
+                base: 2 * SEC,
+                max: 64 * SEC,
+            }))
+    });
+    h.exec.block_on(h.engine.set("k", "old")).unwrap();
+    h.advance(11 * SEC);
+    for window in [2, 4, 8] {
+        failing(&h, "k");
+        h.advance(window * SEC);
+    }
+    // The refresh at the end of the third window succeeds.
+    assert_eq!(h.get("k", "new").unwrap().detail, Detail::None);
+    assert_eq!(value(&h.get("k", "unused").unwrap()), "new");
+    h.advance(11 * SEC);
+    failing(&h, "k");
+    let calls = h.calls();
+    h.advance(2 * SEC);
+    failing(&h, "k");
+    assert_eq!(h.calls(), calls + 1, "the window is the base one again");
+}
+
+#[test]
+fn a_call_a_write_superseded_does_not_reopen_the_window_when_it_fails() {
+    for write in ["set", "expire"] {
+        let h = long_window();
+        h.exec.block_on(h.engine.set("k", "v1")).unwrap();
         h.advance(11 * SEC);
-        h.get_err("k").ok();
-        assert_eq!(h.calls(), 2, "after {end}: a call, not the throttle");
+        let (tx, fetch) = h.gated();
+        let r = h.exec.block_on(h.engine.get_or_fetch("k", fetch)).unwrap();
+        assert_eq!(r.status, Status::Stale, "{write}");
+        match write {
+            "set" => h.exec.block_on(h.engine.set("k", "v2")).unwrap(),
+            _ => h.exec.block_on(h.engine.expire("k")).unwrap(),
+        }
+        tx.send(Err(Boom("late failure"))).unwrap();
+        h.exec.run_until_stalled();
+        if write == "set" {
+            h.advance(11 * SEC);
+        }
+        let calls = h.calls();
+        assert_eq!(
+            failing(&h, "k"),
+            (Status::Stale, Detail::None),
+            "after {write}"
+        );
+        assert_eq!(
+            h.calls(),
+            calls + 1,
+            "after {write}: the superseded call's failure throttled"
+        );
+        assert_eq!(h.engine.stats().throttled, 0, "{write}");
     }
 }
 
