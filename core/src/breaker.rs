@@ -87,9 +87,11 @@ impl BreakerConfig {
         self
     }
 
-    /// Sets [`open_for`](Self::open_for).
+    /// Sets [`open_for`](Self::open_for); a longer
+    /// [`first_open_for`](Self::first_open_for) comes down to it.
     pub fn open_for(mut self, d: Duration) -> Self {
         self.open_for = d;
+        self.first_open_for = self.first_open_for.min(d);
         self
     }
 

@@ -51,6 +51,10 @@ pub(crate) enum Mark {
 /// The deadline word's top bit: the mark is the throttle's.
 const THROTTLED: u64 = 1 << 63;
 
+/// A slot's tag while a writer fills it: even, so never a tag (tags are
+/// odd), and not 0 (empty).
+const BUSY: u64 = 2;
+
 /// Slots at least, and at most.
 const MIN_SLOTS: usize = 64;
 const MAX_SLOTS: usize = 8192;
@@ -134,7 +138,25 @@ impl RefreshMarks {
 
     fn write(&self, tag: u64, deadline: u64) {
         let slot = self.slot(tag);
-        slot.tag.store(0, Ordering::Relaxed);
+        // Writers of one slot take turns (two at once could leave one's tag
+        // with the other's deadline): claim it by marking it busy.
+        let mut current = slot.tag.load(Ordering::Relaxed);
+        loop {
+            if current == BUSY {
+                core::hint::spin_loop();
+                current = slot.tag.load(Ordering::Relaxed);
+                continue;
+            }
+            match slot.tag.compare_exchange_weak(
+                current,
+                BUSY,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(seen) => current = seen,
+            }
+        }
         fence(Ordering::Release);
         slot.deadline.store(deadline, Ordering::Relaxed);
         slot.tag.store(tag, Ordering::Release);
@@ -152,6 +174,8 @@ impl RefreshMarks {
 #[cfg(test)]
 mod tests {
     use super::{Mark, RefreshMarks};
+    use core::sync::atomic::fence;
+    use portable_atomic::Ordering;
 
     #[test]
     fn a_mark_holds_until_cleared_or_its_deadline() {
@@ -228,5 +252,56 @@ mod tests {
             Mark::Running,
             "a refresh's mark replaces it"
         );
+    }
+
+    #[test]
+    fn writers_on_one_slot_from_many_threads_leave_a_tag_with_its_own_deadline() {
+        extern crate std;
+        use std::sync::Arc;
+        // One slot, four writers: each writes its tag with a deadline that
+        // encodes it; a reader must never see a tag with another's deadline.
+        let m = Arc::new(RefreshMarks::new(0, 1));
+        let tags: alloc::vec::Vec<u64> = (0..4u64).map(|i| m.tag("k", i)).collect();
+        let one_slot: alloc::vec::Vec<u64> = tags.iter().map(|t| (t & !0xfff) | 1).collect();
+        let threads: alloc::vec::Vec<_> = one_slot
+            .iter()
+            .map(|&t| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..500_000 {
+                        m.mark(t, t >> 2);
+                    }
+                })
+            })
+            .collect();
+        let slot = m.slot(one_slot[0]);
+        for _ in 0..2_000_000 {
+            // The seqlock read `state` makes: a tag read the same before and
+            // after the deadline owns that deadline.
+            let before = slot.tag.load(Ordering::Acquire);
+            let deadline = slot.deadline.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            let after = slot.tag.load(Ordering::Relaxed);
+            if before == after && one_slot.contains(&before) {
+                assert_eq!(
+                    deadline,
+                    before >> 2,
+                    "a tag read with another writer's deadline"
+                );
+            }
+        }
+        for t in threads {
+            t.join().expect("writer");
+        }
+        for &t in &one_slot {
+            let slot = m.slot(t);
+            let (tag, deadline) = (
+                slot.tag.load(Ordering::Relaxed),
+                slot.deadline.load(Ordering::Relaxed),
+            );
+            if tag == t {
+                assert_eq!(deadline, t >> 2, "a tag with another writer's deadline");
+            }
+        }
     }
 }

@@ -29,6 +29,13 @@ test("Node: expire serves the old value as stale and refreshes it", async () => 
   const cache = await SwrCache.open({ fresh: 60_000 });
   await cache.set("k", "old");
   assert.equal((await cache.get("k", () => "never")).status, "hit");
+  const expiring = cache.expire("k");
+  // Not answered as fresh while the expiry is under way.
+  const during = await cache.get("k", () => "new");
+  assert.equal(during.status, "stale");
+  await expiring;
+  await cache.pending();
+  await cache.set("k", "old");
   await cache.expire("k");
   const r = await cache.get("k", () => "new");
   assert.deepEqual([r.value, r.status], ["old", "stale"]);

@@ -277,6 +277,10 @@ where
     });
     match (usable, stored) {
         (Some((Decision::Serve, value)), Some(entry)) => {
+            if shared.cfg().early_refresh.is_some() {
+                let cached = hit_with_early_refresh(shared, key, ttl, job, value, &entry, now);
+                return Served::Now(Ok(cached));
+            }
             Served::Now(Ok(Cached::new(value, Status::Hit, &entry, now)))
         }
         (Some((Decision::ServeAndRefresh(status), value)), Some(entry)) => {
@@ -392,7 +396,9 @@ where
     J: Job,
 {
     let marks = shared.flights().marks();
-    if marks.state(marks.tag(key, seen.created_at), now) != Mark::None {
+    if marks.state(marks.tag(key, seen.created_at), now) != Mark::None
+        || shared.throttle().until(key, now).is_some()
+    {
         return Detail::None;
     }
     match refresh_in_background(shared, key, ttl, job, seen, now) {

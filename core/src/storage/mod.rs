@@ -98,10 +98,12 @@ pub trait Storage: MaybeSend + MaybeSync + 'static {
     /// becomes `now` (or its `created_at`, if the clock reads earlier), its
     /// stale and expired phases stay, so it is served stale, refreshed, and
     /// kept as a fallback (`Engine::expire`). Returns the entry as it stands
-    /// afterwards, `None` if there is none. The default reads and writes back,
-    /// so a write from elsewhere between the two can be lost; stores that can
-    /// do it atomically do ([`MemoryStorage`], and [`Tiered`](crate::Tiered)
-    /// over stores that do).
+    /// afterwards, `None` if there is none. The default reads, reads again
+    /// just before writing back, and writes only if the entry is still the
+    /// one it read: a write from elsewhere can still land between that second
+    /// read and the write-back and be lost. Stores that can do it atomically
+    /// do ([`MemoryStorage`], the JS table, and [`Tiered`](crate::Tiered) over
+    /// stores that do).
     ///
     /// [`MemoryStorage`]: crate::MemoryStorage
     fn expire(
@@ -110,12 +112,19 @@ pub trait Storage: MaybeSend + MaybeSync + 'static {
         now: u64,
     ) -> impl Future<Output = Result<Option<Entry>, StorageError>> + MaybeSend {
         async move {
-            let Some(mut entry) = self.get(key).await? else {
+            let Some(read) = self.get(key).await? else {
                 return Ok(None);
             };
-            if expire_entry(&mut entry, now) {
-                self.set(key, entry.clone()).await?;
+            let mut entry = read.clone();
+            if !expire_entry(&mut entry, now) {
+                return Ok(Some(entry));
             }
+            // Another write landed meanwhile: it is newer than the expiry.
+            match self.get(key).await? {
+                Some(current) if current == read => {}
+                current => return Ok(current),
+            }
+            self.set(key, entry.clone()).await?;
             Ok(Some(entry))
         }
     }

@@ -263,3 +263,18 @@ fn after_an_outage_misses_succeed_again_within_the_first_opening() {
         window = (window + SEC).min(30 * SEC);
     }
 }
+
+#[test]
+fn a_short_open_for_brings_the_first_opening_down_with_it() {
+    let h = harness_with(|b| {
+        b.breaker(
+            BreakerConfig::default()
+                .failure_threshold(1)
+                .open_for(std::time::Duration::from_millis(500)),
+        )
+    });
+    assert!(h.get_err("k").is_err());
+    assert!(matches!(h.get("k", "v"), Err(Error::CircuitOpen)));
+    h.advance(std::time::Duration::from_millis(500));
+    assert_eq!(h.get("k", "v").unwrap().status, Status::Miss);
+}

@@ -143,3 +143,20 @@ fn bad_early_refresh_settings_are_rejected() {
         assert!(err.to_string().contains("early_refresh"), "{bad:?}: {err}");
     }
 }
+
+#[test]
+fn early_refresh_works_over_a_store_that_answers_later() {
+    // `Faulty` has no synchronous read: its hits take the lookup's other path.
+    let h = harness_on(Faulty::new(MemoryStorage::new()), |b| {
+        b.early_refresh(EarlyRefresh::Threshold(0.5))
+    });
+    h.exec.block_on(h.engine.set("k", "v1")).unwrap();
+    h.advance(9 * SEC);
+    let r = h.get("k", "v2").unwrap();
+    assert_eq!(
+        (value(&r), r.status, r.detail),
+        ("v1", Status::Hit, Detail::EarlyRefresh)
+    );
+    assert_eq!(h.calls(), 1);
+    assert_eq!(value(&h.get("k", "never").unwrap()), "v2");
+}

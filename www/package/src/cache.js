@@ -25,6 +25,9 @@ function swrError(kind, message, cause) {
 
 const reject = (kind, message, cause) => Promise.reject(swrError(kind, message, cause));
 
+/** Where `Table.expire` writes the entry it expired (unused here). */
+const SCRATCH_META = new Float64Array(7);
+
 /** The result object every lookup resolves to (one shape for all paths). */
 function result(value, status, age, r) {
   return {
@@ -224,8 +227,10 @@ export function define(load, { keepAlive = false } = {}) {
       const engine = this.#engine;
       if (engine === undefined) return reject("closed", `expire: ${CLOSED}`);
       if (typeof key !== "string") return reject("invalidKey", "expire: the key must be a string");
-      // A lookup from now on must not join a refresh that started before.
+      // A lookup from now on must not join a refresh that started before,
+      // nor be answered here as fresh while the engine expires the entry.
       this.#joins.delete(key);
+      this.#table?.expire(key, Date.now(), SCRATCH_META);
       return engine.expire(key).then(noop);
     }
 
