@@ -257,7 +257,7 @@ mod tests {
     #[test]
     fn writers_on_one_slot_from_many_threads_leave_a_tag_with_its_own_deadline() {
         extern crate std;
-        use std::sync::Arc;
+        use alloc::sync::Arc;
         // One slot, four writers: each writes its tag with a deadline that
         // encodes it; a reader must never see a tag with another's deadline.
         let m = Arc::new(RefreshMarks::new(0, 1));
