@@ -1,6 +1,7 @@
 //! A narrated tour of stale-while-revalidate on a FileStorage:
 //! miss → hit → stale with background refresh → expired with the upstream
-//! down → fallback → recovery. Real time, about six seconds.
+//! down → fallback → the fail-safe throttle → recovery. Real time, about
+//! seven seconds.
 //!
 //! `cargo run -p swre-native --example quickstart [DIR]`
 
@@ -14,7 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use swre_native::{CacheTtl, Engine, FileStorage, Status, Storage, TokioRuntime};
+use swre_native::{
+    CacheTtl, Detail, Engine, FailSafeThrottle, FileStorage, Status, Storage, TokioRuntime,
+};
 
 #[derive(Debug)]
 struct UpstreamDown;
@@ -86,6 +89,12 @@ async fn main() -> Result<(), Failure> {
     let engine = Engine::builder(storage, TokioRuntime::new())
         .ttl(ttl)
         .refresh_timeout(Duration::from_secs(2))
+        // After a failed refresh, serve the old value without calling
+        // upstream for 1 s (the default is 5 s, doubling up to 1 min).
+        .fail_safe_throttle(Some(FailSafeThrottle {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(4),
+        }))
         .build()?;
     let upstream = Upstream::default();
     println!("swre quickstart — FileStorage in {}", dir.display());
@@ -100,8 +109,9 @@ async fn main() -> Result<(), Failure> {
             let took = started.elapsed();
             match &r {
                 Ok(c) => println!(
-                    "{n}. {label:<44} status={:<8} value={:?} latency={:>9.3?} upstream calls so far={}",
+                    "{n}. {label:<46} status={:<8} detail={:<9} value={:?} latency={:>9.3?} upstream calls so far={}",
                     c.status.as_str(),
+                    c.detail.as_str(),
                     String::from_utf8_lossy(&c.value),
                     took,
                     upstream.calls()
@@ -154,15 +164,25 @@ async fn main() -> Result<(), Failure> {
 
     upstream.down.store(false, Ordering::SeqCst);
     println!("\n   upstream recovers\n");
-    let r = step(6, "expired + upstream back: refetched (miss)").await?;
+    let r = step(6, "upstream back, inside the throttle: old value").await?;
     expect(
-        "6 refetches v4",
+        "6 serves v2 again without a call (the fail-safe throttle)",
+        r.status == Status::Fallback
+            && r.detail == Detail::Throttled
+            && &*r.value == b"exchange rate v2"
+            && upstream.calls() == 3,
+    )?;
+
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let r = step(7, "after the 1 s throttle: refetched (miss)").await?;
+    expect(
+        "7 refetches v4",
         r.status == Status::Miss && &*r.value == b"exchange rate v4" && upstream.calls() == 4,
     )?;
 
-    let r = step(7, "and fresh again: hit").await?;
+    let r = step(8, "and fresh again: hit").await?;
     expect(
-        "7 is a hit",
+        "8 is a hit",
         r.status == Status::Hit && upstream.calls() == 4,
     )?;
 
@@ -174,7 +194,14 @@ async fn main() -> Result<(), Failure> {
     );
     expect(
         "stats agree",
-        (s.hits, s.stale, s.misses, s.fallbacks, s.upstream_calls) == (3, 1, 2, 1, 4),
+        (
+            s.hits,
+            s.stale,
+            s.misses,
+            s.fallbacks,
+            s.upstream_calls,
+            s.throttled,
+        ) == (3, 1, 2, 2, 4, 1),
     )?;
     println!("all steps behaved as narrated");
     Ok(())
