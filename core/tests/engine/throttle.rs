@@ -334,3 +334,37 @@ fn stale_hits_say_why_no_refresh_started() {
     h.exec.block_on(h.engine.set("j", "v")).unwrap();
     assert_eq!(h.get("j", "unused").unwrap().detail, Detail::None);
 }
+
+#[test]
+fn the_throttle_and_the_negative_cache_keep_to_their_own_keys() {
+    // The throttle holds back calls for keys with an old value; the negative
+    // cache remembers errors for keys without one. Neither takes the other's.
+    let h = harness_with(|b| {
+        b.breaker(patient_breaker())
+            .negative_ttl(5 * SEC)
+            .fail_safe_throttle(Some(FailSafeThrottle {
+                base: 60 * SEC,
+                max: 60 * SEC,
+            }))
+    });
+    h.exec.block_on(h.engine.set("k", "old")).unwrap();
+    h.advance(11 * SEC);
+    failing(&h, "k");
+    assert_eq!(failing(&h, "k"), (Status::Stale, Detail::Throttled));
+    assert_eq!(
+        h.engine.stats().negative_hits,
+        0,
+        "an error with a fallback is not remembered"
+    );
+    // Without an old value the throttle has nothing to serve: the negative
+    // cache answers for the cold key instead.
+    h.exec.block_on(h.engine.invalidate("k")).unwrap();
+    assert!(h.get_err("k").is_err());
+    let calls = h.calls();
+    assert!(h.get_err("k").is_err());
+    assert_eq!(h.calls(), calls, "the remembered error, no call");
+    assert_eq!(h.engine.stats().negative_hits, 1);
+    assert_eq!(h.engine.stats().throttled, 1);
+    h.advance(5 * SEC);
+    assert_eq!(h.get("k", "back").unwrap().status, Status::Miss);
+}
