@@ -64,8 +64,8 @@ pub use codec::{Codec, Compressed, Json, Postcard};
 pub use detail::Detail;
 pub use early::EarlyRefresh;
 pub use engine::{
-    Cached, CallOptions, Engine, EngineBuilder, WithOptions, DEFAULT_MAX_VALUE_BYTES,
-    DEFAULT_REFRESH_TIMEOUT,
+    Cached, CallOptions, Engine, EngineBuilder, FetchContext, Fetched, WithOptions,
+    DEFAULT_MAX_VALUE_BYTES, DEFAULT_REFRESH_TIMEOUT,
 };
 pub use entry::{CacheTtl, Entry};
 pub use error::{

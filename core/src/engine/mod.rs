@@ -30,6 +30,7 @@ mod cached;
 mod config;
 mod decide;
 mod decoded;
+mod fetch;
 mod lookup;
 mod shared;
 mod task;
@@ -40,6 +41,7 @@ pub use cached::Cached;
 use config::checked_ttl;
 pub use config::{DEFAULT_MAX_VALUE_BYTES, DEFAULT_REFRESH_TIMEOUT};
 use decide::{decide, Decision};
+pub use fetch::{FetchContext, Fetched};
 use shared::Shared;
 
 /// Options for one call, given through [`Engine::with`]; the default is the
@@ -211,6 +213,56 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         E: FetchError,
     {
         get_typed(&self.shared, key, None, fetch)
+    }
+
+    /// [`get_or_fetch`](Self::get_or_fetch) with a fetch that is told what
+    /// the cache holds and answers more than a value (FusionCache's
+    /// adaptive caching and conditional refresh): it receives a
+    /// [`FetchContext`] (the value held for the key, if any, and when it was
+    /// fetched) and returns a [`Fetched`]: a value, or "not modified" (the
+    /// held value stays, its phases starting again), with an optional TTL for
+    /// this entry and "do not store".
+    ///
+    /// ```
+    /// # use swre_core::testing::{TestExecutor, TestRuntime};
+    /// # use swre_core::{Engine, Fetched, MemoryStorage};
+    /// # let exec = TestExecutor::new();
+    /// # let engine = Engine::builder(MemoryStorage::new(), TestRuntime::new(&exec, 0)).build().unwrap();
+    /// let r = exec.block_on(engine.get_or_fetch_with("page", |ctx| async move {
+    ///     match ctx.stale {
+    ///         Some(_) => Ok::<_, core::fmt::Error>(Fetched::not_modified()),
+    ///         None => Ok(Fetched::value("body")),
+    ///     }
+    /// })).unwrap();
+    /// assert_eq!(&*r.value, b"body");
+    /// ```
+    pub fn get_or_fetch_with<'a, K, F, Fut, T, E>(
+        &'a self,
+        key: K,
+        fetch: F,
+    ) -> impl Future<Output = Result<Cached<Bytes>, Error>> + MaybeSend + 'a
+    where
+        K: AsRef<str> + MaybeSend + 'a,
+        F: FnOnce(FetchContext) -> Fut + MaybeSend + 'static,
+        Fut: Future<Output = Result<Fetched<T>, E>> + MaybeSend + 'static,
+        T: Into<Bytes>,
+        E: FetchError,
+    {
+        let job = task::WithContext(move |ctx| async move {
+            match fetch(ctx).await {
+                Ok(f) => Ok(task::Produced {
+                    value: f.value.map(Into::into),
+                    ttl: f.ttl,
+                    store: f.store,
+                }),
+                Err(e) => Err(Error::Upstream(UpstreamError::new(e))),
+            }
+        });
+        // Cloned, not moved out of the entry as `get_or_fetch` does: the
+        // entry goes on to the call as what the fetch is told is held.
+        lookup::lookup(&self.shared, key, None, job, |e: &mut Entry| {
+            Ok(e.value.clone())
+        })
     }
 
     /// The stored value under `key` and its status (`Hit`, `Stale` or

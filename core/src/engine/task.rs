@@ -21,13 +21,31 @@ use crate::storage::Storage;
 use crate::sync::{MaybeSend, MaybeSync};
 use crate::wait::Latch;
 
+/// What an upstream call produced: a value (or "not modified"), the TTL
+/// the fetch chose for it, and whether to store it.
+pub(crate) struct Produced {
+    pub(crate) value: Option<Bytes>,
+    pub(crate) ttl: Option<CacheTtl>,
+    pub(crate) store: bool,
+}
+
+impl Produced {
+    fn bytes(r: Result<Bytes, Error>) -> Result<Produced, Error> {
+        r.map(|v| Produced {
+            value: Some(v),
+            ttl: None,
+            store: true,
+        })
+    }
+}
+
 /// An upstream call as the engine runs it: called once, in a spawned task,
-/// producing the bytes to store.
+/// with what the store held, producing what to store.
 pub(crate) trait Job: MaybeSend + 'static {
     /// The call's future.
-    type Fut: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static;
+    type Fut: Future<Output = Result<Produced, Error>> + MaybeSend + 'static;
     /// Starts the call.
-    fn call(self) -> Self::Fut;
+    fn call(self, seen: Option<&Entry>) -> Self::Fut;
 }
 
 impl<F, Fut> Job for F
@@ -35,9 +53,23 @@ where
     F: FnOnce() -> Fut + MaybeSend + 'static,
     Fut: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
 {
+    type Fut = futures::future::Map<Fut, fn(Result<Bytes, Error>) -> Result<Produced, Error>>;
+    fn call(self, _: Option<&Entry>) -> Self::Fut {
+        futures::FutureExt::map(self(), Produced::bytes as fn(_) -> _)
+    }
+}
+
+/// A fetch that takes a [`FetchContext`](super::fetch::FetchContext).
+pub(crate) struct WithContext<F>(pub(crate) F);
+
+impl<F, Fut> Job for WithContext<F>
+where
+    F: FnOnce(super::fetch::FetchContext) -> Fut + MaybeSend + 'static,
+    Fut: Future<Output = Result<Produced, Error>> + MaybeSend + 'static,
+{
     type Fut = Fut;
-    fn call(self) -> Fut {
-        self()
+    fn call(self, seen: Option<&Entry>) -> Fut {
+        (self.0)(super::fetch::FetchContext::of(seen))
     }
 }
 
@@ -88,6 +120,33 @@ where
         Either::Left((Either::Left(_), _)) => Step::Late,
         Either::Left((Either::Right(_), _)) => Step::Aborted,
         Either::Right((v, _)) => Step::Done(v),
+    }
+}
+
+/// The entry a successful call stores: its value with the TTL the fetch
+/// chose, or the caller's, or the policy's; or, for "not modified", the value
+/// the store held with its phases starting again now. A fetch's TTL under
+/// 5 s, and "not modified" with nothing held, fail the call.
+fn entry_of<S, R, C>(
+    shared: &super::shared::Shared<S, R, C>,
+    key: &str,
+    value: Option<Bytes>,
+    ttl: Option<CacheTtl>,
+    caller_ttl: Option<CacheTtl>,
+    seen: Option<&Entry>,
+    now: u64,
+) -> Result<Entry, Error> {
+    super::config::checked_ttl(ttl)?;
+    match (value, ttl, seen) {
+        (Some(bytes), Some(ttl), _) => Ok(Entry::new(bytes, now, ttl)),
+        (Some(bytes), None, _) => Ok(shared.entry_for(key, bytes, now, caller_ttl, seen)),
+        (None, ttl, Some(old)) => {
+            let ttl = ttl.or(caller_ttl).unwrap_or_else(|| old.ttl());
+            Ok(Entry::new(old.value.clone(), now, ttl).pinned(old.pinned_ttl))
+        }
+        (None, _, None) => Err(Error::Upstream(crate::error::UpstreamError::new(
+            "the fetch answered \"not modified\" but the cache held no value for the key",
+        ))),
     }
 }
 
@@ -171,18 +230,22 @@ where
         return;
     }
     bump(&shared.counters().upstream_calls);
-    let outcome = within(call.job.call(), deadline.as_mut(), abort).await;
+    let outcome = within(call.job.call(seen), deadline.as_mut(), abort).await;
     let now = shared.now();
     let elapsed = ticket.elapsed(now);
     match outcome {
-        Step::Done(Ok(bytes)) => {
+        Step::Done(Ok(produced)) => {
             shared.upstream_outcome(UpstreamOutcome::Success, elapsed);
+            let (value, ttl) = (produced.value, produced.ttl);
+            let mut entry = match entry_of(&shared, key, value, ttl, call.ttl, seen, now) {
+                Ok(entry) => entry,
+                Err(e) => return ticket.fail(e, now, seen),
+            };
             ticket.succeed();
-            let mut entry = shared.entry_for(key, bytes, now, call.ttl, seen);
             entry.fetch_ms = fetch_estimate(elapsed, seen);
             // Stored (or the older entry removed) before it is handed out:
             // no caller then reads an older value than one handed out.
-            match store(&ticket, entry.clone(), deadline.as_mut()).await {
+            match store(&ticket, entry.clone(), produced.store, deadline.as_mut()).await {
                 Step::Done(()) => ticket.deliver(entry),
                 Step::Late => ticket.give_up(late),
                 Step::Aborted => return,
@@ -254,6 +317,7 @@ where
 async fn store<S, R, C, D>(
     ticket: &Ticket<S, R, C>,
     entry: Entry,
+    write: bool,
     mut deadline: Pin<&mut D>,
 ) -> Step<()>
 where
@@ -272,7 +336,9 @@ where
         return within(ticket.flight().overwritten(), deadline, abort).await;
     }
     let written = entry.clone();
-    if entry.value.len() > shared.cfg().max_value_bytes {
+    if !write {
+        // The fetch said not to store it: only what it replaces goes.
+    } else if entry.value.len() > shared.cfg().max_value_bytes {
         bump(&shared.counters().oversized_values);
         event_warn!(
             "fetched value of {} bytes is over max_value_bytes ({}); returned, not stored",

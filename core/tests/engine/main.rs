@@ -12,6 +12,7 @@ mod common;
 mod deadlines;
 mod early;
 mod expire;
+mod fetch_context;
 mod fixtures;
 mod latest_write;
 mod phases;
