@@ -7,22 +7,18 @@
 
 use portable_atomic::{AtomicU64, Ordering};
 
-use crate::stripe::stripe;
+use crate::stripe::{stripe, Padded};
 
 const SLOTS: usize = 16;
 
-#[derive(Default)]
-#[repr(align(128))]
-struct Slot(AtomicU64);
-
 /// Random draws; see the module docs.
-pub(crate) struct Random([Slot; SLOTS]);
+pub(crate) struct Random([Padded; SLOTS]);
 
 impl Random {
     /// Draws seeded by `seed` (made nonzero per slot).
     pub(crate) fn new(seed: u64) -> Self {
         Self(core::array::from_fn(|i| {
-            Slot(AtomicU64::new(
+            Padded(AtomicU64::new(
                 (seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1,
             ))
         }))

@@ -3,7 +3,7 @@
 use portable_atomic::{AtomicU64, Ordering};
 
 use crate::phase::Status;
-use crate::stripe::stripe;
+use crate::stripe::{stripe, Padded};
 
 macro_rules! counters {
     (
@@ -132,13 +132,9 @@ counters! {
 /// write the same line; a single shared counter would make every hit on every
 /// core contend.
 #[derive(Default)]
-pub(crate) struct Striped([Slot; STRIPES]);
+pub(crate) struct Striped([Padded; STRIPES]);
 
 const STRIPES: usize = 16;
-
-#[derive(Default)]
-#[repr(align(128))]
-struct Slot(AtomicU64);
 
 impl Striped {
     #[inline]

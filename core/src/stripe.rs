@@ -19,3 +19,10 @@ pub(crate) fn stripe(n: usize) -> usize {
     let mixed = (addr >> 16).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
     mixed as usize & (n - 1)
 }
+
+/// One stripe's atomic, alone on its cache lines (128 bytes: adjacent-line
+/// prefetchers pull lines in pairs), so threads on different stripes never
+/// write the same line.
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct Padded(pub(crate) portable_atomic::AtomicU64);
