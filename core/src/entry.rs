@@ -4,6 +4,7 @@
 use core::time::Duration;
 
 use crate::bytes::Bytes;
+use crate::tags::Tags;
 use crate::time::duration_ms;
 
 /// How long each phase of an entry lasts, one after the other.
@@ -90,6 +91,10 @@ pub struct Entry {
     /// unknown, e.g. a value given to `set`): the δ of the XFetch early
     /// refresh (`EngineBuilder::early_refresh`). Kept by persistent stores.
     pub fetch_ms: u32,
+    /// The tags it was written with and their epochs then (see
+    /// [`tags`](crate::tags)); none for most entries. Kept by persistent
+    /// stores.
+    pub tags: Tags,
 }
 
 impl Entry {
@@ -114,6 +119,7 @@ impl Entry {
             expires_at,
             pinned_ttl: false,
             fetch_ms: 0,
+            tags: Tags::NONE,
         }
     }
 

@@ -46,6 +46,9 @@ pub enum Error {
     },
     /// The builder (or a per-call TTL) rejected an option.
     Config(ConfigError),
+    /// A tag given to a write, a call or a tag operation was rejected before
+    /// anything was read or written.
+    InvalidTag(crate::tags::TagError),
 }
 
 impl fmt::Display for Error {
@@ -62,6 +65,7 @@ impl fmt::Display for Error {
                 "circuit breaker is open after repeated upstream failures and no cached value can be served; retry after the breaker's open period",
             ),
             Error::InvalidKey(e) => write!(f, "invalid key: {e}"),
+            Error::InvalidTag(e) => write!(f, "invalid tag: {e}"),
             Error::Storage(e) => write!(f, "storage error: {e}"),
             Error::Codec(e) => write!(f, "codec error: {e}"),
             Error::Shutdown => f.write_str("cache engine is shutting down; no upstream call was made or the call was abandoned"),
@@ -82,6 +86,7 @@ impl core::error::Error for Error {
             Error::Storage(e) => Some(e),
             Error::Codec(e) => Some(e),
             Error::InvalidKey(e) => Some(e),
+            Error::InvalidTag(e) => Some(e),
             Error::Config(e) => Some(e),
             _ => None,
         }
@@ -209,6 +214,10 @@ pub enum KeyError {
         /// The limit.
         max: usize,
     },
+    /// The key starts with the engine's reserved prefix
+    /// ([`RESERVED_PREFIX`](crate::tags::record::RESERVED_PREFIX), a NUL then
+    /// `swre:`), under which it keeps tag records.
+    Reserved,
 }
 
 impl fmt::Display for KeyError {
@@ -218,6 +227,9 @@ impl fmt::Display for KeyError {
             KeyError::TooLong { len, max } => write!(
                 f,
                 "the key is {len} bytes, over the limit of {max} bytes (raise max_key_bytes or hash the key)"
+            ),
+            KeyError::Reserved => f.write_str(
+                "the key starts with \"\\0swre:\", which the engine reserves for tag records",
             ),
         }
     }

@@ -447,6 +447,15 @@ impl FlightTable {
         found
     }
 
+    /// Every flight in the table (for `clear`, which supersedes them all).
+    pub(crate) fn all(&self) -> Vec<Arc<Flight>> {
+        let mut found = Vec::new();
+        for shard in &self.shards {
+            found.extend(shard.lock().iter().map(|(_, f)| f.clone()));
+        }
+        found
+    }
+
     /// Removes `key`'s entry if it is still `flight`.
     pub(crate) fn remove(&self, key: &str, flight: &Arc<Flight>) {
         let (hash, shard) = self.shard(key);

@@ -49,6 +49,11 @@ impl NegativeCache {
         }
     }
 
+    /// Forgets every remembered error.
+    pub(crate) fn clear(&self) {
+        self.map.lock().clear();
+    }
+
     #[allow(dead_code)]
     pub(crate) fn len(&self) -> usize {
         self.map.lock().len()

@@ -24,15 +24,20 @@ impl Random {
         }))
     }
 
-    /// Uniform in (0, 1].
-    pub(crate) fn unit(&self) -> f64 {
+    /// A uniform 64-bit draw (never 0).
+    pub(crate) fn next_u64(&self) -> u64 {
         let slot = &self.0[stripe(SLOTS)].0;
         let mut x = slot.load(Ordering::Relaxed);
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         slot.store(x, Ordering::Relaxed);
-        ((x >> 11) + 1) as f64 / (1u64 << 53) as f64
+        x
+    }
+
+    /// Uniform in (0, 1].
+    pub(crate) fn unit(&self) -> f64 {
+        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
     }
 
     /// An exponential draw with mean 1: `-ln(u)` for `u` uniform in (0, 1].

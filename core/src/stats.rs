@@ -103,6 +103,10 @@ counters! {
     soft_timeouts,
     /// Background refreshes started by a fresh hit (the early refresh).
     early_refreshes,
+    /// Fetched values handed out but not stored because one of their tags
+    /// was invalidated or expired, or the cache cleared, while they were
+    /// being fetched (or their tags' records could not be read or written).
+    tag_fenced,
     /// Upstream calls refused by an open circuit breaker.
     breaker_rejections,
     /// Times a breaker (global or per key) opened.

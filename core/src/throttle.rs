@@ -117,6 +117,13 @@ impl Throttle {
         Some(until)
     }
 
+    /// Ends every window.
+    pub(crate) fn clear(&self) {
+        for shard in &self.shards {
+            shard.lock().clear();
+        }
+    }
+
     /// Ends `key`'s window and forgets its failures.
     pub(crate) fn forget(&self, key: &str) {
         if !self.is_on() {

@@ -149,7 +149,7 @@ export interface SwrResult<T = unknown> {
 export interface SwrError extends Error {
   name: "SwrError";
   kind:
-    | "options" | "fetcher" | "invalidKey" | "upstream" | "timeout" | "circuitOpen" | "storage"
+    | "options" | "fetcher" | "invalidKey" | "invalidTag" | "upstream" | "timeout" | "circuitOpen" | "storage"
     | "codec" | "shutdown" | "abandoned" | "valueTooLarge" | "aborted" | "closed" | "init" | "other";
 }
 

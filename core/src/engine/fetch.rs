@@ -5,6 +5,7 @@
 
 use crate::bytes::Bytes;
 use crate::entry::{CacheTtl, Entry};
+use crate::tags::TagNames;
 
 /// What a fetch given to `get_or_fetch_with` receives.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -28,7 +29,8 @@ impl FetchContext {
 }
 
 /// What a fetch given to `get_or_fetch_with` answers: a value, or "not
-/// modified", with an optional TTL for this entry and whether to store it.
+/// modified", with an optional TTL and tags for this entry and whether to
+/// store it.
 ///
 /// ```
 /// use core::time::Duration;
@@ -38,12 +40,14 @@ impl FetchContext {
 /// let _ = Fetched::value("v").ttl(day);
 /// let _ = Fetched::<&str>::not_modified();
 /// let _ = Fetched::value("secret").do_not_store();
+/// let _ = Fetched::value("profile").tags(["user:42", "profiles"]);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use = "a Fetched does nothing until the fetch returns it"]
 pub struct Fetched<T> {
     pub(crate) value: Option<T>,
     pub(crate) ttl: Option<CacheTtl>,
+    pub(crate) tags: Option<TagNames>,
     pub(crate) store: bool,
 }
 
@@ -53,6 +57,7 @@ impl<T> Fetched<T> {
         Self {
             value: Some(value),
             ttl: None,
+            tags: None,
             store: true,
         }
     }
@@ -64,6 +69,7 @@ impl<T> Fetched<T> {
         Self {
             value: None,
             ttl: None,
+            tags: None,
             store: true,
         }
     }
@@ -73,6 +79,20 @@ impl<T> Fetched<T> {
     /// totalling under 5 s fails the call with `Error::Config`.
     pub fn ttl(mut self, ttl: CacheTtl) -> Self {
         self.ttl = Some(ttl);
+        self
+    }
+
+    /// This entry's tags ([`Engine::invalidate_tag`](super::Engine::invalidate_tag)),
+    /// instead of the caller's ([`CallOptions::tags`](super::CallOptions::tags))
+    /// or those of the entry it replaces; an empty list stores it untagged.
+    /// More than [`MAX_TAGS`](crate::tags::MAX_TAGS) tags, or an empty or
+    /// over-long name, fails the call with `Error::InvalidTag`.
+    pub fn tags<I, N>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<str>,
+    {
+        self.tags = Some(TagNames::new(tags));
         self
     }
 

@@ -102,6 +102,8 @@ enum Pending<V, J> {
 enum Served<V, J> {
     Now(Result<Cached<V>, Error>),
     Later(Wait<V, J>),
+    /// A tagged entry whose tags' records must be awaited: read again.
+    Read(J),
 }
 
 /// A lookup that needs an upstream call.
@@ -149,7 +151,8 @@ where
             // decisions, and values that fail to decode, go on below.
             if let Some(entry) = stored.as_mut() {
                 match decide(Some(entry), now, shared.cfg().expired_mode) {
-                    Decision::Serve => {
+                    // Tagged entries go on below, where their tags are checked.
+                    Decision::Serve if entry.tags.is_empty() => {
                         if let Ok(value) = decode(entry) {
                             shared.record_status(Status::Hit);
                             if shared.cfg().early_refresh.is_some() {
@@ -161,7 +164,7 @@ where
                             return Begun::Done(Ok(Cached::new(value, Status::Hit, entry, now)));
                         }
                     }
-                    Decision::ServeAndRefresh(status) => {
+                    Decision::ServeAndRefresh(status) if entry.tags.is_empty() => {
                         if let Ok(value) = decode(entry) {
                             // The refresh this entry's stale hits started is
                             // still running: the common case, answered
@@ -189,21 +192,45 @@ where
                             return Begun::Done(Ok(cached));
                         }
                     }
-                    Decision::Revalidate | Decision::Fetch => {}
+                    _ => {}
                 }
             }
-            match serve_at_once(shared, key, ttl, job, &decode, stored, now) {
+            match serve_at_once(shared, key, ttl, job, &decode, stored, now, false) {
                 Served::Now(result) => {
                     shared.record(&result, |c| c.status);
                     return Begun::Done(result);
                 }
                 Served::Later(wait) => Pending::Upstream(wait),
+                Served::Read(job) => Pending::Read(job),
             }
         }
         None => Pending::Read(job),
     };
     let key = Box::from(key);
     Begun::Waiting(Box::pin(finish(shared, key, ttl, decode, pending, now)))
+}
+
+/// A tagged entry as its tags leave it (see `tag_epochs.rs`), if the store
+/// answers for its tags' records at once; `false` if they must be awaited.
+/// Out of line: untagged entries pay one test.
+#[cold]
+#[inline(never)]
+fn resolve_tags_now<S, R, C>(shared: &Shared<S, R, C>, stored: &mut Option<Entry>, now: u64) -> bool
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+{
+    let Some(entry) = stored.take() else {
+        return true;
+    };
+    match shared.tags_ready(&entry.tags, now) {
+        Some(state) => {
+            *stored = state.apply(entry, now);
+            true
+        }
+        None => false,
+    }
 }
 
 /// The rest of a lookup that has to wait: for a store read, then (if
@@ -229,12 +256,16 @@ where
         Pending::Read(job) => {
             let stored = shared.read(key).await;
             let now = shared.now();
-            match serve_at_once(shared, key, ttl, job, &decode, stored, now) {
+            // Read with its tags checked.
+            match serve_at_once(shared, key, ttl, job, &decode, stored, now, true) {
                 Served::Now(result) => {
                     shared.record(&result, |c| c.status);
                     return result;
                 }
                 Served::Later(wait) => (wait, now),
+                // Not returned when the tags were checked; were it, the
+                // caller would fetch.
+                Served::Read(job) => (Wait::Fetch { job, seen: None }, now),
             }
         }
     };
@@ -246,6 +277,9 @@ where
 /// Everything a lookup can answer without waiting: fresh hits, values served
 /// while a background refresh starts, remembered errors. The rest needs an
 /// upstream call.
+// One more argument than clippy likes: bundling them moved the fresh-hit
+// path's code about and cost it instructions (see BENCHMARKS.md).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn serve_at_once<S, R, C, J, V, D>(
     shared: &Arc<Shared<S, R, C>>,
@@ -255,6 +289,7 @@ fn serve_at_once<S, R, C, J, V, D>(
     decode: &D,
     mut stored: Option<Entry>,
     now: u64,
+    tags_checked: bool,
 ) -> Served<V, J>
 where
     S: Storage,
@@ -263,6 +298,13 @@ where
     J: Job,
     D: Decode<V>,
 {
+    if !tags_checked
+        && stored.as_ref().is_some_and(|e| !e.tags.is_empty())
+        && !resolve_tags_now(shared, &mut stored, now)
+    {
+        // A record must be awaited: the whole read is.
+        return Served::Read(job);
+    }
     let usable = stored.as_mut().and_then(|entry| {
         match decide(Some(entry), now, shared.cfg().expired_mode) {
             Decision::Fetch => None,

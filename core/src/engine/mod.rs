@@ -18,10 +18,12 @@ use crate::breaker::BreakerState;
 use crate::bytes::Bytes;
 use crate::codec::{Codec, Postcard};
 use crate::entry::{CacheTtl, Entry};
-use crate::error::{Error, FetchError, UpstreamError};
+use crate::error::{CodecError, Error, FetchError, UpstreamError};
 use crate::stats::{bump, Stats};
 use crate::storage::Storage;
 use crate::sync::MaybeSend;
+use crate::tags::record::Kind;
+use crate::tags::{check_name, TagNames};
 use crate::{metrics::StorageOp, runtime::Runtime};
 
 mod admission;
@@ -33,6 +35,7 @@ mod decoded;
 mod fetch;
 mod lookup;
 mod shared;
+mod tag_epochs;
 mod task;
 mod ticket;
 
@@ -54,8 +57,9 @@ use shared::Shared;
 /// let ttl = CacheTtl::new(Duration::from_secs(60), Duration::from_secs(600), Duration::ZERO);
 /// assert_eq!(CallOptions::new().ttl(ttl).ttl, Some(ttl));
 /// assert_eq!(CallOptions::default().ttl, None);
+/// assert_eq!(CallOptions::new().tags(["user:1", "users"]).tags.unwrap().len(), 2);
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CallOptions {
     /// The TTL of the value this call fetches or writes, instead of the
@@ -63,6 +67,13 @@ pub struct CallOptions {
     /// it until a later write or call chooses another. A TTL totalling under
     /// 5 s is rejected with [`Error::Config`] before anything is read.
     pub ttl: Option<CacheTtl>,
+    /// The tags of the value this call fetches or writes (see
+    /// [`Engine::invalidate_tag`]), unless a fetch given to
+    /// `get_or_fetch_with` chooses its own. They stick to the entry:
+    /// refreshes keep them until a later write or call chooses others. More
+    /// than [`MAX_TAGS`](crate::tags::MAX_TAGS), or an empty or over-long
+    /// name, is rejected with [`Error::InvalidTag`] before anything is read.
+    pub tags: Option<TagNames>,
 }
 
 impl CallOptions {
@@ -75,6 +86,25 @@ impl CallOptions {
     pub fn ttl(mut self, ttl: CacheTtl) -> Self {
         self.ttl = Some(ttl);
         self
+    }
+
+    /// Sets [`tags`](Self::tags).
+    pub fn tags<I, N>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<str>,
+    {
+        self.tags = Some(TagNames::new(tags));
+        self
+    }
+
+    /// "Bad input changes nothing": the TTL and the tags.
+    fn check(&self) -> Result<(), Error> {
+        checked_ttl(self.ttl)?;
+        match &self.tags {
+            Some(t) => t.check().map_err(Error::InvalidTag),
+            None => Ok(()),
+        }
     }
 }
 
@@ -130,7 +160,7 @@ impl<S, R, C> Clone for Engine<S, R, C> {
 
 /// An engine borrowed with options for the calls made through it
 /// ([`Engine::with`]).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct WithOptions<'a, S, R, C> {
     engine: &'a Engine<S, R, C>,
     opts: CallOptions,
@@ -184,7 +214,7 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         T: Into<Bytes>,
         E: FetchError,
     {
-        get_bytes(&self.shared, key, None, fetch)
+        lookup::lookup(&self.shared, key, None, bytes_job(fetch), take_value)
     }
 
     /// The value under `key` decoded with the engine's codec, fetched with
@@ -212,7 +242,7 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         Fut: Future<Output = Result<V, E>> + MaybeSend + 'static,
         E: FetchError,
     {
-        get_typed(&self.shared, key, None, fetch)
+        get_typed(&self.shared, key, None, typed_job(&self.shared, fetch))
     }
 
     /// [`get_or_fetch`](Self::get_or_fetch) with a fetch that is told what
@@ -248,21 +278,7 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         T: Into<Bytes>,
         E: FetchError,
     {
-        let job = task::WithContext(move |ctx| async move {
-            match fetch(ctx).await {
-                Ok(f) => Ok(task::Produced {
-                    value: f.value.map(Into::into),
-                    ttl: f.ttl,
-                    store: f.store,
-                }),
-                Err(e) => Err(Error::Upstream(UpstreamError::new(e))),
-            }
-        });
-        // Cloned, not moved out of the entry as `get_or_fetch` does: the
-        // entry goes on to the call as what the fetch is told is held.
-        lookup::lookup(&self.shared, key, None, job, |e: &mut Entry| {
-            Ok(e.value.clone())
-        })
+        lookup::lookup(&self.shared, key, None, context_job(fetch), clone_value)
     }
 
     /// The stored value under `key` and its status (`Hit`, `Stale` or
@@ -385,6 +401,57 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         })
     }
 
+    /// Invalidates every entry written with `tag` (FusionCache
+    /// `RemoveByTag`, BentoCache `deleteByTag`): from now on they read as
+    /// absent, so the next lookup of each fetches, and none is a fallback.
+    /// O(1) in the number of entries: the tag gets a new epoch in the store
+    /// (see [`tags`](crate::tags)), which a restart or another engine on the
+    /// same store sees too. A call running now never stores a value with
+    /// `tag` over it (it may have fetched what the invalidation is about).
+    pub async fn invalidate_tag(&self, tag: impl AsRef<str>) -> Result<(), Error> {
+        self.change_tag(tag.as_ref(), Kind::Hard).await
+    }
+
+    /// Expires every entry written with `tag` (FusionCache `ExpireByTag`
+    /// in its soft form, BentoCache `expireByTag`): from now on they read as
+    /// stale, so the next lookup of each serves it and refreshes it, and a
+    /// failing upstream still has it to fall back on. O(1) as
+    /// [`invalidate_tag`](Self::invalidate_tag) is.
+    pub async fn expire_tag(&self, tag: impl AsRef<str>) -> Result<(), Error> {
+        self.change_tag(tag.as_ref(), Kind::Soft).await
+    }
+
+    async fn change_tag(&self, tag: &str, kind: Kind) -> Result<(), Error> {
+        check_name(tag).map_err(Error::InvalidTag)?;
+        self.shared
+            .change_epoch(tag, kind)
+            .await
+            .map_err(Error::Storage)
+    }
+
+    /// Removes every entry from the store (`Storage::clear`; a store that
+    /// cannot clear says so and nothing changes), and forgets remembered
+    /// errors and fail-safe throttle windows. A call running now stores
+    /// nothing over the clear. With a store that other engines share, theirs
+    /// are cleared too.
+    pub async fn clear(&self) -> Result<(), Error> {
+        let shared = &self.shared;
+        shared.tag_fence().record(None);
+        // As a write of every key: running calls store nothing after it.
+        let superseded = shared.supersede_all().await;
+        let cleared = shared.storage().clear().await;
+        shared.tag_fence().record(None);
+        for flight in superseded {
+            flight.hide();
+        }
+        shared.negatives().clear();
+        shared.throttle().clear();
+        cleared.map_err(|e| {
+            shared.storage_error(StorageOp::Delete);
+            Error::Storage(e)
+        })
+    }
+
     /// A snapshot of the counters and gauges.
     pub fn stats(&self) -> Stats {
         self.shared.stats()
@@ -463,7 +530,11 @@ impl<'a, S: Storage, R: Runtime, C: Codec + Clone> WithOptions<'a, S, R, C> {
         T: Into<Bytes>,
         E: FetchError,
     {
-        get_bytes(&self.engine.shared, key, self.opts.ttl, fetch)
+        let shared = &self.engine.shared;
+        let (ttl, job) = (self.opts.ttl, bytes_job(fetch));
+        with_options(self.opts, job, move |job| {
+            lookup::lookup(shared, key, ttl, job, take_value)
+        })
     }
 
     /// [`Engine::get_or_fetch_as`] with these options.
@@ -479,7 +550,30 @@ impl<'a, S: Storage, R: Runtime, C: Codec + Clone> WithOptions<'a, S, R, C> {
         Fut: Future<Output = Result<V, E>> + MaybeSend + 'static,
         E: FetchError,
     {
-        get_typed(&self.engine.shared, key, self.opts.ttl, fetch)
+        let shared = &self.engine.shared;
+        let (ttl, job) = (self.opts.ttl, typed_job(shared, fetch));
+        with_options(self.opts, job, move |job| get_typed(shared, key, ttl, job))
+    }
+
+    /// [`Engine::get_or_fetch_with`] with these options (the fetch's own
+    /// TTL and tags, if it gives them, win over these).
+    pub fn get_or_fetch_with<K, F, Fut, T, E>(
+        self,
+        key: K,
+        fetch: F,
+    ) -> impl Future<Output = Result<Cached<Bytes>, Error>> + MaybeSend + 'a
+    where
+        K: AsRef<str> + MaybeSend + 'a,
+        F: FnOnce(FetchContext) -> Fut + MaybeSend + 'static,
+        Fut: Future<Output = Result<Fetched<T>, E>> + MaybeSend + 'static,
+        T: Into<Bytes>,
+        E: FetchError,
+    {
+        let shared = &self.engine.shared;
+        let (ttl, job) = (self.opts.ttl, context_job(fetch));
+        with_options(self.opts, job, move |job| {
+            lookup::lookup(shared, key, ttl, job, clone_value)
+        })
     }
 
     /// [`Engine::set`] with these options.
@@ -499,40 +593,99 @@ impl<'a, S: Storage, R: Runtime, C: Codec + Clone> WithOptions<'a, S, R, C> {
     }
 }
 
+/// A plain fetch as the engine calls it.
 #[inline(always)]
-fn get_bytes<'a, S, R, C, K, F, Fut, T, E>(
-    shared: &'a Arc<Shared<S, R, C>>,
-    key: K,
-    ttl: Option<CacheTtl>,
-    fetch: F,
-) -> impl Future<Output = Result<Cached<Bytes>, Error>> + MaybeSend + 'a
+fn bytes_job<F, Fut, T, E>(fetch: F) -> impl task::Job
 where
-    S: Storage,
-    R: Runtime,
-    C: Codec + Clone,
-    K: AsRef<str> + MaybeSend + 'a,
     F: FnOnce() -> Fut + MaybeSend + 'static,
     Fut: Future<Output = Result<T, E>> + MaybeSend + 'static,
     T: Into<Bytes>,
     E: FetchError,
 {
-    let job = move || async move {
+    move || async move {
         match fetch().await {
             Ok(v) => Ok(v.into()),
             Err(e) => Err(Error::Upstream(UpstreamError::new(e))),
         }
-    };
-    // The bytes move out of the entry: no second reference-count bump.
-    lookup::lookup(shared, key, ttl, job, |e: &mut Entry| {
-        Ok(core::mem::take(&mut e.value))
+    }
+}
+
+/// A typed fetch as the engine calls it: its value encoded.
+fn typed_job<S, R, C, V, F, Fut, E>(shared: &Shared<S, R, C>, fetch: F) -> impl task::Job
+where
+    C: Codec + Clone,
+    V: Serialize + Send + Sync + 'static,
+    F: FnOnce() -> Fut + MaybeSend + 'static,
+    Fut: Future<Output = Result<V, E>> + MaybeSend + 'static,
+    E: FetchError,
+{
+    let codec = shared.codec().clone();
+    move || async move {
+        let v = fetch()
+            .await
+            .map_err(|e| Error::Upstream(UpstreamError::new(e)))?;
+        codec.encode(&v).map(Bytes::from).map_err(Error::Codec)
+    }
+}
+
+/// A fetch with a context as the engine calls it.
+fn context_job<F, Fut, T, E>(fetch: F) -> impl task::Job
+where
+    F: FnOnce(FetchContext) -> Fut + MaybeSend + 'static,
+    Fut: Future<Output = Result<Fetched<T>, E>> + MaybeSend + 'static,
+    T: Into<Bytes>,
+    E: FetchError,
+{
+    task::WithContext(move |ctx| async move {
+        match fetch(ctx).await {
+            Ok(f) => Ok(task::Produced {
+                value: f.value.map(Into::into),
+                ttl: f.ttl,
+                tags: f.tags,
+                store: f.store,
+            }),
+            Err(e) => Err(Error::Upstream(UpstreamError::new(e))),
+        }
     })
 }
 
-fn get_typed<'a, S, R, C, V, K, F, Fut, E>(
+/// Bytes lookups move the bytes out of the entry: no second reference-count bump.
+#[inline(always)]
+fn take_value(e: &mut Entry) -> Result<Bytes, CodecError> {
+    Ok(core::mem::take(&mut e.value))
+}
+
+/// Cloned, not moved out of the entry: the entry goes on to the call as
+/// what the fetch is told is held.
+fn clone_value(e: &mut Entry) -> Result<Bytes, CodecError> {
+    Ok(e.value.clone())
+}
+
+/// A lookup with per-call options: refused before anything is read if they
+/// are bad ("bad input changes nothing"); with tags, its job stores them.
+fn with_options<'a, J, V, L>(
+    opts: CallOptions,
+    job: J,
+    lookup: impl FnOnce(task::Tagged<J>) -> L + MaybeSend + 'a,
+) -> impl Future<Output = Result<Cached<V>, Error>> + MaybeSend + 'a
+where
+    J: task::Job,
+    L: Future<Output = Result<Cached<V>, Error>> + MaybeSend + 'a,
+    V: 'a,
+{
+    let checked = opts.check();
+    let tags = opts.tags;
+    async move {
+        checked?;
+        lookup(task::Tagged { job, tags }).await
+    }
+}
+
+fn get_typed<'a, S, R, C, V, K>(
     shared: &'a Arc<Shared<S, R, C>>,
     key: K,
     ttl: Option<CacheTtl>,
-    fetch: F,
+    job: impl task::Job,
 ) -> impl Future<Output = Result<Cached<Arc<V>>, Error>> + MaybeSend + 'a
 where
     S: Storage,
@@ -540,17 +693,7 @@ where
     C: Codec + Clone,
     V: Serialize + DeserializeOwned + Send + Sync + 'static,
     K: AsRef<str> + MaybeSend + 'a,
-    F: FnOnce() -> Fut + MaybeSend + 'static,
-    Fut: Future<Output = Result<V, E>> + MaybeSend + 'static,
-    E: FetchError,
 {
-    let codec = shared.codec().clone();
-    let job = move || async move {
-        let v = fetch()
-            .await
-            .map_err(|e| Error::Upstream(UpstreamError::new(e)))?;
-        codec.encode(&v).map(Bytes::from).map_err(Error::Codec)
-    };
     let codec = shared.codec();
     let decoded = shared.decoded();
     lookup::lookup(shared, key, ttl, job, move |e: &mut Entry| {
@@ -573,7 +716,7 @@ where
     C: Codec + Clone,
 {
     shared.check_key(key)?;
-    checked_ttl(opts.ttl)?;
+    opts.check()?;
     let max = shared.cfg().max_value_bytes;
     if value.len() > max {
         bump(&shared.counters().oversized_values);
@@ -586,15 +729,27 @@ where
     shared.throttle().forget(key);
     let superseded = shared.supersede(key).await;
     let now = shared.now();
-    let entry = match opts.ttl {
+    let mut entry = match opts.ttl {
         Some(ttl) => Entry::new(value, now, ttl).pinned(true),
         None => {
             let ttl = shared.default_ttl(key, &value);
             Entry::new(value, now, ttl)
         }
     };
+    let stored = match opts.tags.filter(|t| !t.is_empty()) {
+        // Stamped after the supersede: a tag operation before this write is
+        // older than it, so the value is valid under the epochs it finds.
+        Some(names) => shared
+            .stamp_tags(&names, entry.expires_at)
+            .await
+            .map(|(tags, _)| entry.tags = tags),
+        None => Ok(()),
+    };
     let written = entry.clone();
-    let stored = shared.storage().set(key, entry).await;
+    let stored = match stored {
+        Ok(()) => shared.storage().set(key, entry).await,
+        Err(e) => Err(e),
+    };
     if stored.is_err() {
         // The store may hold an older value than one a superseded call
         // already handed out: remove it (best effort, as a call would).

@@ -4,6 +4,7 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::future::Future;
 use core::pin::pin;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +27,8 @@ use crate::random::Random;
 use crate::runtime::Runtime;
 use crate::stats::{bump, Counters, Stats};
 use crate::storage::{LeaseToken, Storage};
+use crate::tags::fence::TagFence;
+use crate::tags::record::RESERVED_PREFIX;
 use crate::throttle::Throttle;
 use crate::time::duration_ms;
 use crate::wait::{Latch, TaskCount};
@@ -41,6 +44,8 @@ pub(crate) struct Shared<S, R, C> {
     negatives: NegativeCache,
     throttle: Throttle,
     random: Random,
+    /// Which tags this engine invalidated or expired lately.
+    tag_fence: TagFence,
     counters: Counters,
     metrics: Option<Arc<dyn Metrics>>,
     ttl_policy: Option<Arc<dyn TtlPolicy>>,
@@ -78,6 +83,7 @@ impl<S, R, C> Shared<S, R, C> {
                 0x6561_726c_u64,
             )),
             cfg,
+            tag_fence: TagFence::default(),
             negatives: NegativeCache::default(),
             counters: Counters::default(),
             metrics,
@@ -101,6 +107,12 @@ impl<S, R, C> Shared<S, R, C> {
     #[inline]
     pub(crate) fn random(&self) -> &Random {
         &self.random
+    }
+
+    /// Recent tag operations, for calls running across them.
+    #[inline]
+    pub(crate) fn tag_fence(&self) -> &TagFence {
+        &self.tag_fence
     }
 
     /// The fail-safe throttle's records.
@@ -156,7 +168,8 @@ impl<S, R, C> Shared<S, R, C> {
         }
     }
 
-    /// "Bad input changes nothing": an empty or over-long key is rejected.
+    /// "Bad input changes nothing": an empty, over-long or reserved key is
+    /// rejected.
     #[inline]
     pub(crate) fn check_key(&self, key: &str) -> Result<(), Error> {
         let max = self.cfg.max_key_bytes;
@@ -167,6 +180,8 @@ impl<S, R, C> Shared<S, R, C> {
                 len: key.len(),
                 max,
             }
+        } else if key.as_bytes()[0] == 0 && key.starts_with(RESERVED_PREFIX) {
+            KeyError::Reserved
         } else {
             return Ok(());
         };
@@ -317,19 +332,6 @@ impl<S: Storage, R: Runtime, C: 'static + crate::sync::MaybeSend + crate::sync::
         self.runtime.now_ms()
     }
 
-    /// A storage read degraded per "storage failures degrade".
-    pub(crate) async fn read(&self, key: &str) -> Option<Entry> {
-        let read = self.storage.get(key).await;
-        self.degrade_read(read)
-    }
-
-    /// [`read`](Self::read) of what the store shared by the fleet holds
-    /// (`Storage::get_shared`): a call's re-read before it calls upstream.
-    pub(crate) async fn read_shared(&self, key: &str) -> Option<Entry> {
-        let read = self.storage.get_shared(key).await;
-        self.degrade_read(read)
-    }
-
     /// Gives back everything in `claims` ("every ticket is returned"): the
     /// breaker permit unused, the refresh slot, the task count, and the lease,
     /// released by a spawned task as `Drop` cannot await.
@@ -438,8 +440,24 @@ impl<S: Storage, R: Runtime, C: 'static + crate::sync::MaybeSend + crate::sync::
     /// own write has landed.
     pub(crate) async fn supersede(&self, key: &str) -> Option<Arc<Flight>> {
         let flight = self.flights.get(key)?;
+        self.fence_flight(&flight).await;
+        Some(flight)
+    }
+
+    /// [`supersede`](Self::supersede) of every key's flight (for `clear`).
+    pub(crate) async fn supersede_all(&self) -> Vec<Arc<Flight>> {
+        let flights = self.flights.all();
+        for flight in &flights {
+            self.fence_flight(flight).await;
+        }
+        flights
+    }
+
+    /// Fences `flight`; if it was storing, waits (bounded by its deadline)
+    /// until it has.
+    async fn fence_flight(&self, flight: &Flight) {
         if !flight.fence() {
-            return Some(flight);
+            return;
         }
         let now = self.now();
         let left = flight
@@ -455,6 +473,5 @@ impl<S: Storage, R: Runtime, C: 'static + crate::sync::MaybeSend + crate::sync::
                 );
             }
         }
-        Some(flight)
     }
 }

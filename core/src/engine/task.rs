@@ -19,13 +19,17 @@ use crate::runtime::Runtime;
 use crate::stats::bump;
 use crate::storage::Storage;
 use crate::sync::{MaybeSend, MaybeSync};
+use crate::tags::TagNames;
 use crate::wait::Latch;
 
 /// What an upstream call produced: a value (or "not modified"), the TTL
-/// the fetch chose for it, and whether to store it.
+/// and tags the fetch chose for it, and whether to store it.
 pub(crate) struct Produced {
     pub(crate) value: Option<Bytes>,
     pub(crate) ttl: Option<CacheTtl>,
+    /// `None`: the call chose none, and the entry keeps the tags of the one
+    /// it replaces (as a pinned TTL sticks).
+    pub(crate) tags: Option<TagNames>,
     pub(crate) store: bool,
 }
 
@@ -34,6 +38,7 @@ impl Produced {
         r.map(|v| Produced {
             value: Some(v),
             ttl: None,
+            tags: None,
             store: true,
         })
     }
@@ -42,10 +47,11 @@ impl Produced {
 /// An upstream call as the engine runs it: called once, in a spawned task,
 /// with what the store held, producing what to store.
 pub(crate) trait Job: MaybeSend + 'static {
-    /// The call's future.
-    type Fut: Future<Output = Result<Produced, Error>> + MaybeSend + 'static;
     /// Starts the call.
-    fn call(self, seen: Option<&Entry>) -> Self::Fut;
+    fn call(
+        self,
+        seen: Option<&Entry>,
+    ) -> impl Future<Output = Result<Produced, Error>> + MaybeSend + 'static;
 }
 
 impl<F, Fut> Job for F
@@ -53,8 +59,10 @@ where
     F: FnOnce() -> Fut + MaybeSend + 'static,
     Fut: Future<Output = Result<Bytes, Error>> + MaybeSend + 'static,
 {
-    type Fut = futures::future::Map<Fut, fn(Result<Bytes, Error>) -> Result<Produced, Error>>;
-    fn call(self, _: Option<&Entry>) -> Self::Fut {
+    fn call(
+        self,
+        _: Option<&Entry>,
+    ) -> impl Future<Output = Result<Produced, Error>> + MaybeSend + 'static {
         futures::FutureExt::map(self(), Produced::bytes as fn(_) -> _)
     }
 }
@@ -67,9 +75,35 @@ where
     F: FnOnce(super::fetch::FetchContext) -> Fut + MaybeSend + 'static,
     Fut: Future<Output = Result<Produced, Error>> + MaybeSend + 'static,
 {
-    type Fut = Fut;
-    fn call(self, seen: Option<&Entry>) -> Fut {
+    fn call(
+        self,
+        seen: Option<&Entry>,
+    ) -> impl Future<Output = Result<Produced, Error>> + MaybeSend + 'static {
         (self.0)(super::fetch::FetchContext::of(seen))
+    }
+}
+
+/// A call made with per-call options: with tags (`CallOptions::tags`), the
+/// value is stored with them unless the fetch chose its own.
+pub(crate) struct Tagged<J> {
+    pub(crate) job: J,
+    pub(crate) tags: Option<TagNames>,
+}
+
+impl<J: Job> Job for Tagged<J> {
+    fn call(
+        self,
+        seen: Option<&Entry>,
+    ) -> impl Future<Output = Result<Produced, Error>> + MaybeSend + 'static {
+        let fut = self.job.call(seen);
+        let tags = self.tags;
+        async move {
+            let mut produced = fut.await?;
+            if let Some(tags) = tags {
+                produced.tags.get_or_insert(tags);
+            }
+            Ok(produced)
+        }
     }
 }
 
@@ -125,7 +159,7 @@ where
 
 /// The entry a successful call stores: its value with the TTL the fetch
 /// chose, or the caller's, or the policy's; or, for "not modified", the value
-/// the store held with its phases starting again now. A fetch's TTL under
+/// the store held with its phases starting again now (chosen the same way). A fetch's TTL under
 /// 5 s, and "not modified" with nothing held, fail the call.
 fn entry_of<S, R, C>(
     shared: &super::shared::Shared<S, R, C>,
@@ -140,9 +174,10 @@ fn entry_of<S, R, C>(
     match (value, ttl, seen) {
         (Some(bytes), Some(ttl), _) => Ok(Entry::new(bytes, now, ttl)),
         (Some(bytes), None, _) => Ok(shared.entry_for(key, bytes, now, caller_ttl, seen)),
-        (None, ttl, Some(old)) => {
-            let ttl = ttl.or(caller_ttl).unwrap_or_else(|| old.ttl());
-            Ok(Entry::new(old.value.clone(), now, ttl).pinned(old.pinned_ttl))
+        // Not `old.ttl()`: an `expire` (or `expire_tag`) cut its fresh phase.
+        (None, Some(ttl), Some(old)) => Ok(Entry::new(old.value.clone(), now, ttl)),
+        (None, None, Some(old)) => {
+            Ok(shared.entry_for(key, old.value.clone(), now, caller_ttl, Some(old)))
         }
         (None, _, None) => Err(Error::Upstream(crate::error::UpstreamError::new(
             "the fetch answered \"not modified\" but the cache held no value for the key",
@@ -230,6 +265,8 @@ where
         return;
     }
     bump(&shared.counters().upstream_calls);
+    // Tag operations from here on may be about what this fetch returns.
+    let (fence, fetch_started) = (shared.tag_fence().now(), shared.now());
     let outcome = within(call.job.call(seen), deadline.as_mut(), abort).await;
     let now = shared.now();
     let elapsed = ticket.elapsed(now);
@@ -237,15 +274,45 @@ where
         Step::Done(Ok(produced)) => {
             shared.upstream_outcome(UpstreamOutcome::Success, elapsed);
             let (value, ttl) = (produced.value, produced.ttl);
+            let names = produced
+                .tags
+                .unwrap_or_else(|| seen.map(|s| TagNames::of(&s.tags)).unwrap_or_default());
+            if let Err(e) = names.check() {
+                return ticket.fail(Error::InvalidTag(e), now, seen);
+            }
             let mut entry = match entry_of(&shared, key, value, ttl, call.ttl, seen, now) {
                 Ok(entry) => entry,
                 Err(e) => return ticket.fail(e, now, seen),
             };
             ticket.succeed();
             entry.fetch_ms = fetch_estimate(elapsed, seen);
+            let mut write = produced.store;
+            if write && !names.is_empty() {
+                let until = entry.expires_at;
+                match within(shared.stamp_tags(&names, until), deadline.as_mut(), abort).await {
+                    // A tag changed (in another process) after the fetch began.
+                    Step::Done(Ok((tags, changed))) => {
+                        entry.tags = tags;
+                        write = changed <= fetch_started;
+                    }
+                    Step::Done(Err(e)) => {
+                        shared.storage_error(StorageOp::Set);
+                        event_warn!("tag records unavailable, the value was not stored: {}", e);
+                        write = false;
+                    }
+                    Step::Late => return ticket.give_up(late),
+                    Step::Aborted => return,
+                }
+            }
+            if write && shared.tag_fence().touched(fence, names.iter()) {
+                write = false;
+            }
+            if produced.store && !write {
+                bump(&shared.counters().tag_fenced);
+            }
             // Stored (or the older entry removed) before it is handed out:
             // no caller then reads an older value than one handed out.
-            match store(&ticket, entry.clone(), produced.store, deadline.as_mut()).await {
+            match store(&ticket, entry.clone(), write, deadline.as_mut()).await {
                 Step::Done(()) => ticket.deliver(entry),
                 Step::Late => ticket.give_up(late),
                 Step::Aborted => return,

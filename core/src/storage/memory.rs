@@ -228,7 +228,7 @@ impl MemoryStorage {
     /// Stores `entry` under `key` at once, evicting as needed.
     pub fn set_now(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
         let (hash, shard) = self.locate(key);
-        let charge = entry_charge(key.len(), entry.value.len());
+        let charge = entry_charge(key.len(), entry.value.len()) + entry.tags.heap_bytes();
         let mut shard = shard.write();
         if charge > shard.max_bytes {
             return Err(StorageError::new(

@@ -92,7 +92,7 @@ pub async fn set_get_overwrite_delete<S: Storage>(s: &S) {
 }
 
 /// Every time of an entry comes back to the millisecond, including extremes,
-/// with its pinned flag and fetch time.
+/// with its pinned flag, fetch time and tags.
 pub async fn times_are_preserved_exactly<S: Storage>(s: &S) {
     let k = "conformance/times";
     let e = Entry {
@@ -103,6 +103,18 @@ pub async fn times_are_preserved_exactly<S: Storage>(s: &S) {
         expires_at: u64::MAX / 2 + 7,
         pinned_ttl: true,
         fetch_ms: 4_321,
+        tags: crate::tags::Tags::new(alloc::vec![
+            crate::tags::TagStamp {
+                name: "team/ü 1".into(),
+                hard: u64::MAX - 1,
+                soft: 3,
+            },
+            crate::tags::TagStamp {
+                name: "b".into(),
+                hard: 0,
+                soft: 1 << 63,
+            },
+        ]),
     };
     s.set(k, e.clone())
         .await

@@ -21,6 +21,7 @@ mod shutdown;
 mod soft_timeout;
 mod stale_hits;
 mod storage;
+mod tags;
 mod threads;
 mod throttle;
 mod typed;

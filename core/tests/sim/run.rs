@@ -7,9 +7,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use swre_core::tags::record::{Kind, Record, RecordKey};
 use swre_core::testing::ManualTimer;
 use swre_core::{
-    BreakerConfig, BreakerState, CacheTtl, Engine, Error, ExpiredMode, ManualClock, Status,
+    BreakerConfig, BreakerState, CacheTtl, CallOptions, Engine, Error, ExpiredMode, ManualClock,
+    Status,
 };
 
 use crate::world::{
@@ -52,6 +54,28 @@ struct KeyModel {
     /// write: a lookup that starts after it never serves that version as a
     /// fresh `Hit`.
     expired: Option<u64>,
+    /// The version of the last completed `invalidate_tag` of the key's tag
+    /// or `clear`: from then on the store never serves an older version,
+    /// and no lookup that starts after it returns one, unless it started
+    /// while a call admitted before the operation may still be joined (one
+    /// deadline): tags are known only once a call returns, so a lookup may
+    /// join such a call and get its value, which the call does not store.
+    tag_floor: u64,
+    /// When (timer ms) that operation completed.
+    tag_floor_at: u64,
+}
+
+/// The tag lookups and sets of [`TAGGED`] keys give.
+const TAG: &str = "g";
+/// Keys written and fetched with [`TAG`]; the others untagged.
+const TAGGED: [&str; 2] = ["a", "b"];
+
+fn options(key: &str) -> CallOptions {
+    if TAGGED.contains(&key) {
+        CallOptions::new().tags([TAG])
+    } else {
+        CallOptions::new()
+    }
 }
 
 /// What a user write does.
@@ -60,6 +84,23 @@ enum WriteKind {
     Set,
     Invalidate,
     Expire,
+    /// `invalidate_tag(TAG)`: every [`TAGGED`] key.
+    InvalidateTag,
+    /// `expire_tag(TAG)`: every [`TAGGED`] key.
+    ExpireTag,
+    /// `clear()`: every key.
+    Clear,
+}
+
+impl WriteKind {
+    /// The keys it writes, given the key the step picked.
+    fn keys(self, key: &'static str) -> Vec<&'static str> {
+        match self {
+            WriteKind::InvalidateTag | WriteKind::ExpireTag => TAGGED.to_vec(),
+            WriteKind::Clear => KEYS.to_vec(),
+            _ => vec![key],
+        }
+    }
 }
 
 #[derive(Default)]
@@ -93,6 +134,9 @@ struct Done {
     floor: Floor,
     /// The version an `expire` completed before the lookup started had found.
     expired: Option<u64>,
+    /// The tag floor binding it (0 when an upstream call from before the
+    /// last tag operation was running when it started).
+    tag_floor: u64,
     epoch: u64,
     /// A read of the key failed while the lookup ran: what it returned may
     /// rest on a degraded read ("storage failures degrade"), so it does not
@@ -206,7 +250,31 @@ pub fn run(seed: u64) -> Result<(), String> {
                 trace!("[{} ms] step {step}: set {key:?}", timer.now_ms());
                 write(&engine, &exec, &model, &up, key, WriteKind::Set, &timer)
             }
-            45..=47 => {
+            45 => {
+                trace!(
+                    "[{} ms] step {step}: invalidate_tag {TAG:?}",
+                    timer.now_ms()
+                );
+                let kind = WriteKind::InvalidateTag;
+                write(&engine, &exec, &model, &up, key, kind, &timer)
+            }
+            46 => {
+                trace!("[{} ms] step {step}: expire_tag {TAG:?}", timer.now_ms());
+                write(
+                    &engine,
+                    &exec,
+                    &model,
+                    &up,
+                    key,
+                    WriteKind::ExpireTag,
+                    &timer,
+                )
+            }
+            47 if rng.lock().unwrap().chance(50) => {
+                trace!("[{} ms] step {step}: clear", timer.now_ms());
+                write(&engine, &exec, &model, &up, key, WriteKind::Clear, &timer)
+            }
+            47 => {
                 trace!("[{} ms] step {step}: invalidate {key:?}", timer.now_ms());
                 write(
                     &engine,
@@ -311,7 +379,8 @@ fn lookup(
     id: u64,
     b: Behaviour,
 ) {
-    let (floor, epoch, expired) = {
+    let now = timer.now_ms();
+    let (floor, epoch, expired, tag_floor) = {
         let mut m = model.lock().unwrap();
         m.pending.push(Pending {
             id,
@@ -323,10 +392,17 @@ fn lookup(
             base: k.floor,
             in_write: if k.writing { k.floor_in_write } else { 0 },
         };
+        let joinable_until = k.tag_floor_at + TIMEOUT_MS + TICK_MS;
+        let tag_floor = if k.writing || now <= joinable_until {
+            0
+        } else {
+            k.tag_floor
+        };
         (
             floor,
             k.write_epoch,
             if k.writing { None } else { k.expired },
+            tag_floor,
         )
     };
     let f = fetch(up, timer, key, b);
@@ -343,11 +419,15 @@ fn lookup(
                 let v = f().await?;
                 <[u8; 8]>::try_from(v.as_slice()).map_err(swre_core::BoxError::from)
             };
-            e.get_or_fetch_as::<[u8; 8], _, _, _, _>(key, typed)
+            e.with(options(key))
+                .get_or_fetch_as::<[u8; 8], _, _, _, _>(key, typed)
                 .await
                 .map(|c| c.map(|v| v.to_vec()))
         } else {
-            e.get_or_fetch(key, f).await.map(|c| c.map(|v| v.to_vec()))
+            e.with(options(key))
+                .get_or_fetch(key, f)
+                .await
+                .map(|c| c.map(|v| v.to_vec()))
         };
         let now_clock = swre_core::Clock::now_ms(&clock);
         trace!(
@@ -364,6 +444,7 @@ fn lookup(
             key,
             floor,
             expired,
+            tag_floor,
             epoch,
             degraded,
             result,
@@ -381,14 +462,17 @@ fn write(
     kind: WriteKind,
     timer: &ManualTimer,
 ) {
+    let keys = kind.keys(key);
     let version = {
         let mut m = model.lock().unwrap();
-        let k = m.keys.entry(key).or_default();
-        if k.writing {
+        if keys.iter().any(|k| m.keys.entry(k).or_default().writing) {
             return; // user writes of one key are not concurrent here
         }
-        k.writing = true;
-        k.write_epoch += 1;
+        for k in &keys {
+            let k = m.keys.entry(k).or_default();
+            k.writing = true;
+            k.write_epoch += 1;
+        }
         up.version()
     };
     let e = engine.clone();
@@ -398,36 +482,53 @@ fn write(
         {
             // The write fences running calls on its first poll.
             let mut m = m.lock().unwrap();
-            let k = m.keys.entry(key).or_default();
-            k.fenced_upto = version;
-            k.fenced_at = Some(timer.now_ms());
+            for k in &keys {
+                let k = m.keys.entry(k).or_default();
+                k.fenced_upto = version;
+                k.fenced_at = Some(timer.now_ms());
+            }
         }
-        let before = e.storage().peek(key).and_then(|s| decode(&s.value));
+        let now = || timer.now_ms();
+        let before: Vec<_> = keys.iter().map(|k| served(&e, k, now())).collect();
         let r = match kind {
-            WriteKind::Set => e.set(key, crate::world::encode(version)).await,
+            WriteKind::Set => {
+                e.with(options(key))
+                    .set(key, crate::world::encode(version))
+                    .await
+            }
             WriteKind::Invalidate => e.invalidate(key).await,
             WriteKind::Expire => e.expire(key).await,
+            WriteKind::InvalidateTag => e.invalidate_tag(TAG).await,
+            WriteKind::ExpireTag => e.expire_tag(TAG).await,
+            WriteKind::Clear => e.clear().await,
         };
         trace!("  {kind:?} {key:?} (version {version}) -> {r:?}");
-        // What the expiry left stale: the version stored before and after
-        // it (if another write landed meanwhile, nothing is known).
-        let after = e.storage().peek(key).and_then(|s| decode(&s.value));
-        let stored = after.filter(|_| after == before);
         let mut m = m.lock().unwrap();
-        let k = m.keys.entry(key).or_default();
-        k.writing = false;
-        k.write_epoch += 1;
-        k.floor_in_write = 0;
-        match (kind, r.is_ok()) {
-            (WriteKind::Expire, true) => k.expired = stored,
-            (WriteKind::Expire, false) => {}
-            (_, true) => {
-                k.last_write = version;
-                k.invalidated = kind == WriteKind::Invalidate;
-                k.floor = k.floor.max(version);
-                k.expired = None;
+        for (key, before) in keys.iter().zip(before) {
+            // What the expiry left stale: the version served before and
+            // after it (if another write landed meanwhile, nothing is known).
+            let after = served(&e, key, now());
+            let stored = after.map(|a| a.0).filter(|_| after == before);
+            let k = m.keys.entry(key).or_default();
+            k.writing = false;
+            k.write_epoch += 1;
+            k.floor_in_write = 0;
+            match (kind, r.is_ok()) {
+                (WriteKind::Expire | WriteKind::ExpireTag, true) => k.expired = stored,
+                (WriteKind::Expire | WriteKind::ExpireTag, false) => {}
+                (WriteKind::InvalidateTag | WriteKind::Clear, true) => {
+                    k.tag_floor = version;
+                    k.tag_floor_at = now();
+                    k.expired = None;
+                }
+                (_, true) => {
+                    k.last_write = version;
+                    k.invalidated = kind == WriteKind::Invalidate;
+                    k.floor = k.floor.max(version);
+                    k.expired = None;
+                }
+                (_, false) => k.expired = None,
             }
-            (_, false) => k.expired = None,
         }
     });
 }
@@ -460,6 +561,12 @@ fn check(
                     d.id, d.key
                 ));
             }
+            if version < d.tag_floor {
+                return Err(format!(
+                    "lookup {} of {:?} got version {version} ({status}), older than the tag invalidation or clear (version {}) completed before it started",
+                    d.id, d.key, d.tag_floor
+                ));
+            }
             if status == Status::Hit && d.expired == Some(version) {
                 return Err(format!(
                     "lookup {} of {:?} served version {version} as fresh after an expire of it completed",
@@ -490,13 +597,18 @@ fn check(
         if k.writing {
             continue;
         }
-        if let Some(e) = engine.storage().peek(key) {
-            let v = decode(&e.value).unwrap_or(0);
+        if let Some((v, _)) = served(engine, key, now) {
             if v < k.last_write || (k.invalidated && v == k.last_write) {
                 return Err(format!(
                     "store holds version {v} of {key:?} after a later {} (version {})",
                     if k.invalidated { "invalidate" } else { "set" },
                     k.last_write
+                ));
+            }
+            if v < k.tag_floor {
+                return Err(format!(
+                    "store serves version {v} of {key:?} after a later tag invalidation or clear (version {})",
+                    k.tag_floor
                 ));
             }
         }
@@ -551,6 +663,28 @@ fn check(
     Ok(())
 }
 
+/// The version the store serves for `key` as the engine reads it (tags
+/// resolved against their records: `None` if invalidated), and whether its
+/// tags made it stale.
+fn served(engine: &SimEngine, key: &str, now: u64) -> Option<(u64, bool)> {
+    let e = engine.storage().peek(key)?;
+    let v = decode(&e.value).unwrap_or(0);
+    let mut expired = false;
+    for stamp in e.tags.stamps() {
+        let record = |kind| {
+            let k = RecordKey::new(kind, &stamp.name)?;
+            let r = engine.storage().peek(k.as_str())?;
+            (now < r.expires_at).then(|| Record::of(&r)).flatten()
+        };
+        match record(Kind::Hard) {
+            Some(h) if h.epoch == stamp.hard => {}
+            _ => return None,
+        }
+        expired |= record(Kind::Soft).is_none_or(|s| s.epoch != stamp.soft);
+    }
+    Some((v, expired))
+}
+
 /// Calls superseded by a write do not count as live: a write issued after
 /// the call started, or one issued after its flight may have been admitted
 /// (at most a store stall and a tick before the call started).
@@ -568,9 +702,11 @@ fn check_settled(model: &SharedModel, timer: &ManualTimer) -> Result<(), String>
     let now = timer.now_ms();
     let m = model.lock().unwrap();
     for p in &m.pending {
-        // Its read may stall (and is seen to end on the next tick), then the
-        // call it waits for has one deadline (seen on the next tick).
-        if now > p.started + MAX_STORE_STALL_MS + TICK_MS + TIMEOUT_MS + TICK_MS {
+        // Its read may stall (and is seen to end on the next tick), and the
+        // read of a tagged entry's records (together) again, then the call
+        // it waits for has one deadline (seen on the next tick).
+        let reads = if TAGGED.contains(&p.key) { 2 } else { 1 };
+        if now > p.started + reads * (MAX_STORE_STALL_MS + TICK_MS) + TIMEOUT_MS + TICK_MS {
             return Err(format!(
                 "lookup {} of {:?} started at {} ms is still waiting at {now} ms",
                 p.id, p.key, p.started

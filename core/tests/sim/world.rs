@@ -270,6 +270,14 @@ impl Storage for FaultyStore {
         self.stall().await;
         self.inner.delete(key).await
     }
+
+    async fn clear(&self) -> Result<(), StorageError> {
+        self.stall().await;
+        if roll(&self.rng, self.fault_percent / 2) {
+            return Err(fault());
+        }
+        self.inner.clear().await
+    }
 }
 
 /// How one upstream call behaves.

@@ -207,8 +207,12 @@ pub(crate) fn inspect(dir: &Path, name: &str) -> Found {
     let header = (|| {
         let mut f = File::open(&path).ok()?;
         let size = f.metadata().ok()?.len();
-        let mut buf = [0u8; envelope::HEADER_LEN];
-        f.read_exact(&mut buf).ok()?;
+        // Up to the newest header's length: an older envelope may be shorter.
+        let mut buf = Vec::with_capacity(envelope::HEADER_LEN);
+        (&mut f)
+            .take(envelope::HEADER_LEN as u64)
+            .read_to_end(&mut buf)
+            .ok()?;
         let h = envelope::header(&buf)?;
         (h.envelope_len() == size).then_some((size, h))
     })();

@@ -78,6 +78,7 @@ fn engine_error(e: &Error) -> JsValue {
         Error::Timeout { .. } => "timeout",
         Error::CircuitOpen => "circuitOpen",
         Error::InvalidKey(_) => "invalidKey",
+        Error::InvalidTag(_) => "invalidTag",
         Error::Storage(_) => "storage",
         Error::Codec(_) => "codec",
         Error::Shutdown => "shutdown",

@@ -8,9 +8,16 @@
 //! built. The engine never looks inside a value it did not fetch, so a
 //! handle passes through it like any bytes; persistent stores behind the
 //! table (in [`Tiered`](swre_core::Tiered)) still get the encoded bytes.
+//!
+//! An entry's tags go to the table in their envelope encoding, opaque to
+//! JS (the table only notes that the entry is tagged, so that the façade
+//! leaves its hits to the engine, which checks the tags' epochs). Tag
+//! records (keys under `RESERVED_PREFIX`) are no JS values: the table holds
+//! their bytes as a `Uint8Array`, and reads hand those bytes back.
 
-use js_sys::Function;
-use swre_core::{Entry, Storage, StorageError, StorageErrorKind};
+use js_sys::{Function, Uint8Array};
+use swre_core::tags::record::RESERVED_PREFIX;
+use swre_core::{envelope, Entry, Storage, StorageError, StorageErrorKind};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -35,7 +42,17 @@ extern "C" {
     fn read(this: &Table, key: &str, meta: &mut [f64]) -> bool;
 
     #[wasm_bindgen(method)]
-    fn write(this: &Table, key: &str, value: &JsValue, size: f64, meta: &[f64]) -> bool;
+    fn write(
+        this: &Table,
+        key: &str,
+        value: &JsValue,
+        size: f64,
+        meta: &[f64],
+        tags: Option<Uint8Array>,
+    ) -> bool;
+
+    #[wasm_bindgen(method)]
+    fn tags(this: &Table, key: &str) -> Option<Uint8Array>;
 
     #[wasm_bindgen(method, js_name = value)]
     fn value_of(this: &Table, key: &str, id: f64) -> JsValue;
@@ -110,15 +127,24 @@ impl JsTable {
     }
 
     fn read_entry(&self, key: &str) -> Option<Entry> {
-        let mut meta = [0.0f64; 7];
+        let mut meta = [0.0f64; META];
         if !self.table.read(key, &mut meta) {
             return None;
         }
-        Some(Self::entry_of(&meta))
+        let mut e = self.entry_of(key, &meta)?;
+        if key.starts_with(RESERVED_PREFIX) {
+            // A tag record: its bytes, not a handle.
+            let id = meta[5];
+            e.value = Uint8Array::new(&self.table.value_of(key, id))
+                .to_vec()
+                .into();
+        }
+        Some(e)
     }
 
-    /// The entry `meta` (as `Table.read` fills it) describes, its value a handle.
-    fn entry_of(meta: &[f64; 7]) -> Entry {
+    /// The entry `meta` (as `Table.read` fills it) describes, its value a
+    /// handle; `None` if its tags do not decode (never trusted untagged).
+    fn entry_of(&self, key: &str, meta: &[f64; META]) -> Option<Entry> {
         let id = (meta[5] as u32).to_le_bytes();
         let mut e = Entry::new(
             [HANDLE, id[0], id[1], id[2], id[3]].as_slice(),
@@ -131,9 +157,16 @@ impl JsTable {
         e.expires_at = meta[3] as u64;
         e.pinned_ttl = meta[4] != 0.0;
         e.fetch_ms = meta[6] as u32;
-        e
+        if meta[7] != 0.0 {
+            let bytes = self.table.tags(key)?.to_vec();
+            e.tags = envelope::decode_tags(&bytes)?;
+        }
+        Some(e)
     }
 }
+
+/// Slots of the `meta` array `Table.read` fills.
+const META: usize = 8;
 
 impl Storage for JsTable {
     async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
@@ -145,13 +178,25 @@ impl Storage for JsTable {
     }
 
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
-        if entry.value.first() == Some(&HANDLE) {
+        let reserved = key.starts_with(RESERVED_PREFIX);
+        if !reserved && entry.value.first() == Some(&HANDLE) {
             // Written back as read (e.g. a fill from this very table): the
             // table already holds it.
             return Ok(());
         }
-        let decoded = value::decode(&entry.value, &self.table)
-            .map_err(|m| StorageError::new(StorageErrorKind::Other, m))?;
+        let decoded = if reserved {
+            Uint8Array::from(&entry.value[..]).into()
+        } else {
+            value::decode(&entry.value, &self.table)
+                .map_err(|m| StorageError::new(StorageErrorKind::Other, m))?
+        };
+        let tags = match entry.tags.is_empty() {
+            true => None,
+            false => Some(envelope::encode_tags(&entry.tags).ok_or_else(|| {
+                StorageError::new(StorageErrorKind::TooLarge, "a tag name over 64 KiB")
+            })?),
+        };
+        let size = entry.value.len() + tags.as_ref().map_or(0, Vec::len);
         let now = js_sys::Date::now();
         let meta = [
             entry.created_at as f64,
@@ -162,10 +207,8 @@ impl Storage for JsTable {
             now,
             f64::from(entry.fetch_ms),
         ];
-        if self
-            .table
-            .write(key, &decoded, entry.value.len() as f64, &meta)
-        {
+        let tags = tags.map(|t| Uint8Array::from(&t[..]));
+        if self.table.write(key, &decoded, size as f64, &meta, tags) {
             Ok(())
         } else {
             Err(StorageError::new(
@@ -177,11 +220,11 @@ impl Storage for JsTable {
 
     /// In place: a read-back `set` of a handle would not change the times.
     async fn expire(&self, key: &str, now: u64) -> Result<Option<Entry>, StorageError> {
-        let mut meta = [0.0f64; 7];
+        let mut meta = [0.0f64; META];
         if !self.table.expire(key, now as f64, &mut meta) {
             return Ok(None);
         }
-        Ok(Some(Self::entry_of(&meta)))
+        Ok(self.entry_of(key, &meta))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

@@ -14,6 +14,8 @@
 const ENTRY_OVERHEAD = 96;
 const VISITED = 1;
 const PINNED = 2;
+/** The entry has tags: its epochs are the engine's to check, so the façade does not answer it. */
+const TAGGED = 4;
 /** How many replaced or evicted values are kept for answers still on their way. */
 const RECENT = 64;
 
@@ -32,6 +34,8 @@ export class Table {
   #ids = new Uint32Array(0);
   /** How long each entry's fetch took (ms; 0 unknown): the early refresh's estimate. */
   #fetchMs = new Uint32Array(0);
+  /** Slot → its tags as the engine encoded them (a Uint8Array), or undefined. */
+  #tags = [];
   #nextId = 1;
   /**
    * Write id → value, for the last RECENT values replaced, removed or
@@ -70,7 +74,7 @@ export class Table {
     const t = this.#times;
     const at = i * 4;
     const freshUntil = t[at + 1];
-    if (!(now < freshUntil)) return undefined;
+    if (!(now < freshUntil) || this.#flags[i] & TAGGED) return undefined;
     const createdAt = t[at];
     // An early refresh may be due: the engine decides (and draws).
     if (this.#earlyMode !== 0 && this.#mayRefreshEarly(i, now, createdAt, freshUntil)) return undefined;
@@ -120,7 +124,7 @@ export class Table {
     }
   }
 
-  /** Fills `meta` with the entry's four times, pinned flag (1 or 0), write id and fetch time; false when absent. */
+  /** Fills `meta` with the entry's four times, pinned flag (1 or 0), write id, fetch time and tagged flag (1 or 0); false when absent. */
   read(key, meta) {
     const i = this.#index.get(key);
     if (i === undefined) return false;
@@ -134,16 +138,24 @@ export class Table {
     meta[4] = this.#flags[i] & PINNED ? 1 : 0;
     meta[5] = this.#ids[i];
     meta[6] = this.#fetchMs[i];
+    meta[7] = this.#flags[i] & TAGGED ? 1 : 0;
     return true;
+  }
+
+  /** The tags (as the engine encoded them) of the entry under `key`, or `undefined`. */
+  tags(key) {
+    const i = this.#index.get(key);
+    return i === undefined ? undefined : this.#tags[i];
   }
 
   /**
    * Stores an entry, evicting as needed; false (and nothing changed) when it
    * can never fit. `meta`: created, fresh-until, stale-until, expires-at,
    * pinned (1 or 0), the time now (an expired entry the hand reaches goes
-   * even if it was read), and the fetch time in ms.
+   * even if it was read), and the fetch time in ms. `tags`: the entry's
+   * tags as the engine encodes them, or `undefined`.
    */
-  write(key, value, size, meta) {
+  write(key, value, size, meta, tags) {
     const charge = key.length + size + ENTRY_OVERHEAD;
     if (charge > this.#maxBytes) {
       // It can never be held; neither may what it replaces be served.
@@ -160,6 +172,7 @@ export class Table {
       this.#remember(i);
     }
     this.#values[i] = value;
+    this.#tags[i] = tags;
     this.#ids[i] = this.#nextId;
     this.#fetchMs[i] = meta[6];
     this.#nextId = this.#nextId === 0xffffffff ? 1 : this.#nextId + 1;
@@ -169,7 +182,7 @@ export class Table {
     this.#times[at + 2] = meta[2];
     this.#times[at + 3] = meta[3];
     this.#sizes[i] = charge;
-    this.#flags[i] = (this.#flags[i] & VISITED) | (meta[4] !== 0 ? PINNED : 0);
+    this.#flags[i] = (this.#flags[i] & VISITED) | (meta[4] !== 0 ? PINNED : 0) | (tags === undefined ? 0 : TAGGED);
     this.#bytes += charge;
     while (this.#index.size > this.#maxEntries || this.#bytes > this.#maxBytes) {
       if (!this.#evictOne(key, meta[5])) break;
@@ -203,6 +216,7 @@ export class Table {
     this.#index.delete(key);
     this.#remember(i);
     this.#values[i] = undefined;
+    this.#tags[i] = undefined;
     this.#bytes -= this.#sizes[i];
     this.#free.push(i);
   }
@@ -211,6 +225,7 @@ export class Table {
     this.#index.clear();
     this.#recent.clear();
     this.#values = [];
+    this.#tags = [];
     this.#free = [];
     this.#top = 0;
     this.#bytes = 0;

@@ -1,0 +1,226 @@
+//! Tags at work in the engine (see [`crate::tags`]): checking a read
+//! entry's stamps against its tags' records, stamping an entry before it is
+//! written, and changing a tag's epoch.
+
+use alloc::vec::Vec;
+
+use super::shared::Shared;
+use crate::entry::Entry;
+use crate::error::{StorageError, StorageErrorKind};
+use crate::metrics::StorageOp;
+use crate::runtime::Runtime;
+use crate::storage::{expire_entry, Storage};
+use crate::sync::{MaybeSend, MaybeSync};
+use crate::tags::record::{Kind, Record, RecordKey};
+use crate::tags::{TagNames, TagStamp, Tags};
+
+/// What an entry's tags make of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TagState {
+    /// No tag of it changed since it was written.
+    Valid,
+    /// A tag was expired (`expire_tag`), or its soft record is gone: stale.
+    Expired,
+    /// A tag was invalidated (`invalidate_tag`, `clear`), or its hard record
+    /// is gone: absent.
+    Invalidated,
+}
+
+impl TagState {
+    /// What becomes of `entry`: kept, made stale at `now`, or dropped.
+    pub(crate) fn apply(self, mut entry: Entry, now: u64) -> Option<Entry> {
+        match self {
+            TagState::Valid => Some(entry),
+            TagState::Expired => {
+                expire_entry(&mut entry, now);
+                Some(entry)
+            }
+            TagState::Invalidated => None,
+        }
+    }
+}
+
+/// The state one stamp's records give it.
+fn judge(stamp: &TagStamp, hard: Option<Record>, soft: Option<Record>) -> TagState {
+    match (hard, soft) {
+        (Some(h), _) if h.epoch != stamp.hard => TagState::Invalidated,
+        (None, _) => TagState::Invalidated,
+        (Some(_), Some(s)) if s.epoch == stamp.soft => TagState::Valid,
+        _ => TagState::Expired,
+    }
+}
+
+/// The record in what a store answered, if it holds a live one.
+fn record_of(read: Option<Entry>, now: u64) -> Option<Record> {
+    read.filter(|e| now < e.expires_at)
+        .as_ref()
+        .and_then(Record::of)
+}
+
+impl<S: Storage, R: Runtime, C: MaybeSend + MaybeSync + 'static> Shared<S, R, C> {
+    /// A storage read degraded per "storage failures degrade", as the
+    /// entry's tags leave it.
+    pub(crate) async fn read(&self, key: &str) -> Option<Entry> {
+        let read = self.storage().get(key).await;
+        let entry = self.degrade_read(read);
+        self.resolve_tags(entry, self.now(), false).await
+    }
+
+    /// [`read`](Self::read) of what the store shared by the fleet holds
+    /// (`Storage::get_shared`): a call's re-read before it calls upstream.
+    pub(crate) async fn read_shared(&self, key: &str) -> Option<Entry> {
+        let read = self.storage().get_shared(key).await;
+        let entry = self.degrade_read(read);
+        self.resolve_tags(entry, self.now(), true).await
+    }
+
+    /// `tags`' state from records the store can answer at once, or `None`
+    /// when one must be awaited. A record read that fails counts as a
+    /// missing record ("never valid").
+    pub(crate) fn tags_ready(&self, tags: &Tags, now: u64) -> Option<TagState> {
+        let mut state = TagState::Valid;
+        for stamp in tags.stamps() {
+            let read = |kind| {
+                let key = RecordKey::new(kind, &stamp.name)?;
+                let read = self.storage().get_ready(key.as_str())?;
+                Some(record_of(self.degrade_read(read), now))
+            };
+            let hard = read(Kind::Hard)?;
+            let soft = read(Kind::Soft)?;
+            state = state.max(judge(stamp, hard, soft));
+        }
+        Some(state)
+    }
+
+    /// `tags`' state, reading the records from the store (from the store
+    /// shared by the fleet when `shared_store`).
+    /// The records are read together: a lookup of a tagged entry waits for
+    /// the store twice (the entry, then its records), not once per record.
+    pub(crate) async fn tags_state(&self, tags: &Tags, now: u64, shared_store: bool) -> TagState {
+        let reads = tags.stamps().iter().map(|stamp| async move {
+            let hard = self.read_record(Kind::Hard, &stamp.name, now, shared_store);
+            let soft = self.read_record(Kind::Soft, &stamp.name, now, shared_store);
+            let ((hard, _), (soft, _)) = futures::future::join(hard, soft).await;
+            judge(stamp, hard, soft)
+        });
+        futures::future::join_all(reads)
+            .await
+            .into_iter()
+            .max()
+            .unwrap_or(TagState::Valid)
+    }
+
+    /// `entry` as its tags leave it at `now` (see [`TagState::apply`]).
+    pub(crate) async fn resolve_tags(
+        &self,
+        entry: Option<Entry>,
+        now: u64,
+        shared_store: bool,
+    ) -> Option<Entry> {
+        let entry = entry?;
+        if entry.tags.is_empty() {
+            return Some(entry);
+        }
+        let state = self.tags_state(&entry.tags, now, shared_store).await;
+        state.apply(entry, now)
+    }
+
+    /// A tag's record of `kind` and the entry holding it; a failed read
+    /// reads as none (counted).
+    async fn read_record(
+        &self,
+        kind: Kind,
+        tag: &str,
+        now: u64,
+        shared_store: bool,
+    ) -> (Option<Record>, Option<Entry>) {
+        let Some(key) = RecordKey::new(kind, tag) else {
+            return (None, None);
+        };
+        let read = if shared_store {
+            self.storage().get_shared(key.as_str()).await
+        } else {
+            self.storage().get(key.as_str()).await
+        };
+        let entry = self.degrade_read(read);
+        (record_of(entry.clone(), now), entry)
+    }
+
+    /// The stamps of an entry written now with `names` and living until
+    /// `until`, and the latest time (by the writers' clocks) at which one of
+    /// the records it found had changed. A missing record is created with a
+    /// new epoch; one that would expire before `until` is renewed.
+    pub(crate) async fn stamp_tags(
+        &self,
+        names: &TagNames,
+        until: u64,
+    ) -> Result<(Tags, u64), StorageError> {
+        let mut stamps = Vec::with_capacity(names.len());
+        let mut changed = 0;
+        for name in names.iter() {
+            let mut epochs = [0; 2];
+            for (i, kind) in [Kind::Hard, Kind::Soft].into_iter().enumerate() {
+                let now = self.now();
+                let key = RecordKey::new(kind, name).ok_or_else(|| {
+                    StorageError::new(StorageErrorKind::InvalidKey, "tag name over the limit")
+                })?;
+                let read = self.storage().get_shared(key.as_str()).await?;
+                let record = match (record_of(read.clone(), now), read) {
+                    (Some(r), Some(e)) if e.expires_at >= until => {
+                        changed = changed.max(r.changed_at);
+                        r
+                    }
+                    (Some(r), _) => {
+                        changed = changed.max(r.changed_at);
+                        self.storage().set(key.as_str(), r.entry(now)).await?;
+                        r
+                    }
+                    (None, _) => {
+                        let r = Record {
+                            epoch: self.new_epoch(now),
+                            changed_at: now,
+                        };
+                        self.storage().set(key.as_str(), r.entry(now)).await?;
+                        r
+                    }
+                };
+                epochs[i] = record.epoch;
+            }
+            stamps.push(TagStamp {
+                name: name.into(),
+                hard: epochs[0],
+                soft: epochs[1],
+            });
+        }
+        Ok((Tags::new(stamps), changed))
+    }
+
+    /// Gives `tag` a new epoch of `kind`: every entry stamped with the old
+    /// one is invalidated (hard) or expired (soft) from now on.
+    pub(crate) async fn change_epoch(&self, tag: &str, kind: Kind) -> Result<(), StorageError> {
+        let now = self.now();
+        let key = RecordKey::new(kind, tag).ok_or_else(|| {
+            StorageError::new(StorageErrorKind::InvalidKey, "tag name over the limit")
+        })?;
+        let record = Record {
+            epoch: self.new_epoch(now),
+            changed_at: now,
+        };
+        self.tag_fence().record(Some(tag));
+        let written = self.storage().set(key.as_str(), record.entry(now)).await;
+        // Recorded again once written: a call that read the old epoch
+        // between the first record and the write is fenced too.
+        self.tag_fence().record(Some(tag));
+        written.inspect_err(|_| self.storage_error(StorageOp::Set))
+    }
+
+    /// A new epoch: a random draw mixed with the clock and this engine's
+    /// count of tag operations.
+    fn new_epoch(&self, now: u64) -> u64 {
+        let n = self.tag_fence().now();
+        crate::key::fold(
+            self.random().next_u64() ^ now.rotate_left(29),
+            n.wrapping_add(0x9e37_79b9_7f4a_7c15),
+        )
+    }
+}
