@@ -95,7 +95,7 @@ where
 }
 
 /// How a bounded step ended.
-enum Step<T> {
+pub(crate) enum Step<T> {
     Done(T),
     /// The call's deadline passed.
     Late,
@@ -104,7 +104,11 @@ enum Step<T> {
 }
 
 /// `fut`'s output, unless the deadline passes or shutdown aborts first.
-async fn within<T, D>(fut: impl Future<Output = T>, deadline: Pin<&mut D>, abort: &Latch) -> Step<T>
+pub(crate) async fn within<T, D>(
+    fut: impl Future<Output = T>,
+    deadline: Pin<&mut D>,
+    abort: &Latch,
+) -> Step<T>
 where
     D: Future<Output = ()>,
 {
@@ -127,7 +131,7 @@ where
 /// chose, or the caller's, or the policy's; or, for "not modified", the value
 /// the store held with its phases starting again now. A fetch's TTL under
 /// 5 s, and "not modified" with nothing held, fail the call.
-fn entry_of<S, R, C>(
+pub(crate) fn entry_of<S, R, C>(
     shared: &super::shared::Shared<S, R, C>,
     key: &str,
     value: Option<Bytes>,
@@ -152,7 +156,7 @@ fn entry_of<S, R, C>(
 
 /// How long fetching the key takes, for the early refresh: this call's time
 /// (at least 1 ms), averaged with the previous estimate when there is one.
-fn fetch_estimate(elapsed: Duration, seen: Option<&Entry>) -> u32 {
+pub(crate) fn fetch_estimate(elapsed: Duration, seen: Option<&Entry>) -> u32 {
     let now = u32::try_from(elapsed.as_millis())
         .unwrap_or(u32::MAX)
         .max(1);
@@ -163,7 +167,7 @@ fn fetch_estimate(elapsed: Duration, seen: Option<&Entry>) -> u32 {
 }
 
 /// Whether `found` is a fresh entry other than the one the caller saw.
-fn stored_since(found: &Entry, seen: Option<&Entry>, now: u64) -> bool {
+pub(crate) fn stored_since(found: &Entry, seen: Option<&Entry>, now: u64) -> bool {
     let times = |e: &Entry| (e.created_at, e.fresh_until, e.stale_until, e.expires_at);
     Phase::of(Some(found), now) == Phase::Fresh && seen.is_none_or(|s| times(s) != times(found))
 }
@@ -278,7 +282,7 @@ where
 
 /// Polls storage, with backoff and until the deadline, for the value another
 /// process (holding the lease) is fetching.
-async fn await_other_process<S, R, C, D>(
+pub(crate) async fn await_other_process<S, R, C, D>(
     ticket: &Ticket<S, R, C>,
     seen: Option<&Entry>,
     mut deadline: Pin<&mut D>,
@@ -314,7 +318,7 @@ where
 /// this one; failures are counted, never returned ("storage failures
 /// degrade"). `Late` if the deadline passed first: the value is then not
 /// handed out (it may not be stored, and the older entry may still be there).
-async fn store<S, R, C, D>(
+pub(crate) async fn store<S, R, C, D>(
     ticket: &Ticket<S, R, C>,
     entry: Entry,
     write: bool,
