@@ -1,10 +1,11 @@
 //! [`Engine`]: the public face of the cache — lookups, writes, stats, shutdown.
 //!
 //! The engine's middle runs one way: this module (the public API) →
-//! `lookup` → `decide` (the phase table) → `admission` → `task` (the
-//! spawned call) → `ticket` (what a call holds) → `shared` (the state, with
-//! its own methods). Each imports only modules after it (and the data
-//! modules `cached` and `config`).
+//! `batch` → `batch_plan` (batch lookups) → `lookup` → `decide` (the phase
+//! table) → `admission` → `batch_task` → `task` (the spawned call) →
+//! `ticket` (what a call holds) → `shared` (the state, with its own
+//! methods). Each imports only modules after it (and the data modules
+//! `cached` and `config`).
 
 use alloc::string::String;
 use alloc::sync::Arc;
