@@ -281,7 +281,9 @@ async fn settle<S, R, C>(
     };
     ticket.succeed();
     entry.fetch_ms = fetch_estimate(elapsed, seen);
-    // The call's deadline bounds the whole step from outside (`run`).
+    // The call's deadline bounds the whole step from outside (`run`); a
+    // write it cuts short is not counted as a storage write error, as
+    // `task.rs` counts one (the key gives up with `Timeout` all the same).
     let never = pin!(pending::<()>());
     match store(ticket, entry.clone(), true, never).await {
         Step::Done(()) => ticket.deliver(entry),
