@@ -415,6 +415,18 @@ impl Breaker {
     /// taking every other key down; a dead upstream, failing for many keys,
     /// opens the global one.
     pub(crate) fn failure(&self, key: &str, permit: Permit, now: u64) -> Transitions {
+        self.record_failure(key, permit, now, true)
+    }
+
+    /// [`failure`](Self::failure) told to the key's breaker only (the global
+    /// one's trial, if any, given back): a batch call that failed as a whole
+    /// is one failure to the global breaker, however many keys it carried,
+    /// and each key's own breaker counts it.
+    pub(crate) fn key_failure(&self, key: &str, permit: Permit, now: u64) -> Transitions {
+        self.record_failure(key, permit, now, false)
+    }
+
+    fn record_failure(&self, key: &str, permit: Permit, now: u64, global: bool) -> Transitions {
         let mut transition = [None, None];
         let first_failure_of_key = {
             let mut keys = self.keys.lock();
@@ -434,7 +446,9 @@ impl Breaker {
             first
         };
         let mut g = self.global.lock();
-        if first_failure_of_key || permit.global_trial.is_some() {
+        if !global {
+            g.release(permit.global_trial);
+        } else if first_failure_of_key || permit.global_trial.is_some() {
             let before = g.state();
             g.on_failure(
                 &self.cfg,

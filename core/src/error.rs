@@ -364,3 +364,31 @@ impl fmt::Display for ConfigError {
 }
 
 impl core::error::Error for ConfigError {}
+
+/// The error of a key a batch fetch
+/// ([`Engine::get_many_or_fetch`](crate::Engine::get_many_or_fetch)) was
+/// asked for and returned no value for: the key is treated as not found. It
+/// reaches the caller as [`Error::Upstream`] wrapping [`NotCounted`], so it
+/// never moves a circuit breaker, and is remembered by the negative cache
+/// like any fetch error; the other keys of the batch are unaffected.
+///
+/// ```
+/// use swre_core::{Error, MissingFromBatch};
+///
+/// fn not_returned(e: &Error) -> bool {
+///     matches!(e, Error::Upstream(u) if u.inner().is::<MissingFromBatch>())
+/// }
+/// # let _ = not_returned;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MissingFromBatch;
+
+impl fmt::Display for MissingFromBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "the batch fetch returned no value for this key (treated as not found; return every key asked for, or cache a marker for absent ones)",
+        )
+    }
+}
+
+impl core::error::Error for MissingFromBatch {}

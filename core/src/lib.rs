@@ -65,13 +65,13 @@ pub use codec::{Codec, Compressed, Json, Postcard};
 pub use detail::Detail;
 pub use early::EarlyRefresh;
 pub use engine::{
-    Cached, CallOptions, Engine, EngineBuilder, FetchContext, Fetched, WithOptions,
+    BatchResults, Cached, CallOptions, Engine, EngineBuilder, FetchContext, Fetched, WithOptions,
     DEFAULT_MAX_VALUE_BYTES, DEFAULT_REFRESH_TIMEOUT,
 };
 pub use entry::{CacheTtl, Entry};
 pub use error::{
-    BoxError, CodecError, ConfigError, Error, FetchError, KeyError, NotCounted, StorageError,
-    StorageErrorKind, UpstreamError,
+    BoxError, CodecError, ConfigError, Error, FetchError, KeyError, MissingFromBatch, NotCounted,
+    StorageError, StorageErrorKind, UpstreamError,
 };
 pub use metrics::{Metrics, NoMetrics, StorageOp, UpstreamOutcome};
 pub use phase::{Phase, Status};

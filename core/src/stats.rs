@@ -91,6 +91,12 @@ counters! {
     upstream_timeouts,
     /// Upstream calls that ended without a result (panic, dropped task, shutdown).
     upstream_abandoned,
+    /// Batch upstream calls started (`get_many_or_fetch`), each also one of
+    /// `upstream_calls`.
+    batch_calls,
+    /// Keys a batch call was asked for and did not return a value for
+    /// (each failed with `MissingFromBatch`).
+    batch_keys_missing,
     /// Background refreshes started.
     refreshes_started,
     /// Background refreshes not started because `max_concurrent_refreshes` were running.

@@ -603,7 +603,7 @@ where
 /// Waits for `flight`'s result, on a timer, until the flight's deadline: a
 /// flight whose task is never polled again cannot leave its waiters hanging
 /// ("one deadline per call"; "timeouts come from timers").
-async fn wait_for<S, R, C>(
+pub(crate) async fn wait_for<S, R, C>(
     shared: &Shared<S, R, C>,
     flight: &Arc<Flight>,
     now: u64,

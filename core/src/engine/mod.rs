@@ -1,12 +1,15 @@
 //! [`Engine`]: the public face of the cache — lookups, writes, stats, shutdown.
 //!
 //! The engine's middle runs one way: this module (the public API) →
-//! `lookup` → `decide` (the phase table) → `admission` → `task` (the
-//! spawned call) → `ticket` (what a call holds) → `shared` (the state, with
-//! its own methods). Each imports only modules after it (and the data
-//! modules `cached` and `config`).
+//! `batch` → `batch_plan` (batch lookups) → `lookup` → `decide` (the phase
+//! table) → `admission` → `batch_task` → `task` (the spawned call) →
+//! `ticket` (what a call holds) → `shared` (the state, with its own
+//! methods). Each imports only modules after it (and the data modules
+//! `cached` and `config`).
 
+use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::future::Future;
 use core::pin::pin;
 
@@ -27,6 +30,9 @@ use crate::tags::{check_name, TagNames};
 use crate::{metrics::StorageOp, runtime::Runtime};
 
 mod admission;
+mod batch;
+mod batch_plan;
+mod batch_task;
 mod builder;
 mod cached;
 mod config;
@@ -39,6 +45,7 @@ mod tag_epochs;
 mod task;
 mod ticket;
 
+pub use batch::BatchResults;
 pub use builder::EngineBuilder;
 pub use cached::Cached;
 use config::checked_ttl;
@@ -99,7 +106,7 @@ impl CallOptions {
     }
 
     /// "Bad input changes nothing": the TTL and the tags.
-    fn check(&self) -> Result<(), Error> {
+    pub(crate) fn check(&self) -> Result<(), Error> {
         checked_ttl(self.ttl)?;
         match &self.tags {
             Some(t) => t.check().map_err(Error::InvalidTag),
@@ -279,6 +286,101 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         E: FetchError,
     {
         lookup::lookup(&self.shared, key, None, context_job(fetch), clone_value)
+    }
+
+    /// The values under `keys`, fetched together: fresh keys are served,
+    /// and every stale or missing key goes to one call of `fetch` (sturdyc's
+    /// `GetOrFetchBatch`, BentoCache's `getMany`). Each key is answered as
+    /// [`get_or_fetch`](Self::get_or_fetch) would answer it, with its own
+    /// status and detail, in the order of `keys` and beside its key.
+    ///
+    /// - `fetch` gets the keys to fetch (each once, in input order) and
+    ///   answers with any `IntoIterator` of `(key, value)` pairs — a `Vec`,
+    ///   a `HashMap`. It is called at most once, in a spawned task (dropping
+    ///   this future never cancels it), and not at all when no key needs it.
+    /// - Stale keys are served at once and refreshed in that call, in
+    ///   background; missing (and, in `Revalidate` mode, expired) keys are
+    ///   waited for. With no missing key, this returns at once.
+    /// - Per key, as for single lookups: a key already in flight (a single
+    ///   lookup's call, another batch's) is joined, not sent again; a key
+    ///   whose circuit breaker is open is not sent (stale: served with
+    ///   [`Detail::BreakerOpen`](crate::Detail::BreakerOpen); missing:
+    ///   [`Error::CircuitOpen`]); a throttled key is served its old value,
+    ///   not sent; a remembered error is returned without a call; a `set` or
+    ///   `invalidate` of one key while the call runs keeps that key's
+    ///   fetched value out of the store, and only that key's.
+    /// - A key the answer lacks fails with [`MissingFromBatch`](crate::MissingFromBatch)
+    ///   (not found: it never moves a breaker); keys not asked for are
+    ///   ignored; a key answered twice keeps its first value.
+    /// - A failed call fails every key it carried (each key's breaker,
+    ///   throttle and negative cache hear of it; the global breaker counts
+    ///   one failure). Its deadline is the one `refresh_timeout`.
+    /// - An invalid key gets [`Error::InvalidKey`], the others proceed; a
+    ///   key given twice is answered twice and fetched once; no keys, no call.
+    ///
+    /// ```
+    /// # use swre_core::testing::{TestExecutor, TestRuntime};
+    /// # use swre_core::{Engine, MemoryStorage, Status};
+    /// # let exec = TestExecutor::new();
+    /// # let engine = Engine::builder(MemoryStorage::new(), TestRuntime::new(&exec, 0)).build().unwrap();
+    /// exec.block_on(engine.set("user:1", "Ada")).unwrap();
+    /// let found = exec.block_on(engine.get_many_or_fetch(["user:1", "user:2"], |keys| async move {
+    ///     assert_eq!(keys, ["user:2"]); // user:1 is fresh
+    ///     Ok::<_, core::fmt::Error>(keys.into_iter().map(|k| (k, "Grace")).collect::<Vec<_>>())
+    /// }));
+    /// let statuses: Vec<_> = found.iter().map(|(k, r)| (*k, r.as_ref().unwrap().status)).collect();
+    /// assert_eq!(statuses, [("user:1", Status::Hit), ("user:2", Status::Miss)]);
+    /// ```
+    pub fn get_many_or_fetch<'a, K, F, Fut, M, MK, T, E>(
+        &'a self,
+        keys: impl IntoIterator<Item = K>,
+        fetch: F,
+    ) -> impl Future<Output = BatchResults<K, Bytes>> + MaybeSend + 'a
+    where
+        K: AsRef<str> + MaybeSend + 'a,
+        F: FnOnce(Vec<String>) -> Fut + MaybeSend + 'static,
+        Fut: Future<Output = Result<M, E>> + MaybeSend + 'static,
+        M: IntoIterator<Item = (MK, T)>,
+        MK: Into<String>,
+        T: Into<Bytes>,
+        E: FetchError,
+    {
+        let keys = keys.into_iter().collect();
+        batch::get_many_bytes(&self.shared, keys, CallOptions::default(), fetch)
+    }
+
+    /// [`get_many_or_fetch`](Self::get_many_or_fetch) with values of a serde
+    /// type, encoded with the engine's codec and served as `Arc<V>`s as
+    /// [`get_or_fetch_as`](Self::get_or_fetch_as) serves them. A value that
+    /// does not encode fails its key only.
+    ///
+    /// ```
+    /// # use swre_core::testing::{TestExecutor, TestRuntime};
+    /// # use swre_core::{Engine, MemoryStorage};
+    /// # let exec = TestExecutor::new();
+    /// # let engine = Engine::builder(MemoryStorage::new(), TestRuntime::new(&exec, 0)).build().unwrap();
+    /// let found = exec.block_on(engine.get_many_or_fetch_as(["a", "bb"], |keys| async move {
+    ///     let lengths = keys.into_iter().map(|k| { let n = k.len() as u32; (k, n) });
+    ///     Ok::<_, core::fmt::Error>(lengths.collect::<std::collections::HashMap<_, _>>())
+    /// }));
+    /// assert_eq!(*found[1].1.as_ref().unwrap().value, 2);
+    /// ```
+    pub fn get_many_or_fetch_as<'a, V, K, F, Fut, M, MK, E>(
+        &'a self,
+        keys: impl IntoIterator<Item = K>,
+        fetch: F,
+    ) -> impl Future<Output = BatchResults<K, Arc<V>>> + MaybeSend + 'a
+    where
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        K: AsRef<str> + MaybeSend + 'a,
+        F: FnOnce(Vec<String>) -> Fut + MaybeSend + 'static,
+        Fut: Future<Output = Result<M, E>> + MaybeSend + 'static,
+        M: IntoIterator<Item = (MK, V)>,
+        MK: Into<String>,
+        E: FetchError,
+    {
+        let keys = keys.into_iter().collect();
+        batch::get_many_typed(&self.shared, keys, CallOptions::default(), fetch)
     }
 
     /// The stored value under `key` and its status (`Hit`, `Stale` or
@@ -574,6 +676,44 @@ impl<'a, S: Storage, R: Runtime, C: Codec + Clone> WithOptions<'a, S, R, C> {
         with_options(self.opts, job, move |job| {
             lookup::lookup(shared, key, ttl, job, clone_value)
         })
+    }
+
+    /// [`Engine::get_many_or_fetch`] with these options.
+    pub fn get_many_or_fetch<K, F, Fut, M, MK, T, E>(
+        self,
+        keys: impl IntoIterator<Item = K>,
+        fetch: F,
+    ) -> impl Future<Output = BatchResults<K, Bytes>> + MaybeSend + 'a
+    where
+        K: AsRef<str> + MaybeSend + 'a,
+        F: FnOnce(Vec<String>) -> Fut + MaybeSend + 'static,
+        Fut: Future<Output = Result<M, E>> + MaybeSend + 'static,
+        M: IntoIterator<Item = (MK, T)>,
+        MK: Into<String>,
+        T: Into<Bytes>,
+        E: FetchError,
+    {
+        let keys = keys.into_iter().collect();
+        batch::get_many_bytes(&self.engine.shared, keys, self.opts, fetch)
+    }
+
+    /// [`Engine::get_many_or_fetch_as`] with these options.
+    pub fn get_many_or_fetch_as<V, K, F, Fut, M, MK, E>(
+        self,
+        keys: impl IntoIterator<Item = K>,
+        fetch: F,
+    ) -> impl Future<Output = BatchResults<K, Arc<V>>> + MaybeSend + 'a
+    where
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+        K: AsRef<str> + MaybeSend + 'a,
+        F: FnOnce(Vec<String>) -> Fut + MaybeSend + 'static,
+        Fut: Future<Output = Result<M, E>> + MaybeSend + 'static,
+        M: IntoIterator<Item = (MK, V)>,
+        MK: Into<String>,
+        E: FetchError,
+    {
+        let keys = keys.into_iter().collect();
+        batch::get_many_typed(&self.engine.shared, keys, self.opts, fetch)
     }
 
     /// [`Engine::set`] with these options.

@@ -129,7 +129,7 @@ where
 }
 
 /// How a bounded step ended.
-enum Step<T> {
+pub(crate) enum Step<T> {
     Done(T),
     /// The call's deadline passed.
     Late,
@@ -138,7 +138,11 @@ enum Step<T> {
 }
 
 /// `fut`'s output, unless the deadline passes or shutdown aborts first.
-async fn within<T, D>(fut: impl Future<Output = T>, deadline: Pin<&mut D>, abort: &Latch) -> Step<T>
+pub(crate) async fn within<T, D>(
+    fut: impl Future<Output = T>,
+    deadline: Pin<&mut D>,
+    abort: &Latch,
+) -> Step<T>
 where
     D: Future<Output = ()>,
 {
@@ -161,7 +165,7 @@ where
 /// chose, or the caller's, or the policy's; or, for "not modified", the value
 /// the store held with its phases starting again now (chosen the same way). A fetch's TTL under
 /// 5 s, and "not modified" with nothing held, fail the call.
-fn entry_of<S, R, C>(
+pub(crate) fn entry_of<S, R, C>(
     shared: &super::shared::Shared<S, R, C>,
     key: &str,
     value: Option<Bytes>,
@@ -185,9 +189,78 @@ fn entry_of<S, R, C>(
     }
 }
 
+/// When a fetch began: tag operations (and clears) from then on may be
+/// about what it returns.
+#[derive(Clone, Copy)]
+pub(crate) struct FetchStart {
+    /// The engine's tag-operation count.
+    fence: u64,
+    /// The clock (for operations by other engines, seen in the records).
+    at: u64,
+}
+
+impl FetchStart {
+    pub(crate) fn now<S, R, C>(shared: &super::shared::Shared<S, R, C>) -> Self
+    where
+        S: Storage,
+        R: Runtime,
+        C: MaybeSend + MaybeSync + 'static,
+    {
+        Self {
+            fence: shared.tag_fence().now(),
+            at: shared.now(),
+        }
+    }
+}
+
+/// The tags a fetched value is stored with: the call's choice, else those
+/// of the entry it replaces.
+pub(crate) fn tag_names(chosen: Option<TagNames>, seen: Option<&Entry>) -> TagNames {
+    chosen.unwrap_or_else(|| seen.map(|s| TagNames::of(&s.tags)).unwrap_or_default())
+}
+
+/// Stamps `entry` with `names`' epochs; whether it may be stored: not if
+/// one of its tags was invalidated or expired (here, or in another process
+/// by its record's time), or the cache cleared, since the fetch began, nor
+/// if the tags' records cannot be read or written (an untagged copy would
+/// outlive the tags' invalidation). Counted as `tag_fenced`.
+pub(crate) async fn tag_entry<S, R, C>(
+    shared: &super::shared::Shared<S, R, C>,
+    entry: &mut Entry,
+    names: &TagNames,
+    started: FetchStart,
+) -> bool
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+{
+    let mut may_store = true;
+    if !names.is_empty() {
+        match shared.stamp_tags(names, entry.expires_at).await {
+            Ok((tags, changed)) => {
+                entry.tags = tags;
+                may_store = changed <= started.at;
+            }
+            Err(e) => {
+                shared.storage_error(StorageOp::Set);
+                event_warn!("tag records unavailable, the value was not stored: {}", e);
+                may_store = false;
+            }
+        }
+    }
+    if may_store && shared.tag_fence().touched(started.fence, names.iter()) {
+        may_store = false;
+    }
+    if !may_store {
+        bump(&shared.counters().tag_fenced);
+    }
+    may_store
+}
+
 /// How long fetching the key takes, for the early refresh: this call's time
 /// (at least 1 ms), averaged with the previous estimate when there is one.
-fn fetch_estimate(elapsed: Duration, seen: Option<&Entry>) -> u32 {
+pub(crate) fn fetch_estimate(elapsed: Duration, seen: Option<&Entry>) -> u32 {
     let now = u32::try_from(elapsed.as_millis())
         .unwrap_or(u32::MAX)
         .max(1);
@@ -198,7 +271,7 @@ fn fetch_estimate(elapsed: Duration, seen: Option<&Entry>) -> u32 {
 }
 
 /// Whether `found` is a fresh entry other than the one the caller saw.
-fn stored_since(found: &Entry, seen: Option<&Entry>, now: u64) -> bool {
+pub(crate) fn stored_since(found: &Entry, seen: Option<&Entry>, now: u64) -> bool {
     let times = |e: &Entry| (e.created_at, e.fresh_until, e.stale_until, e.expires_at);
     Phase::of(Some(found), now) == Phase::Fresh && seen.is_none_or(|s| times(s) != times(found))
 }
@@ -265,8 +338,7 @@ where
         return;
     }
     bump(&shared.counters().upstream_calls);
-    // Tag operations from here on may be about what this fetch returns.
-    let (fence, fetch_started) = (shared.tag_fence().now(), shared.now());
+    let started = FetchStart::now(&shared);
     let outcome = within(call.job.call(seen), deadline.as_mut(), abort).await;
     let now = shared.now();
     let elapsed = ticket.elapsed(now);
@@ -274,9 +346,7 @@ where
         Step::Done(Ok(produced)) => {
             shared.upstream_outcome(UpstreamOutcome::Success, elapsed);
             let (value, ttl) = (produced.value, produced.ttl);
-            let names = produced
-                .tags
-                .unwrap_or_else(|| seen.map(|s| TagNames::of(&s.tags)).unwrap_or_default());
+            let names = tag_names(produced.tags, seen);
             if let Err(e) = names.check() {
                 return ticket.fail(Error::InvalidTag(e), now, seen);
             }
@@ -286,30 +356,16 @@ where
             };
             ticket.succeed();
             entry.fetch_ms = fetch_estimate(elapsed, seen);
-            let mut write = produced.store;
-            if write && !names.is_empty() {
-                let until = entry.expires_at;
-                match within(shared.stamp_tags(&names, until), deadline.as_mut(), abort).await {
-                    // A tag changed (in another process) after the fetch began.
-                    Step::Done(Ok((tags, changed))) => {
-                        entry.tags = tags;
-                        write = changed <= fetch_started;
-                    }
-                    Step::Done(Err(e)) => {
-                        shared.storage_error(StorageOp::Set);
-                        event_warn!("tag records unavailable, the value was not stored: {}", e);
-                        write = false;
-                    }
+            let write = if produced.store {
+                let tagged = tag_entry(&shared, &mut entry, &names, started);
+                match within(tagged, deadline.as_mut(), abort).await {
+                    Step::Done(may_store) => may_store,
                     Step::Late => return ticket.give_up(late),
                     Step::Aborted => return,
                 }
-            }
-            if write && shared.tag_fence().touched(fence, names.iter()) {
-                write = false;
-            }
-            if produced.store && !write {
-                bump(&shared.counters().tag_fenced);
-            }
+            } else {
+                false
+            };
             // Stored (or the older entry removed) before it is handed out:
             // no caller then reads an older value than one handed out.
             match store(&ticket, entry.clone(), write, deadline.as_mut()).await {
@@ -345,7 +401,7 @@ where
 
 /// Polls storage, with backoff and until the deadline, for the value another
 /// process (holding the lease) is fetching.
-async fn await_other_process<S, R, C, D>(
+pub(crate) async fn await_other_process<S, R, C, D>(
     ticket: &Ticket<S, R, C>,
     seen: Option<&Entry>,
     mut deadline: Pin<&mut D>,
@@ -381,7 +437,7 @@ where
 /// this one; failures are counted, never returned ("storage failures
 /// degrade"). `Late` if the deadline passed first: the value is then not
 /// handed out (it may not be stored, and the older entry may still be there).
-async fn store<S, R, C, D>(
+pub(crate) async fn store<S, R, C, D>(
     ticket: &Ticket<S, R, C>,
     entry: Entry,
     write: bool,

@@ -133,6 +133,13 @@ where
     /// or timeout of a call made for callers who have an old value (`seen`)
     /// opens the key's fail-safe throttle window.
     pub(crate) fn fail(&self, error: Error, now: u64, seen: Option<&Entry>) {
+        self.fail_scoped(error, now, seen, true);
+    }
+
+    /// [`fail`](Self::fail), told to the global breaker only if `global`: a
+    /// batch call that failed as a whole is one failure to it, counted with
+    /// its first key (`batch_task.rs`); each key's own breaker hears of it.
+    pub(crate) fn fail_scoped(&self, error: Error, now: u64, seen: Option<&Entry>, global: bool) {
         let counts = match &error {
             Error::Upstream(e) => e.counts_against_breaker(),
             Error::Timeout { .. } => true,
@@ -140,8 +147,12 @@ where
         };
         if let Some(p) = self.take_permit() {
             if counts {
-                self.shared
-                    .report_transitions(self.shared.breaker().failure(&self.key, p, now));
+                let breaker = self.shared.breaker();
+                self.shared.report_transitions(if global {
+                    breaker.failure(&self.key, p, now)
+                } else {
+                    breaker.key_failure(&self.key, p, now)
+                });
             } else {
                 self.shared.breaker().abandon(&self.key, p);
             }

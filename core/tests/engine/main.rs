@@ -7,6 +7,7 @@
 //! Behaviour of the engine through its public API, driven deterministically
 //! with `ManualClock`, `ManualTimer` and the test executor.
 
+mod batch;
 mod breaker;
 mod common;
 mod deadlines;

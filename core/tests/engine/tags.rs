@@ -466,3 +466,43 @@ fn with_the_negative_cache_an_invalidated_key_s_failure_is_remembered() {
     assert!(matches!(h.get_err("k"), Err(Error::Upstream(_))));
     assert_eq!(h.calls(), calls, "remembered, no call");
 }
+
+#[test]
+fn a_batch_stores_its_tags_and_a_tag_invalidated_during_it_keeps_its_values_out() {
+    let h = harness();
+    let opts = CallOptions::new().tags(["batch"]);
+    let fut = h
+        .engine
+        .with(opts.clone())
+        .get_many_or_fetch(["x", "y"], |keys| async move {
+            Ok::<_, Boom>(keys.into_iter().map(|k| (k, "v1")).collect::<Vec<_>>())
+        });
+    let got = h.exec.block_on(fut);
+    assert!(got.iter().all(|(_, r)| r.is_ok()));
+    assert_eq!(names(&h, "x"), ["batch"]);
+    h.exec.block_on(h.engine.invalidate_tag("batch")).unwrap();
+    assert_eq!(h.exec.block_on(h.engine.peek("y")).unwrap(), None);
+    // Invalidated while the batch call runs: handed out, not stored.
+    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+    let engine = h.engine.clone();
+    let waiting = h.exec.spawn(async move {
+        engine
+            .with(opts)
+            .get_many_or_fetch(["x", "y"], |keys| async move {
+                let _ = rx.await;
+                Ok::<_, Boom>(keys.into_iter().map(|k| (k, "v2")).collect::<Vec<_>>())
+            })
+            .await
+    });
+    h.exec.run_until_stalled();
+    h.exec.block_on(h.engine.invalidate_tag("batch")).unwrap();
+    tx.send(()).unwrap();
+    h.exec.run_until_stalled();
+    let got = waiting.try_take().expect("settled");
+    assert!(got
+        .iter()
+        .all(|(_, r)| r.as_ref().is_ok_and(|c| &*c.value == b"v2")));
+    assert_eq!(h.engine.stats().tag_fenced, 2);
+    assert_eq!(h.exec.block_on(h.engine.peek("x")).unwrap(), None);
+    assert_eq!(h.exec.block_on(h.engine.peek("y")).unwrap(), None);
+}

@@ -70,6 +70,20 @@ const TAG: &str = "g";
 /// Keys written and fetched with [`TAG`]; the others untagged.
 const TAGGED: [&str; 2] = ["a", "b"];
 
+/// Whether the engine has a call running (of any key).
+fn in_flight(engine: &SimEngine) -> bool {
+    engine.stats().in_flight > 0
+}
+
+/// A batch with a [`TAGGED`] key is written with [`TAG`] (its other keys
+/// too: tagging them only makes more operations reach them).
+fn batch_options(keys: &[&str]) -> CallOptions {
+    match keys.iter().find(|k| TAGGED.contains(k)) {
+        Some(k) => options(k),
+        None => CallOptions::new(),
+    }
+}
+
 fn options(key: &str) -> CallOptions {
     if TAGGED.contains(&key) {
         CallOptions::new().tags([TAG])
@@ -110,6 +124,8 @@ struct Model {
     done: Vec<Done>,
     /// Timer time at which shutdown's grace period ends (abort), if called.
     aborted_after: Option<u64>,
+    /// Violations found inside a client (reported by the next check).
+    violations: Vec<String>,
 }
 
 struct Pending {
@@ -237,7 +253,7 @@ pub fn run(seed: u64) -> Result<(), String> {
         let roll = rng.lock().unwrap().below(100);
         let key = KEYS[rng.lock().unwrap().below(3) as usize];
         match roll {
-            0..=34 => {
+            0..=26 => {
                 next_id += 1;
                 let b = behaviour(&rng);
                 trace!(
@@ -245,6 +261,34 @@ pub fn run(seed: u64) -> Result<(), String> {
                     timer.now_ms()
                 );
                 lookup(&engine, &exec, &model, &up, &timer, &clock, key, next_id, b);
+            }
+            27..=34 => {
+                let (keys, b, omit) = {
+                    let mut r = rng.lock().unwrap();
+                    let n = 1 + r.below(4);
+                    let keys: Vec<&'static str> = (0..n)
+                        .map(|_| {
+                            if r.chance(5) {
+                                "" // an invalid key: fails alone
+                            } else {
+                                KEYS[r.below(3) as usize]
+                            }
+                        })
+                        .collect();
+                    drop(r);
+                    (keys, behaviour(&rng), rng.lock().unwrap().chance(20))
+                };
+                trace!(
+                    "[{} ms] step {step}: batch {} of {keys:?}, fetch {b:?}{}",
+                    timer.now_ms(),
+                    next_id + 1,
+                    if omit { ", last key left out" } else { "" }
+                );
+                let first = next_id + 1;
+                next_id += keys.len() as u64;
+                batch(
+                    &engine, &exec, &model, &up, &timer, &clock, keys, first, b, omit,
+                );
             }
             35..=44 => {
                 trace!("[{} ms] step {step}: set {key:?}", timer.now_ms());
@@ -379,32 +423,13 @@ fn lookup(
     id: u64,
     b: Behaviour,
 ) {
-    let now = timer.now_ms();
-    let (floor, epoch, expired, tag_floor) = {
-        let mut m = model.lock().unwrap();
-        m.pending.push(Pending {
-            id,
-            key,
-            started: timer.now_ms(),
-        });
-        let k = m.keys.entry(key).or_default();
-        let floor = Floor {
-            base: k.floor,
-            in_write: if k.writing { k.floor_in_write } else { 0 },
-        };
-        let joinable_until = k.tag_floor_at + TIMEOUT_MS + TICK_MS;
-        let tag_floor = if k.writing || now <= joinable_until {
-            0
-        } else {
-            k.tag_floor
-        };
-        (
-            floor,
-            k.write_epoch,
-            if k.writing { None } else { k.expired },
-            tag_floor,
-        )
-    };
+    let (floor, epoch, expired, tag_floor) = begin(
+        &mut model.lock().unwrap(),
+        key,
+        id,
+        timer.now_ms(),
+        in_flight(engine),
+    );
     let f = fetch(up, timer, key, b);
     let faults = engine.storage().read_faults(key);
     let e = engine.clone();
@@ -450,6 +475,145 @@ fn lookup(
             result,
             now_clock,
         });
+    });
+}
+
+/// Records a lookup of `key` starting now: pending, with the floor it may
+/// not go below, the write epoch and the version an expire left stale.
+/// And the tag floor binding it (see `KeyModel::tag_floor`): none while a
+/// call from before the last tag operation may still be joined.
+fn begin(
+    m: &mut Model,
+    key: &'static str,
+    id: u64,
+    started: u64,
+    in_flight: bool,
+) -> (Floor, u64, Option<u64>, u64) {
+    m.pending.push(Pending { id, key, started });
+    let k = m.keys.entry(key).or_default();
+    let floor = Floor {
+        base: k.floor,
+        in_write: if k.writing { k.floor_in_write } else { 0 },
+    };
+    let joinable_until = k.tag_floor_at + TIMEOUT_MS + TICK_MS;
+    let tag_floor = if k.writing || (in_flight && started <= joinable_until) {
+        0
+    } else {
+        k.tag_floor
+    };
+    (
+        floor,
+        k.write_epoch,
+        if k.writing { None } else { k.expired },
+        tag_floor,
+    )
+}
+
+/// What a lookup handed out: the value's bytes, status and `expires_at`.
+type Served = Result<(Vec<u8>, Status, u64), Error>;
+
+/// A batch lookup of `keys` (duplicates and an invalid key among them):
+/// each input key is checked as a lookup of its own, numbered from `first`.
+#[allow(clippy::too_many_arguments)]
+fn batch(
+    engine: &SimEngine,
+    exec: &Exec,
+    model: &SharedModel,
+    up: &Arc<Upstream>,
+    timer: &ManualTimer,
+    clock: &ManualClock,
+    keys: Vec<&'static str>,
+    first: u64,
+    b: Behaviour,
+    omit: bool,
+) {
+    let starts: Vec<_> = {
+        let mut m = model.lock().unwrap();
+        keys.iter()
+            .enumerate()
+            .map(|(i, key)| {
+                let faults = engine.storage().read_faults(key);
+                (!key.is_empty()).then(|| {
+                    let (floor, epoch, expired, tag_floor) = begin(
+                        &mut m,
+                        key,
+                        first + i as u64,
+                        timer.now_ms(),
+                        in_flight(engine),
+                    );
+                    (floor, epoch, expired, tag_floor, faults)
+                })
+            })
+            .collect()
+    };
+    let f = crate::world::batch_fetch(up, timer, b, omit);
+    let e = engine.clone();
+    let m = model.clone();
+    let clock = clock.clone();
+    exec.client(async move {
+        // Odd batches are typed, as odd lookups are.
+        let results: Vec<(&'static str, Served)> = if first % 2 == 1 {
+            let typed = move |keys: Vec<String>| async move {
+                let answer = f(keys).await?;
+                Ok::<_, swre_core::BoxError>(
+                    answer
+                        .into_iter()
+                        .filter_map(|(k, v)| Some((k, <[u8; 8]>::try_from(v.as_slice()).ok()?)))
+                        .collect::<Vec<_>>(),
+                )
+            };
+            e.with(batch_options(&keys))
+                .get_many_or_fetch_as::<[u8; 8], _, _, _, _, _, _>(keys, typed)
+                .await
+                .into_iter()
+                .map(|(k, r)| (k, r.map(|c| (c.value.to_vec(), c.status, c.expires_at))))
+                .collect()
+        } else {
+            e.with(batch_options(&keys))
+                .get_many_or_fetch(keys, f)
+                .await
+                .into_iter()
+                .map(|(k, r)| (k, r.map(|c| (c.value.to_vec(), c.status, c.expires_at))))
+                .collect()
+        };
+        let now_clock = swre_core::Clock::now_ms(&clock);
+        let mut m = m.lock().unwrap();
+        for (i, ((key, r), start)) in results.into_iter().zip(starts).enumerate() {
+            let id = first + i as u64;
+            trace!(
+                "  batch key {id} {key:?} -> {:?}",
+                r.as_ref().map(|(v, status, exp)| (
+                    decode(v),
+                    *status,
+                    exp - START,
+                    now_clock - START
+                ))
+            );
+            let Some((floor, epoch, expired, tag_floor, faults)) = start else {
+                // The invalid key: its own error, nothing else.
+                if !matches!(r, Err(Error::InvalidKey(_))) {
+                    m.violations
+                        .push(format!("batch key {id} (invalid) got {r:?}"));
+                }
+                continue;
+            };
+            let result = r.map(|(v, status, expires_at)| {
+                (decode(&v).unwrap_or(u64::MAX), status, expires_at)
+            });
+            let degraded = e.storage().read_faults(key) != faults;
+            m.pending.retain(|p| p.id != id);
+            m.done.push(Done {
+                id,
+                key,
+                floor,
+                expired,
+                tag_floor,
+                epoch,
+                degraded,
+                result,
+                now_clock,
+            });
+        }
     });
 }
 
@@ -503,7 +667,20 @@ fn write(
             WriteKind::Clear => e.clear().await,
         };
         trace!("  {kind:?} {key:?} (version {version}) -> {r:?}");
+        trace!(
+            "    store now: {:?}",
+            e.storage()
+                .peek(key)
+                .map(|s| (decode(&s.value), s.fresh_until - START))
+        );
         let mut m = m.lock().unwrap();
+        if kind == WriteKind::Clear {
+            // A clear fences each key's flight as it reaches it (after
+            // letting a storing one finish), any time until it completes.
+            for k in &keys {
+                m.keys.entry(k).or_default().fenced_at = Some(now());
+            }
+        }
         for (key, before) in keys.iter().zip(before) {
             // What the expiry left stale: the version served before and
             // after it (if another write landed meanwhile, nothing is known).
@@ -543,6 +720,9 @@ fn check(
 ) -> Result<(), String> {
     let now = timer.now_ms();
     let mut m = model.lock().unwrap();
+    if let Some(v) = m.violations.first() {
+        return Err(v.clone());
+    }
     // Every completed lookup: no value older than one handed out before it
     // started; nothing served past `expires_at`.
     let done: Vec<Done> = std::mem::take(&mut m.done);
@@ -705,7 +885,8 @@ fn check_settled(model: &SharedModel, timer: &ManualTimer) -> Result<(), String>
         // Its read may stall (and is seen to end on the next tick), and the
         // read of a tagged entry's records (together) again, then the call
         // it waits for has one deadline (seen on the next tick).
-        let reads = if TAGGED.contains(&p.key) { 2 } else { 1 };
+        // (A batch with a tagged key tags its other keys too.)
+        let reads = 2;
         if now > p.started + reads * (MAX_STORE_STALL_MS + TICK_MS) + TIMEOUT_MS + TICK_MS {
             return Err(format!(
                 "lookup {} of {:?} started at {} ms is still waiting at {now} ms",

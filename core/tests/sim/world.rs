@@ -241,6 +241,16 @@ fn fault() -> StorageError {
 }
 
 impl Storage for FaultyStore {
+    /// Half the reads answer at once, as a memory store's do (without
+    /// faults), so both of the engine's read paths run.
+    fn get_ready(&self, key: &str) -> Option<Result<Option<StoredEntry>, StorageError>> {
+        if roll(&self.rng, 50) {
+            self.inner.get_ready(key)
+        } else {
+            None
+        }
+    }
+
     async fn get(&self, key: &str) -> Result<Option<StoredEntry>, StorageError> {
         self.stall().await;
         if roll(&self.rng, self.fault_percent / 2) {
@@ -392,5 +402,64 @@ impl Metrics for Transitions {
         if scope == BreakerScope::Global {
             self.0.lock().unwrap().push(state);
         }
+    }
+}
+
+/// The future of one simulated batch call.
+pub type BatchFuture =
+    Pin<Box<dyn Future<Output = Result<Vec<(String, Vec<u8>)>, swre_core::BoxError>> + Send>>;
+
+/// A batch fetch behaving as `b` for every key it is asked for, each key
+/// counted as a call of its own (for the one-call-per-key invariant); with
+/// `omit`, its answer leaves out the last key asked. It also answers a key
+/// nobody asked for, which the engine must ignore.
+pub fn batch_fetch(
+    up: &Arc<Upstream>,
+    timer: &ManualTimer,
+    b: Behaviour,
+    omit: bool,
+) -> impl FnOnce(Vec<String>) -> BatchFuture + Send + 'static {
+    let up = up.clone();
+    let timer = timer.clone();
+    move |keys| {
+        let mut guards = Vec::new();
+        let mut answer = Vec::new();
+        for key in keys {
+            let version = up.version();
+            if std::env::var_os("SWRE_SIM_TRACE").is_some() {
+                eprintln!("  batch upstream call of {key:?} -> version {version}, {b:?}");
+            }
+            up.started.fetch_add(1, Ordering::SeqCst);
+            up.running
+                .lock()
+                .unwrap()
+                .entry(key.clone())
+                .or_default()
+                .push((version, timer.now_ms()));
+            guards.push(Running {
+                up: up.clone(),
+                key: key.clone(),
+                id: version,
+            });
+            answer.push((key, encode(version)));
+        }
+        if omit {
+            answer.pop();
+        }
+        answer.push(("not-asked".to_owned(), encode(u64::MAX)));
+        Box::pin(async move {
+            let _guards = guards;
+            match b {
+                Behaviour::Ok => Ok(answer),
+                Behaviour::Slow(ms) => {
+                    timer.sleep(Duration::from_millis(ms)).await;
+                    Ok(answer)
+                }
+                Behaviour::Fail => Err("upstream down".into()),
+                Behaviour::NotFound => Err(swre_core::NotCounted::new("not found").into()),
+                Behaviour::Hang => std::future::pending().await,
+                Behaviour::Panic => std::panic::panic_any(PANIC),
+            }
+        })
     }
 }

@@ -443,6 +443,14 @@ fn engine_futures_are_send() {
     is_send(&engine.get_or_fetch("k", calls.ok("v")));
     is_send(&engine.get_or_fetch_as::<String, _, _, _, Boom>("k", || async { Ok(String::new()) }));
     is_send(&engine.peek("k"));
+    is_send(&engine.get_many_or_fetch(["k"], |keys| async move {
+        Ok::<_, Boom>(keys.into_iter().map(|k| (k, "v")).collect::<Vec<_>>())
+    }));
+    is_send(
+        &engine.get_many_or_fetch_as::<String, _, _, _, _, _, _>(["k"], |_| async {
+            Ok::<_, Boom>(Vec::<(String, String)>::new())
+        }),
+    );
     is_send(&engine.set("k", "v"));
     is_send(&engine.invalidate("k"));
     is_send(&engine.shutdown());
