@@ -248,21 +248,7 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         T: Into<Bytes>,
         E: FetchError,
     {
-        let job = task::WithContext(move |ctx| async move {
-            match fetch(ctx).await {
-                Ok(f) => Ok(task::Produced {
-                    value: f.value.map(Into::into),
-                    ttl: f.ttl,
-                    store: f.store,
-                }),
-                Err(e) => Err(Error::Upstream(UpstreamError::new(e))),
-            }
-        });
-        // Cloned, not moved out of the entry as `get_or_fetch` does: the
-        // entry goes on to the call as what the fetch is told is held.
-        lookup::lookup(&self.shared, key, None, job, |e: &mut Entry| {
-            Ok(e.value.clone())
-        })
+        get_with(&self.shared, key, None, fetch)
     }
 
     /// The stored value under `key` and its status (`Hit`, `Stale` or
@@ -482,6 +468,23 @@ impl<'a, S: Storage, R: Runtime, C: Codec + Clone> WithOptions<'a, S, R, C> {
         get_typed(&self.engine.shared, key, self.opts.ttl, fetch)
     }
 
+    /// [`Engine::get_or_fetch_with`] with these options: the caller's TTL
+    /// applies unless the fetch chooses one ([`Fetched::ttl`]).
+    pub fn get_or_fetch_with<K, F, Fut, T, E>(
+        self,
+        key: K,
+        fetch: F,
+    ) -> impl Future<Output = Result<Cached<Bytes>, Error>> + MaybeSend + 'a
+    where
+        K: AsRef<str> + MaybeSend + 'a,
+        F: FnOnce(FetchContext) -> Fut + MaybeSend + 'static,
+        Fut: Future<Output = Result<Fetched<T>, E>> + MaybeSend + 'static,
+        T: Into<Bytes>,
+        E: FetchError,
+    {
+        get_with(&self.engine.shared, key, self.opts.ttl, fetch)
+    }
+
     /// [`Engine::set`] with these options.
     pub async fn set(self, key: impl AsRef<str>, value: impl Into<Bytes>) -> Result<(), Error> {
         write(&self.engine.shared, key.as_ref(), value.into(), self.opts).await
@@ -526,6 +529,37 @@ where
     lookup::lookup(shared, key, ttl, job, |e: &mut Entry| {
         Ok(core::mem::take(&mut e.value))
     })
+}
+
+fn get_with<'a, S, R, C, K, F, Fut, T, E>(
+    shared: &'a Arc<Shared<S, R, C>>,
+    key: K,
+    ttl: Option<CacheTtl>,
+    fetch: F,
+) -> impl Future<Output = Result<Cached<Bytes>, Error>> + MaybeSend + 'a
+where
+    S: Storage,
+    R: Runtime,
+    C: Codec + Clone,
+    K: AsRef<str> + MaybeSend + 'a,
+    F: FnOnce(FetchContext) -> Fut + MaybeSend + 'static,
+    Fut: Future<Output = Result<Fetched<T>, E>> + MaybeSend + 'static,
+    T: Into<Bytes>,
+    E: FetchError,
+{
+    let job = task::WithContext(move |ctx| async move {
+        match fetch(ctx).await {
+            Ok(f) => Ok(task::Produced {
+                value: f.value.map(Into::into),
+                ttl: f.ttl,
+                store: f.store,
+            }),
+            Err(e) => Err(Error::Upstream(UpstreamError::new(e))),
+        }
+    });
+    // Cloned, not moved out of the entry as `get_bytes` does: the entry goes
+    // on to the call as what the fetch is told is held.
+    lookup::lookup(shared, key, ttl, job, |e: &mut Entry| Ok(e.value.clone()))
 }
 
 fn get_typed<'a, S, R, C, V, K, F, Fut, E>(
