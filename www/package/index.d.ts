@@ -69,16 +69,53 @@ export interface SwrOptions {
   earlyRefresh?: { beta: number } | { threshold: number };
 }
 
-/** What a fetcher is given. */
+/**
+ * What a fetcher is given (FusionCache's and BentoCache's fetch context): what the cache holds,
+ * a signal, and what the fetcher may say about the entry it fetches. Setters act when called
+ * before the fetcher returns.
+ */
 export interface SwrFetchContext {
   /** Aborts when the refresh timeout passes: pass it to `fetch(url, { signal })`. */
-  signal: AbortSignal;
-  /** The value the cache held for the key in memory (stale or expired) when the fetch began, if any (a `SwrValue` of what was stored). */
+  readonly signal: AbortSignal;
+  /**
+   * The value the cache holds for the key (stale, expired, or fresh for an early refresh), if
+   * any: what was stored, as a read returns it (a `SwrValue`, shared and read-only).
+   */
   readonly staleValue: unknown;
+  /** When `staleValue` was fetched (Unix ms), for `If-Modified-Since`; `undefined` when none is held. */
+  readonly staleCreatedAt: number | undefined;
+  /**
+   * This entry's fresh window in ms (BentoCache `ctx.setTtl`, FusionCache `ctx.Options.Duration`),
+   * instead of the `ttl` option's or the cache's; the stale and expired windows stay the
+   * cache's, and the three must total at least 5000. A value that is not a non-negative number
+   * throws; either way a bad window fails the call with kind "options" and stores nothing.
+   */
+  setTtl(ms: number): void;
+  /**
+   * The value is returned to the callers but not stored, and what the cache held for the key
+   * goes; the next `get` fetches again (BentoCache's `ctx.skip()` stores nothing too, but
+   * answers `undefined`).
+   */
+  noStore(): void;
+  /**
+   * Return it when the origin says the held value is still good (an HTTP 304; FusionCache
+   * `ctx.NotModified()`): the value stays and its phases start again, with the fresh window
+   * `setTtl` gives, else the `ttl` option's, else the one it had. With no value held the call
+   * fails with kind "upstream".
+   */
+  notModified(): SwrNotModified;
 }
 
-/** Calls the origin; its value must be a string, a Uint8Array / ArrayBuffer, or JSON. */
-export type SwrFetcher<T = unknown> = (context: SwrFetchContext) => T | Promise<T>;
+/** What `ctx.notModified()` returns, for the fetcher to return. */
+export interface SwrNotModified {
+  readonly [Symbol.toStringTag]: "SwrNotModified";
+}
+
+/**
+ * Calls the origin; its value must be a string, a Uint8Array / ArrayBuffer, or JSON, or
+ * `ctx.notModified()`.
+ */
+export type SwrFetcher<T = unknown> = (context: SwrFetchContext) => T | SwrNotModified | Promise<T | SwrNotModified>;
 
 /** Options of one `get`. */
 export interface SwrGetOptions {

@@ -145,6 +145,61 @@ const scenarios = {
     return { first, later, calls, stats: cache.stats(), offCalls };
   },
 
+  // The fetcher's context: a conditional refresh answering notModified (in
+  // memory and over the Cache API), setTtl, noStore, notModified with
+  // nothing held, a bad setTtl, and one fetcher call for concurrent gets.
+  async fetchContext() {
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    const conditional = {};
+    for (const storage of ["memory", "cache"]) {
+      const options = { storage, name: `ctx-${Date.now()}`, fresh: 1, stale: 1, expired: 60_000 };
+      const cache = await SwrCache.open(options);
+      const first = await cache.get("k", () => ({ body: "v1", etag: "e1" }));
+      await sleep(10);
+      let told;
+      const revalidated = await outcome(cache.get("k", (ctx) => {
+        told = { value: ctx.staleValue, createdAt: ctx.staleCreatedAt };
+        ctx.setTtl(60_000);
+        return ctx.staleValue?.etag === "e1" ? ctx.notModified() : "changed";
+      }));
+      const hit = await outcome(cache.get("k", () => "never"));
+      const same = revalidated.value?.value === hit.value?.value;
+      cache.close();
+      // A new instance over the same store (a new isolate) reads the
+      // extended entry back.
+      const reopened = await SwrCache.open(options);
+      const persisted = await outcome(reopened.peek("k"));
+      reopened.close();
+      conditional[storage] = { first, told, revalidated, hit, same, persisted };
+    }
+    const cache = await SwrCache.open({ fresh: 5_000, stale: 10_000, expired: 20_000 });
+    const ttl = await outcome(cache.get("ttl", (ctx) => {
+      ctx.setTtl(12_345);
+      return "v";
+    }));
+    let noStoreCalls = 0;
+    const secret = (ctx) => {
+      ctx.noStore();
+      return `secret ${++noStoreCalls}`;
+    };
+    const noStore = [await outcome(cache.get("private", secret)), await outcome(cache.peek("private")), await outcome(cache.get("private", secret))];
+    const nothingHeld = await outcome(cache.get("cold", (ctx) => ctx.notModified()));
+    const badTtl = await outcome(cache.get("bad", (ctx) => {
+      ctx.setTtl(-1);
+      return "v";
+    }));
+    let calls = 0;
+    const concurrent = (await Promise.all(Array.from({ length: 50 }, () => outcome(cache.get("shared", async (ctx) => {
+      calls++;
+      await sleep(20);
+      ctx.setTtl(30_000);
+      return "one";
+    }))))).map((o) => [o.ok, o.value?.value, o.value && o.value.freshUntil - o.value.createdAt]);
+    const stats = cache.stats();
+    cache.close();
+    return { conditional, ttl, noStore, noStoreCalls, nothingHeld, badTtl, concurrent, calls, stats };
+  },
+
   async passThrough() {
     const cache = await SwrCache.open({ fresh: 60_000 });
     const bytes = new Uint8Array([0, 1, 2, 250, 255]);

@@ -131,6 +131,34 @@ test("a failed refresh holds the next ones back for the throttle window, each sa
   assert.equal(r.offCalls, 3, "failSafeThrottle: false calls on every stale hit");
 });
 
+test("the fetcher's context: notModified, setTtl, noStore, and one call for concurrent gets", async () => {
+  const r = await scenario("fetchContext");
+  for (const storage of ["memory", "cache"]) {
+    const { first, told, revalidated, hit, same, persisted } = r.conditional[storage];
+    assert.deepEqual(told, { value: { body: "v1", etag: "e1" }, createdAt: first.createdAt }, storage);
+    const v = revalidated.value;
+    assert.deepEqual([revalidated.ok, v.value, v.status], [true, { body: "v1", etag: "e1" }, "miss"], storage);
+    assert.ok(v.createdAt > first.createdAt, `${storage}: the phases start again`);
+    assert.equal(v.freshUntil - v.createdAt, 60_000, `${storage}: with the fetcher's fresh window`);
+    assert.deepEqual([hit.value.status, hit.value.freshUntil], ["hit", v.freshUntil], storage);
+    assert.equal(same, true, `${storage}: the held value itself`);
+    if (storage === "cache") {
+      assert.deepEqual([persisted.value.value, persisted.value.createdAt, persisted.value.freshUntil], [{ body: "v1", etag: "e1" }, v.createdAt, v.freshUntil], "written back to the Cache API");
+    }
+  }
+  const t = r.ttl.value;
+  assert.deepEqual([t.freshUntil - t.createdAt, t.staleUntil - t.freshUntil, t.expiresAt - t.staleUntil], [12_345, 10_000, 20_000]);
+  const [a, peeked, b] = r.noStore;
+  assert.deepEqual([a.value.value, a.value.status, peeked.value, b.value.value, b.value.status, r.noStoreCalls], ["secret 1", "miss", undefined, "secret 2", "miss", 2]);
+  assert.deepEqual([r.nothingHeld.ok, r.nothingHeld.kind], [false, "upstream"]);
+  assert.match(r.nothingHeld.message, /not modified/);
+  assert.deepEqual([r.badTtl.ok, r.badTtl.kind], [false, "options"]);
+  assert.match(r.badTtl.message, /ctx\.setTtl/);
+  assert.equal(r.calls, 1, "one fetcher call for 50 concurrent gets");
+  for (const c of r.concurrent) assert.deepEqual(c, [true, "one", 30_000]);
+  assert.equal(r.stats.breakerOpened, 0);
+});
+
 test("strings and Uint8Arrays pass through untouched; other values as JSON", async () => {
   const r = await scenario("passThrough");
   assert.deepEqual(r.s, ["string", "plain text, not JSON", "miss", "hit"]);

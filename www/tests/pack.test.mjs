@@ -226,8 +226,19 @@ export async function main(): Promise<string> {
   const id: number = r.value.id;
   const bytes: SwrValue<ArrayBuffer> = new Uint8Array(1);
   const stats: SwrStats = cache.stats();
+  // The fetcher's context: a conditional refresh, its own TTL, no store.
+  const page = await cache.get("page", async (ctx) => {
+    const headers: Record<string, string> = {};
+    if (ctx.staleCreatedAt !== undefined) headers["if-modified-since"] = new Date(ctx.staleCreatedAt).toUTCString();
+    if (headers["if-modified-since"] !== undefined && ctx.signal.aborted) return ctx.notModified();
+    ctx.setTtl(60_000);
+    if (ctx.staleValue === null) ctx.noStore();
+    return { html: "<p>hi</p>", at: new Date() };
+  });
+  const html: string = page.value.html;
+  const when: string = page.value.at;
   cache.close();
-  return at + id + bytes.length + stats.flightsTakenOver;
+  return at + id + bytes.length + stats.flightsTakenOver + html + when;
 }
 `,
   });

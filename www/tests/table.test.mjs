@@ -1,5 +1,5 @@
-// The JS memory tier against a model: random writes, removes, reads and
-// clears under tight limits; after every step each present key holds what
+// The JS memory tier against a model: random writes, removes, reads,
+// write-backs (touch) and clears under tight limits; after every step each present key holds what
 // was last written, the limits hold, and a handle read before an overwrite
 // still resolves to its own value.
 import { test } from "node:test";
@@ -39,8 +39,20 @@ test("the table keeps its limits and the latest values under 100,000 random oper
       } else if (op < 16) {
         table.remove(key);
         model.delete(key);
-      } else if (op < 19) {
+      } else if (op < 18) {
         table.read(key, meta);
+      } else if (op < 19) {
+        // A write-back of what was read ("not modified"): new times, same value and id.
+        const held = table.read(key, meta);
+        const id = meta[5];
+        const m = [now, now + rnd(50), now + 100, now + 100 + rnd(300), rnd(2), now, 0];
+        assert.equal(table.touch(key, id + 1, m), false, `step ${step}: touched through another write's id`);
+        assert.equal(table.touch(key, id, m), held, `step ${step}: touch`);
+        if (held) {
+          model.get(key).meta = m;
+          assert.ok(table.read(key, meta));
+          assert.equal(meta[5], id, `step ${step}: touch changed the write id`);
+        }
       } else if (rnd(20) === 0) {
         table.clear();
         model.clear();

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use swre_core::{CacheTtl, Error, FetchContext, Fetched, Status};
+use swre_core::{CacheTtl, CallOptions, Error, FetchContext, Fetched, Status};
 
 use crate::common::*;
 
@@ -131,4 +131,35 @@ fn do_not_store_returns_the_value_and_removes_the_older_one() {
         "the counted fetches are h.ok's; these recorded instead"
     );
     assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[test]
+fn with_call_options_the_callers_ttl_applies_unless_the_fetch_chooses_one() {
+    let h = harness();
+    let seen = Seen::default();
+    let hour = CacheTtl::new(3_600 * SEC, 60 * SEC, 60 * SEC);
+    let caller = |key: &str, answer| {
+        let r = h.exec.block_on(
+            h.engine
+                .with(CallOptions::new().ttl(hour))
+                .get_or_fetch_with(key, recording(&seen, answer)),
+        );
+        h.exec.run_until_stalled();
+        r.unwrap()
+    };
+    let r = caller("k", Fetched::value("v"));
+    assert_eq!(r.fresh_until - r.created_at, 3_600_000, "the caller's TTL");
+    assert!(h.stored("k").unwrap().pinned_ttl);
+    let day = CacheTtl::new(86_400 * SEC, 60 * SEC, 60 * SEC);
+    let r = caller("other", Fetched::value("v").ttl(day));
+    assert_eq!(r.fresh_until - r.created_at, 86_400_000, "the fetch's TTL");
+    h.advance(3_601 * SEC);
+    let r = caller("k", Fetched::not_modified());
+    assert_eq!((value(&r), r.status), ("v", Status::Stale));
+    let stored = h.stored("k").unwrap();
+    assert_eq!(
+        (stored.created_at, stored.fresh_until),
+        (START + 3_601_000, START + 3_601_000 + 3_600_000),
+        "not modified: the phases start again with the caller's TTL"
+    );
 }

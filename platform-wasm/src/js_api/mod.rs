@@ -1,64 +1,25 @@
 //! The JavaScript API: the `SwrCache` class.
 
+mod fetch;
 mod options;
 mod storage;
 mod table;
 mod value;
 
-use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures::future::Either;
 
 use js_sys::{Function, Object, Promise, Reflect};
-use swre_core::{BoxError, CacheTtl, Cached, CallOptions, Engine, Error, NotCounted, Tiered};
+use swre_core::{CacheTtl, Cached, CallOptions, Engine, Error, Tiered};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 
 use crate::{BrowserRuntime, CacheApiStorage, IndexedDbStorage, JsStorage};
+use fetch::{JsEncodeError, JsFetchError, JsOptionError};
 use options::StorageChoice;
 use storage::{AnyStorage, Persistent, Readable};
 use table::JsTable;
-
-/// A fetched value the JS API cannot store (not a string, bytes or JSON).
-struct JsEncodeError(String);
-
-/// The message as it is: a derived `Debug` would escape it, and string
-/// escaping is kilobytes of wasm.
-impl fmt::Debug for JsEncodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Display for JsEncodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for JsEncodeError {}
-
-/// An upstream failure as JS reported it: a message and the thrown value.
-struct JsFetchError {
-    message: String,
-    thrown: JsValue,
-}
-
-impl fmt::Debug for JsFetchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl fmt::Display for JsFetchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for JsFetchError {}
 
 /// A JS `Error` named `SwrError` with `message`, a `kind` and an optional `cause`.
 fn js_error(kind: &str, message: &str, cause: Option<&JsValue>) -> JsValue {
@@ -74,6 +35,7 @@ fn js_error(kind: &str, message: &str, cause: Option<&JsValue>) -> JsValue {
 fn engine_error(e: &Error) -> JsValue {
     let kind = match e {
         Error::Upstream(u) if u.inner().is::<JsEncodeError>() => "codec",
+        Error::Upstream(u) if u.inner().is::<JsOptionError>() => "options",
         Error::Upstream(_) => "upstream",
         Error::Timeout { .. } => "timeout",
         Error::CircuitOpen => "circuitOpen",
@@ -96,10 +58,13 @@ fn engine_error(e: &Error) -> JsValue {
     };
     let message = match e {
         // The caller's value, not an upstream failure: say only what is wrong with it.
-        Error::Upstream(u) => match u.inner().downcast_ref::<JsEncodeError>() {
-            Some(JsEncodeError(m)) => m.clone(),
-            None => e.to_string(),
-        },
+        Error::Upstream(u) => {
+            let inner = u.inner();
+            match (inner.downcast_ref(), inner.downcast_ref()) {
+                (Some(JsEncodeError(m)), _) | (_, Some(JsOptionError(m))) => m.clone(),
+                _ => e.to_string(),
+            }
+        }
         // A per-call option the builder's rules reject, named as the JS option.
         Error::Config(c) => options::config_error(c.option, c.reason),
         _ => e.to_string(),
@@ -282,32 +247,18 @@ impl SwrEngine {
         }))
     }
 
-    /// The value under `key`, fetched with `fetch()` when there is no usable
-    /// one; resolves to `{ value, status, age, … }`. `fresh` is a per-call
-    /// fresh window in milliseconds (negative: the cache's TTL); the call's
-    /// stale and expired windows are then the cache's.
+    /// The value under `key`, fetched through `fetch` when there is no usable
+    /// one; resolves to `{ value, status, age, … }`. `fetch` is the façade's
+    /// function over the caller's fetcher (see `fetch.rs` for how it is
+    /// called and what it answers). `fresh` is a per-call fresh window in
+    /// milliseconds (negative: the cache's TTL); the call's stale and expired
+    /// windows are then the cache's.
     pub fn get(&self, key: String, fetch: Function, fresh: f64) -> Promise {
         let inner = self.inner.clone();
         crate::js::boxed_promise(Box::pin(async move {
-            let json = inner.engine.storage().table().js().clone();
-            let fetch = move || async move {
-                let thrown = |v: JsValue| -> BoxError {
-                    Box::new(JsFetchError {
-                        message: crate::js::describe(&v),
-                        thrown: v,
-                    })
-                };
-                let returned = fetch.call0(&JsValue::UNDEFINED).map_err(thrown)?;
-                let value = JsFuture::from(Promise::resolve(&returned))
-                    .await
-                    .map_err(thrown)?;
-                // A value that cannot be stored is the caller's error, not
-                // the origin's: it never moves the breaker, and reads as a
-                // `codec` error as it does from `set`.
-                value::encode(&value, &json).map_err(|message| -> BoxError {
-                    Box::new(NotCounted::new(JsEncodeError(message)))
-                })
-            };
+            let table = inner.engine.storage().table().js().clone();
+            let (name, ttl) = (key.clone(), inner.ttl);
+            let call = move |ctx| fetch::call(ctx, name, fetch, table, ttl);
             let result = {
                 let lookup = if fresh >= 0.0 {
                     let ttl = CacheTtl {
@@ -318,10 +269,10 @@ impl SwrEngine {
                         inner
                             .engine
                             .with(CallOptions::new().ttl(ttl))
-                            .get_or_fetch(&key, fetch),
+                            .get_or_fetch_with(&key, call),
                     )
                 } else {
-                    Either::Right(inner.engine.get_or_fetch(&key, fetch))
+                    Either::Right(inner.engine.get_or_fetch_with(&key, call))
                 };
                 lookup.await
             };

@@ -1,8 +1,8 @@
 //! The storage a `SwrCache` was opened with, as one type the engine can hold.
 
-use swre_core::{Entry, Storage, StorageError, Tiered};
+use swre_core::{Entry, Storage, StorageError, StorageErrorKind, Tiered};
 
-use super::table::{JsTable, Table};
+use super::table::{self, JsTable, Table};
 use super::value;
 use crate::{CacheApiStorage, IndexedDbStorage, JsStorage};
 
@@ -39,7 +39,20 @@ impl Storage for Readable {
         let found = self.store.get(key).await?;
         Ok(found.filter(|e| value::decode(&e.value, &self.json).is_ok()))
     }
-    async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
+    /// A value read from the memory tier (a handle, written back by a "not
+    /// modified" answer) is stored as its encoded bytes.
+    async fn set(&self, key: &str, mut entry: Entry) -> Result<(), StorageError> {
+        if let Some(v) = table::handle_value(&self.json, key, &entry.value) {
+            let held = v.ok_or_else(|| {
+                StorageError::new(
+                    StorageErrorKind::Other,
+                    "the value written back is no longer held by the memory tier",
+                )
+            })?;
+            let bytes = value::encode(&held, &self.json)
+                .map_err(|m| StorageError::new(StorageErrorKind::Other, m))?;
+            entry.value = bytes.into();
+        }
         self.store.set(key, entry).await
     }
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

@@ -7,7 +7,10 @@
 //! [`JsTable::value`] turns back into the JS value when the answer is
 //! built. The engine never looks inside a value it did not fetch, so a
 //! handle passes through it like any bytes; persistent stores behind the
-//! table (in [`Tiered`](swre_core::Tiered)) still get the encoded bytes.
+//! table (in [`Tiered`](swre_core::Tiered)) still get the encoded bytes. A
+//! handle the engine writes back (a "not modified" answer keeps the value it
+//! read, with new times) changes the times (and tags) of the entry it names
+//! in place.
 //!
 //! An entry's tags go to the table in their envelope encoding, opaque to
 //! JS (the table only notes that the entry is tagged, so that the façade
@@ -64,6 +67,9 @@ extern "C" {
     fn json_parse(this: &Table, text: &str) -> JsValue;
 
     #[wasm_bindgen(method)]
+    fn touch(this: &Table, key: &str, id: f64, meta: &[f64], tags: Option<Uint8Array>) -> bool;
+
+    #[wasm_bindgen(method)]
     fn expire(this: &Table, key: &str, now: f64, meta: &mut [f64]) -> bool;
 
     #[wasm_bindgen(method)]
@@ -75,6 +81,36 @@ extern "C" {
 
 /// The first byte of a handle; no encoded value starts with it.
 const HANDLE: u8 = b'h';
+
+/// The table's id of the write a handle names; `None` for encoded bytes.
+fn handle_id(bytes: &[u8]) -> Option<u32> {
+    match bytes {
+        [HANDLE, a, b, c, d] => Some(u32::from_le_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
+/// For a handle, the value it names (`None` when no longer known); `None`
+/// for encoded bytes.
+pub(crate) fn handle_value(table: &Table, key: &str, bytes: &[u8]) -> Option<Option<JsValue>> {
+    let id = handle_id(bytes)?;
+    let v = table.value_of(key, f64::from(id));
+    Some((!v.is_undefined()).then_some(v))
+}
+
+/// The JS value of a value the engine holds: a handle is looked up in
+/// `table`, anything else decoded. `Ok(None)`: the handle's write is no
+/// longer known to the table (replaced or evicted long ago).
+pub(crate) fn held_value(
+    table: &Table,
+    key: &str,
+    bytes: &[u8],
+) -> Result<Option<JsValue>, String> {
+    match handle_value(table, key, bytes) {
+        Some(held) => Ok(held),
+        None => value::decode(bytes, table).map(Some),
+    }
+}
 
 /// The memory tier over a JS `Table`.
 pub(crate) struct JsTable {
@@ -112,18 +148,9 @@ impl JsTable {
         &self.table
     }
 
-    /// The JS value of an answer's value: a handle is looked up in the
-    /// table, anything else decoded. `Ok(None)`: the handle's write is no
-    /// longer known to the table (replaced or evicted long ago).
+    /// The JS value of an answer's value (see [`held_value`]).
     pub(crate) fn value(&self, key: &str, bytes: &[u8]) -> Result<Option<JsValue>, String> {
-        match bytes.split_first() {
-            Some((&HANDLE, id)) if id.len() == 4 => {
-                let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
-                let v = self.table.value_of(key, f64::from(id));
-                Ok((!v.is_undefined()).then_some(v))
-            }
-            _ => value::decode(bytes, &self.table).map(Some),
-        }
+        held_value(&self.table, key, bytes)
     }
 
     fn read_entry(&self, key: &str) -> Option<Entry> {
@@ -179,17 +206,6 @@ impl Storage for JsTable {
 
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
         let reserved = key.starts_with(RESERVED_PREFIX);
-        if !reserved && entry.value.first() == Some(&HANDLE) {
-            // Written back as read (e.g. a fill from this very table): the
-            // table already holds it.
-            return Ok(());
-        }
-        let decoded = if reserved {
-            Uint8Array::from(&entry.value[..]).into()
-        } else {
-            value::decode(&entry.value, &self.table)
-                .map_err(|m| StorageError::new(StorageErrorKind::Other, m))?
-        };
         let tags = match entry.tags.is_empty() {
             true => None,
             false => Some(envelope::encode_tags(&entry.tags).ok_or_else(|| {
@@ -197,17 +213,35 @@ impl Storage for JsTable {
             })?),
         };
         let size = entry.value.len() + tags.as_ref().map_or(0, Vec::len);
-        let now = js_sys::Date::now();
+        let tags = tags.map(|t| Uint8Array::from(&t[..]));
         let meta = [
             entry.created_at as f64,
             entry.fresh_until as f64,
             entry.stale_until as f64,
             entry.expires_at as f64,
             if entry.pinned_ttl { 1.0 } else { 0.0 },
-            now,
+            js_sys::Date::now(),
             f64::from(entry.fetch_ms),
         ];
-        let tags = tags.map(|t| Uint8Array::from(&t[..]));
+        if let Some(id) = handle_id(&entry.value).filter(|_| !reserved) {
+            // A value read from this table, written back with new times (a
+            // "not modified" answer starts its phases again): the value
+            // stays where it is, and so does every handle to it.
+            return if self.table.touch(key, f64::from(id), &meta, tags) {
+                Ok(())
+            } else {
+                Err(StorageError::new(
+                    StorageErrorKind::Other,
+                    "the entry written back is no longer held by the memory tier",
+                ))
+            };
+        }
+        let decoded = if reserved {
+            Uint8Array::from(&entry.value[..]).into()
+        } else {
+            value::decode(&entry.value, &self.table)
+                .map_err(|m| StorageError::new(StorageErrorKind::Other, m))?
+        };
         if self.table.write(key, &decoded, size as f64, &meta, tags) {
             Ok(())
         } else {

@@ -144,7 +144,7 @@ export function define(load, { keepAlive = false } = {}) {
           },
         );
       } else {
-        const raw = engine.get(key, this.#fetch(key, fetcher), ttl);
+        const raw = engine.get(key, this.#fetch(fetcher), ttl);
         if (ttl < 0) {
           this.#joins.set(key, raw);
           const done = () => {
@@ -174,13 +174,19 @@ export function define(load, { keepAlive = false } = {}) {
       return r;
     }
 
-    /** The function the engine calls for an upstream fetch. */
-    #fetch(key, fetcher) {
+    /**
+     * The function the engine calls for an upstream fetch, with the value it
+     * holds for the key and when that was fetched: it calls `fetcher` with
+     * its context and returns (or resolves to) the answer the engine reads
+     * (`platform-wasm/src/js_api/fetch.rs`), or rejects with what the
+     * fetcher threw.
+     */
+    #fetch(fetcher) {
       // The engine admits the call as it is made: its deadline runs from now.
       const deadline = Date.now() + this.#timeout;
-      const table = this.#table;
-      return () => {
-        const context = new FetchContext(table.valueOf(key), deadline);
+      return (staleValue, staleCreatedAt) => {
+        const answer = [undefined, 0, -1];
+        const context = new FetchContext(staleValue, staleCreatedAt, deadline, answer);
         let out;
         try {
           out = fetcher(context);
@@ -189,15 +195,23 @@ export function define(load, { keepAlive = false } = {}) {
           // Rejected, not thrown: a throw caught by wasm-bindgen's glue
           // leaves one slot of the externref table behind (its unused
           // return value), about one per failing call.
-          return Promise.reject(e);
+          return answer[1] & INVALID ? answer : Promise.reject(e);
         }
         if (out !== null && typeof out === "object" && typeof out.then === "function") {
-          const done = () => context.done();
-          Promise.resolve(out).then(done, done);
-          return out;
+          return Promise.resolve(out).then(
+            (v) => {
+              context.done();
+              return answered(answer, v);
+            },
+            (e) => {
+              context.done();
+              if (answer[1] & INVALID) return answer;
+              throw e;
+            },
+          );
         }
         context.done();
-        return out;
+        return answered(answer, out);
       };
     }
 
@@ -326,20 +340,48 @@ function guarded(options) {
   return o;
 }
 
+// The answer a fetch gives the engine: `[value, flags, fresh]` (read by
+// platform-wasm/src/js_api/fetch.rs). A context's setter writes its slot or
+// flag; a setter added later takes the next slot.
+/** `ctx.noStore()` was called. */
+const NO_STORE = 1;
+/** The fetcher returned `ctx.notModified()`. */
+const NOT_MODIFIED = 2;
+/** The fetcher misused its context: `answer[0]` is the message. */
+const INVALID = 4;
+
+/** What `ctx.notModified()` returns, for the fetcher to return. */
+const NOT_MODIFIED_ANSWER = Object.freeze({ [Symbol.toStringTag]: "SwrNotModified" });
+
+/** The answer once the fetcher returned `value`. */
+function answered(answer, value) {
+  if (answer[1] & INVALID) return answer;
+  if (value === NOT_MODIFIED_ANSWER) answer[1] |= NOT_MODIFIED;
+  else answer[0] = value;
+  return answer;
+}
+
 /**
- * What a fetcher is given. The signal (an `AbortController` and its timer)
- * is made only when the fetcher reads it.
+ * What a fetcher is given (FusionCache's and BentoCache's fetch context):
+ * the value held and when it was fetched, a signal, and what it may say
+ * about this entry. The signal (an `AbortController` and its timer) is made
+ * only when the fetcher reads it.
  */
 class FetchContext {
   #deadline;
   #controller;
   #timer;
   #done = false;
+  /** The answer to the engine, which the setters write. */
+  #answer;
 
-  constructor(staleValue, deadline) {
-    /** The value the memory tier held for the key (stale or expired) when the fetch began, or `undefined`. */
+  constructor(staleValue, staleCreatedAt, deadline, answer) {
+    /** The value the cache holds for the key (stale, expired, or fresh for an early refresh), or `undefined`. */
     this.staleValue = staleValue;
+    /** When that value was fetched (Unix ms; for `If-Modified-Since`), or `undefined`. */
+    this.staleCreatedAt = staleCreatedAt;
     this.#deadline = deadline;
+    this.#answer = answer;
   }
 
   /** Aborts when the refresh timeout passes: pass it to `fetch(url, { signal })`. */
@@ -355,7 +397,44 @@ class FetchContext {
     return this.#controller.signal;
   }
 
-  /** The fetch settled: its timer goes. */
+  /**
+   * This entry's fresh window in ms, instead of the `ttl` option's or the
+   * cache's (the stale and expired windows stay the cache's). A bad value
+   * throws, and the call fails with kind "options" whatever the fetcher
+   * then returns.
+   */
+  setTtl(ms) {
+    if (typeof ms === "number" && ms >= 0 && ms <= Number.MAX_SAFE_INTEGER) {
+      if (!this.#done) this.#answer[2] = ms;
+      return;
+    }
+    const message = `ctx.setTtl: the fresh window must be a non-negative number of milliseconds (got ${String(ms)})`;
+    this.#fail(message);
+    throw swrError("options", message);
+  }
+
+  /** The value is returned to the callers but not stored; what the cache held for the key goes. */
+  noStore() {
+    if (!this.#done) this.#answer[1] |= NO_STORE;
+  }
+
+  /**
+   * For the fetcher to return when the origin says the held value is still
+   * good (an HTTP 304): the value stays, its phases start again. With no
+   * value held, the call fails (kind "upstream").
+   */
+  notModified() {
+    return NOT_MODIFIED_ANSWER;
+  }
+
+  #fail(message) {
+    const answer = this.#answer;
+    if (this.#done || answer[1] & INVALID) return;
+    answer[0] = message;
+    answer[1] |= INVALID;
+  }
+
+  /** The fetch settled: its timer goes, and the answer is final. */
   done() {
     this.#done = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);

@@ -190,6 +190,26 @@ export class Table {
     return true;
   }
 
+  /**
+   * Gives write `id` under `key` new times, its value and id kept (the engine
+   * writing back a value it read, as a "not modified" answer does); `meta` as
+   * for `write`. False (and nothing changed) when the key holds another write
+   * or none.
+   */
+  touch(key, id, meta, tags) {
+    const i = this.#index.get(key);
+    if (i === undefined || this.#ids[i] !== id) return false;
+    this.#tags[i] = tags;
+    const at = i * 4;
+    this.#times[at] = meta[0];
+    this.#times[at + 1] = meta[1];
+    this.#times[at + 2] = meta[2];
+    this.#times[at + 3] = meta[3];
+    this.#flags[i] = (this.#flags[i] & VISITED) | (meta[4] !== 0 ? PINNED : 0) | (tags === undefined ? 0 : TAGGED);
+    this.#fetchMs[i] = meta[6];
+    return true;
+  }
+
   /** The value of write `id` under `key` (what a handle read from this table stands for), or `undefined` when it is no longer known. */
   value(key, id) {
     const i = this.#index.get(key);
