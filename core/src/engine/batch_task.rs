@@ -108,6 +108,9 @@ async fn run<S, R, C, J, F>(
         if let Some(e) = shared.read_shared(m.ticket.key()).await {
             if stored_since(&e, m.seen.as_ref(), shared.now()) {
                 m.ticket.share_stored(e);
+                // At once, as a single call does: while other keys' reads
+                // run, a write may land that this value is older than.
+                m.ticket.leave_table();
             }
         }
     }));
