@@ -27,12 +27,16 @@ pub(crate) enum TagState {
 }
 
 impl TagState {
-    /// What becomes of `entry`: kept, made stale at `now`, or dropped.
+    /// What becomes of `entry`: kept, made stale, or dropped.
     pub(crate) fn apply(self, mut entry: Entry, now: u64) -> Option<Entry> {
         match self {
             TagState::Valid => Some(entry),
             TagState::Expired => {
-                expire_entry(&mut entry, now);
+                // Stale from its creation, not from `now`: a caller that
+                // decides with a clock read a moment earlier must see it
+                // stale too.
+                let since = entry.created_at.min(now);
+                expire_entry(&mut entry, since);
                 Some(entry)
             }
             TagState::Invalidated => None,

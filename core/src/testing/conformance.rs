@@ -485,6 +485,54 @@ pub async fn expire_ends_the_fresh_phase_only<S: Storage>(s: &S) {
 /// at least (the default TTL's 5 s is enough).
 pub async fn run_engine_checks<S: Storage, R: Runtime, C: Codec + Clone>(engine: &Engine<S, R, C>) {
     typed_values_follow_every_write(engine).await;
+    tags_reach_their_entries(engine).await;
+}
+
+/// Tags work over the store: their records (under keys starting with a NUL)
+/// are kept, `expire_tag` makes a tagged entry stale, `invalidate_tag`
+/// makes it absent, an untagged entry stays fresh through both.
+pub async fn tags_reach_their_entries<S: Storage, R: Runtime, C: Codec + Clone>(
+    engine: &Engine<S, R, C>,
+) {
+    use crate::engine::CallOptions;
+    use crate::phase::Status;
+    const NAME: &str = "tags_reach_their_entries";
+    let (tagged, plain) = ("conformance/tagged", "conformance/untagged");
+    let tag = "conformance tag/ü";
+    let status = |key: &'static str| async move {
+        engine
+            .peek(key)
+            .await
+            .unwrap_or_else(|e| panic!("{NAME}: peek {key}: {e}"))
+            .map(|c| c.status)
+    };
+    engine
+        .with(CallOptions::new().tags([tag]))
+        .set(tagged, "t")
+        .await
+        .unwrap_or_else(|e| panic!("{NAME}: tagged set: {e}"));
+    engine
+        .set(plain, "p")
+        .await
+        .unwrap_or_else(|e| panic!("{NAME}: set: {e}"));
+    assert_eq!(status(tagged).await, Some(Status::Hit), "{NAME}: written");
+    engine
+        .expire_tag(tag)
+        .await
+        .unwrap_or_else(|e| panic!("{NAME}: expire_tag: {e}"));
+    assert_eq!(status(tagged).await, Some(Status::Stale), "{NAME}: expired");
+    engine
+        .invalidate_tag(tag)
+        .await
+        .unwrap_or_else(|e| panic!("{NAME}: invalidate_tag: {e}"));
+    assert_eq!(status(tagged).await, None, "{NAME}: invalidated");
+    assert_eq!(status(plain).await, Some(Status::Hit), "{NAME}: untagged");
+    for key in [tagged, plain] {
+        engine
+            .invalidate(key)
+            .await
+            .unwrap_or_else(|e| panic!("{NAME}: invalidate {key}: {e}"));
+    }
 }
 
 /// A typed value as the check stores it: always the same encoded length, so
