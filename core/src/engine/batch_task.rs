@@ -25,12 +25,15 @@ use super::ticket::Ticket;
 use super::CallOptions;
 use crate::bytes::Bytes;
 use crate::entry::Entry;
+use crate::error::StorageError;
 use crate::error::{Error, MissingFromBatch, NotCounted, UpstreamError};
 use crate::metrics::UpstreamOutcome;
 use crate::runtime::Runtime;
 use crate::stats::bump;
 use crate::storage::Storage;
 use crate::sync::{MaybeSend, MaybeSync};
+use crate::tags::fence::Change;
+use crate::tags::Tags;
 use crate::time::duration_ms;
 
 /// What a batch fetch answered: a value (or, for typed batches, an encoding
@@ -65,9 +68,13 @@ pub(crate) fn spawn<S, R, C, J, F>(
     if members.is_empty() {
         return;
     }
-    shared
-        .runtime()
-        .spawn(run(shared.clone(), members, job, opts));
+    shared.runtime().spawn(run(
+        shared.clone(),
+        members,
+        job,
+        opts,
+        FetchStart::now(shared),
+    ));
 }
 
 /// The error of a key the batch fetch returned no value for.
@@ -80,6 +87,7 @@ async fn run<S, R, C, J, F>(
     mut members: Vec<Member<S, R, C>>,
     job: J,
     opts: CallOptions,
+    started: FetchStart,
 ) where
     S: Storage,
     R: Runtime,
@@ -159,7 +167,6 @@ async fn run<S, R, C, J, F>(
         };
         bump(&shared.counters().upstream_calls);
         bump(&shared.counters().batch_calls);
-        let started = FetchStart::now(shared);
         let keys = to_fetch.iter().map(|m| String::from(m.ticket.key()));
         let result = job(keys.collect()).await;
         answered.store(true, Ordering::Release);
@@ -169,13 +176,22 @@ async fn run<S, R, C, J, F>(
             Ok(answer) => {
                 shared.upstream_outcome(UpstreamOutcome::Success, elapsed);
                 let values = match_answer(&to_fetch, answer);
+                // The call's own tags, stamped once for all its keys (each
+                // key creating a new tag's records would undo the others').
+                let stamped = match &opts.tags {
+                    Some(names) if !names.is_empty() => {
+                        Some(shared.stamp_tags(names, Some(started.at())).await)
+                    }
+                    _ => None,
+                };
+                let stamped = stamped.as_ref();
                 join_all(to_fetch.iter().zip(values).map(|(m, value)| {
                     let took = Took {
                         now,
                         elapsed,
                         started,
                     };
-                    settle(shared, m, value, &opts, took, &late)
+                    settle(shared, m, value, &opts, took, stamped, &late)
                 }))
                 .await;
             }
@@ -260,6 +276,7 @@ async fn settle<S, R, C>(
     value: Option<Result<Bytes, Error>>,
     opts: &CallOptions,
     took: Took,
+    stamped: Option<&Result<(Tags, Change), StorageError>>,
     late: &Error,
 ) where
     S: Storage,
@@ -298,7 +315,7 @@ async fn settle<S, R, C>(
     // write it cuts short is not counted as a storage write error, as
     // `task.rs` counts one (the key gives up with `Timeout` all the same).
     let names = tag_names(opts.tags.clone(), seen);
-    let write = tag_entry(shared, &mut entry, &names, started).await;
+    let write = tag_entry(shared, &mut entry, &names, started, stamped).await;
     let never = pin!(pending::<()>());
     match store(ticket, entry.clone(), write, never).await {
         Step::Done(()) => ticket.deliver(entry),

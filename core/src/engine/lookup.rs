@@ -511,7 +511,16 @@ where
     match admit_refresh(shared, key, now, mark) {
         Ok(Admission::Started(ticket)) => {
             let seen = Some(seen.clone());
-            task::spawn(ticket, Call { job, ttl, seen });
+            let started = task::FetchStart::now(shared);
+            task::spawn(
+                ticket,
+                Call {
+                    job,
+                    ttl,
+                    seen,
+                    started,
+                },
+            );
             (None, Detail::None, true)
         }
         Ok(Admission::Joined(flight)) => (flight.completed_value(), Detail::None, false),
@@ -541,6 +550,7 @@ where
                 job,
                 ttl,
                 seen: Some(entry.clone()),
+                started: task::FetchStart::now(shared),
             };
             let mut fetch = pin!(fetch_shared(shared, key, call, false, now));
             // The soft timeout: past it the caller gets the old value, and
@@ -567,7 +577,13 @@ where
             (result, Some((value, entry)))
         }
         Wait::Fetch { job, seen } => {
-            let call = Call { job, ttl, seen };
+            let started = task::FetchStart::now(shared);
+            let call = Call {
+                job,
+                ttl,
+                seen,
+                started,
+            };
             (fetch_shared(shared, key, call, true, now).await, None)
         }
     };

@@ -25,6 +25,7 @@ use crate::error::{CodecError, Error, FetchError, UpstreamError};
 use crate::stats::{bump, Stats};
 use crate::storage::Storage;
 use crate::sync::MaybeSend;
+use crate::tags::fence::Change;
 use crate::tags::record::Kind;
 use crate::tags::{check_name, TagNames};
 use crate::{metrics::StorageOp, runtime::Runtime};
@@ -532,22 +533,26 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
     }
 
     /// Removes every entry from the store (`Storage::clear`; a store that
-    /// cannot clear says so and nothing changes), and forgets remembered
-    /// errors and fail-safe throttle windows. A call running now stores
-    /// nothing over the clear. With a store that other engines share, theirs
+    /// cannot clear says so, and keeps what it holds), and forgets
+    /// remembered errors and fail-safe throttle windows. A call running now
+    /// stores nothing over the clear (nor over a refused one). With a store that other engines share, theirs
     /// are cleared too.
     pub async fn clear(&self) -> Result<(), Error> {
         let shared = &self.shared;
-        shared.tag_fence().record(None);
-        // As a write of every key: running calls store nothing after it.
+        shared.tag_fence().record(None, Change::Hard);
+        // As a write of every key: running calls store nothing after it
+        // (even if the store refuses to clear: they may have fetched what
+        // the clear was meant to drop).
         let superseded = shared.supersede_all().await;
         let cleared = shared.storage().clear().await;
-        shared.tag_fence().record(None);
+        shared.tag_fence().record(None, Change::Hard);
         for flight in superseded {
             flight.hide();
         }
-        shared.negatives().clear();
-        shared.throttle().clear();
+        if cleared.is_ok() {
+            shared.negatives().clear();
+            shared.throttle().clear();
+        }
         cleared.map_err(|e| {
             shared.storage_error(StorageOp::Delete);
             Error::Storage(e)
@@ -880,7 +885,7 @@ where
         // Stamped after the supersede: a tag operation before this write is
         // older than it, so the value is valid under the epochs it finds.
         Some(names) => shared
-            .stamp_tags(&names, entry.expires_at)
+            .stamp_tags(&names, None)
             .await
             .map(|(tags, _)| entry.tags = tags),
         None => Ok(()),

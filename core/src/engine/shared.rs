@@ -46,6 +46,8 @@ pub(crate) struct Shared<S, R, C> {
     random: Random,
     /// Which tags this engine invalidated or expired lately.
     tag_fence: TagFence,
+    /// This engine's id in the tag records it writes.
+    id: u64,
     counters: Counters,
     metrics: Option<Arc<dyn Metrics>>,
     ttl_policy: Option<Arc<dyn TtlPolicy>>,
@@ -71,17 +73,22 @@ impl<S, R, C> Shared<S, R, C> {
         metrics: Option<Arc<dyn Metrics>>,
         ttl_policy: Option<Arc<dyn TtlPolicy>>,
     ) -> Self {
+        let random = Random::new(core::hash::BuildHasher::hash_one(
+            &hashbrown::DefaultHashBuilder::default(),
+            0x6561_726c_u64,
+        ));
+        // Two engines of one process get one seed: their ids differ by
+        // where they live.
+        let id = random.next_u64() ^ (&random as *const Random as u64).rotate_left(17);
         Self {
+            id,
             breaker: Breaker::new(cfg.breaker),
             storage,
             runtime,
             codec,
             flights: FlightTable::new(cfg.max_concurrent_refreshes),
             throttle: Throttle::new(cfg.fail_safe_throttle),
-            random: Random::new(core::hash::BuildHasher::hash_one(
-                &hashbrown::DefaultHashBuilder::default(),
-                0x6561_726c_u64,
-            )),
+            random,
             cfg,
             tag_fence: TagFence::default(),
             negatives: NegativeCache::default(),
@@ -107,6 +114,12 @@ impl<S, R, C> Shared<S, R, C> {
     #[inline]
     pub(crate) fn random(&self) -> &Random {
         &self.random
+    }
+
+    /// This engine's id in the tag records it writes.
+    #[inline]
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// Recent tag operations, for calls running across them.

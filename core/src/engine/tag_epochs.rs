@@ -11,6 +11,7 @@ use crate::metrics::StorageOp;
 use crate::runtime::Runtime;
 use crate::storage::{expire_entry, Storage};
 use crate::sync::{MaybeSend, MaybeSync};
+use crate::tags::fence::Change;
 use crate::tags::record::{Kind, Record, RecordKey};
 use crate::tags::{TagNames, TagStamp, Tags};
 
@@ -150,44 +151,47 @@ impl<S: Storage, R: Runtime, C: MaybeSend + MaybeSync + 'static> Shared<S, R, C>
         (record_of(entry.clone(), now), entry)
     }
 
-    /// The stamps of an entry written now with `names` and living until
-    /// `until`, and the latest time (by the writers' clocks) at which one of
-    /// the records it found had changed. A missing record is created with a
-    /// new epoch; one that would expire before `until` is renewed.
+    /// The stamps of an entry written now with `names`, and what another
+    /// engine did to those tags since `since` (its clock; `None`: nothing is
+    /// asked): a record it changed at or after that time counts as changed
+    /// during the call (a millisecond is ambiguous; this engine's own
+    /// operations are judged by its fence log, not by time). A missing
+    /// record is created with a new epoch and read back: of two engines
+    /// creating it at once, both stamp with the one that stayed.
     pub(crate) async fn stamp_tags(
         &self,
         names: &TagNames,
-        until: u64,
-    ) -> Result<(Tags, u64), StorageError> {
+        since: Option<u64>,
+    ) -> Result<(Tags, Change), StorageError> {
         let mut stamps = Vec::with_capacity(names.len());
-        let mut changed = 0;
+        let mut change = Change::None;
         for name in names.iter() {
             let mut epochs = [0; 2];
             for (i, kind) in [Kind::Hard, Kind::Soft].into_iter().enumerate() {
-                let now = self.now();
                 let key = RecordKey::new(kind, name).ok_or_else(|| {
                     StorageError::new(StorageErrorKind::InvalidKey, "tag name over the limit")
                 })?;
-                let read = self.storage().get_shared(key.as_str()).await?;
-                let record = match (record_of(read.clone(), now), read) {
-                    (Some(r), Some(e)) if e.expires_at >= until => {
-                        changed = changed.max(r.changed_at);
-                        r
-                    }
-                    (Some(r), _) => {
-                        changed = changed.max(r.changed_at);
-                        self.storage().set(key.as_str(), r.entry(now)).await?;
-                        r
-                    }
-                    (None, _) => {
-                        let r = Record {
+                let record = match self.shared_record(key.as_str()).await? {
+                    Some(r) => r,
+                    None => {
+                        let now = self.now();
+                        let created = Record {
                             epoch: self.new_epoch(now),
                             changed_at: now,
+                            writer: self.id(),
                         };
-                        self.storage().set(key.as_str(), r.entry(now)).await?;
-                        r
+                        self.storage().set(key.as_str(), created.entry(now)).await?;
+                        // Read back: another engine may have created it too.
+                        self.shared_record(key.as_str()).await?.unwrap_or(created)
                     }
                 };
+                let theirs = record.writer != self.id();
+                if theirs && since.is_some_and(|t| record.changed_at >= t) {
+                    change = change.max(match kind {
+                        Kind::Hard => Change::Hard,
+                        Kind::Soft => Change::Soft,
+                    });
+                }
                 epochs[i] = record.epoch;
             }
             stamps.push(TagStamp {
@@ -196,7 +200,14 @@ impl<S: Storage, R: Runtime, C: MaybeSend + MaybeSync + 'static> Shared<S, R, C>
                 soft: epochs[1],
             });
         }
-        Ok((Tags::new(stamps), changed))
+        Ok((Tags::new(stamps), change))
+    }
+
+    /// The live record under `key` in the shared store; read errors are
+    /// errors here (a stamp must not guess).
+    async fn shared_record(&self, key: &str) -> Result<Option<Record>, StorageError> {
+        let read = self.storage().get_shared(key).await?;
+        Ok(record_of(read, self.now()))
     }
 
     /// Gives `tag` a new epoch of `kind`: every entry stamped with the old
@@ -209,12 +220,17 @@ impl<S: Storage, R: Runtime, C: MaybeSend + MaybeSync + 'static> Shared<S, R, C>
         let record = Record {
             epoch: self.new_epoch(now),
             changed_at: now,
+            writer: self.id(),
         };
-        self.tag_fence().record(Some(tag));
+        let change = match kind {
+            Kind::Hard => Change::Hard,
+            Kind::Soft => Change::Soft,
+        };
+        self.tag_fence().record(Some(tag), change);
         let written = self.storage().set(key.as_str(), record.entry(now)).await;
-        // Recorded again once written: a call that read the old epoch
-        // between the first record and the write is fenced too.
-        self.tag_fence().record(Some(tag));
+        // Recorded again once written: a call admitted between the first
+        // record and the write is fenced too.
+        self.tag_fence().record(Some(tag), change);
         written.inspect_err(|_| self.storage_error(StorageOp::Set))
     }
 

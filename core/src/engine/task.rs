@@ -12,6 +12,7 @@ use super::ticket::Ticket;
 use crate::bytes::Bytes;
 use crate::entry::{CacheTtl, Entry};
 use crate::error::Error;
+use crate::error::StorageError;
 use crate::log::{event_debug, event_warn};
 use crate::metrics::{StorageOp, UpstreamOutcome};
 use crate::phase::Phase;
@@ -19,7 +20,8 @@ use crate::runtime::Runtime;
 use crate::stats::bump;
 use crate::storage::Storage;
 use crate::sync::{MaybeSend, MaybeSync};
-use crate::tags::TagNames;
+use crate::tags::fence::Change;
+use crate::tags::{TagNames, Tags};
 use crate::wait::Latch;
 
 /// What an upstream call produced: a value (or "not modified"), the TTL
@@ -114,6 +116,8 @@ pub(crate) struct Call<J> {
     pub(crate) ttl: Option<CacheTtl>,
     /// What the caller read from storage, if anything.
     pub(crate) seen: Option<Entry>,
+    /// When it was admitted.
+    pub(crate) started: FetchStart,
 }
 
 /// Spawns the call on the engine's runtime.
@@ -189,8 +193,8 @@ pub(crate) fn entry_of<S, R, C>(
     }
 }
 
-/// When a fetch began: tag operations (and clears) from then on may be
-/// about what it returns.
+/// When a call was admitted: tag operations (and clears) from then on may
+/// be about what it fetches.
 #[derive(Clone, Copy)]
 pub(crate) struct FetchStart {
     /// The engine's tag-operation count.
@@ -200,6 +204,11 @@ pub(crate) struct FetchStart {
 }
 
 impl FetchStart {
+    /// When (by the clock) the call was admitted.
+    pub(crate) fn at(&self) -> u64 {
+        self.at
+    }
+
     pub(crate) fn now<S, R, C>(shared: &super::shared::Shared<S, R, C>) -> Self
     where
         S: Storage,
@@ -219,43 +228,53 @@ pub(crate) fn tag_names(chosen: Option<TagNames>, seen: Option<&Entry>) -> TagNa
     chosen.unwrap_or_else(|| seen.map(|s| TagNames::of(&s.tags)).unwrap_or_default())
 }
 
-/// Stamps `entry` with `names`' epochs; whether it may be stored: not if
-/// one of its tags was invalidated or expired (here, or in another process
-/// by its record's time), or the cache cleared, since the fetch began, nor
-/// if the tags' records cannot be read or written (an untagged copy would
-/// outlive the tags' invalidation). Counted as `tag_fenced`.
+/// Stamps `entry` with `names`' epochs (or with `stamped`, made once for a
+/// whole batch) and says whether it may be stored: not if one of its tags
+/// was invalidated (here, or in another engine by its record's time) or the
+/// cache cleared since the call was admitted, nor if the tags' records
+/// cannot be read or written (an untagged copy would outlive its tags'
+/// invalidation). A tag expired meanwhile stores it stale: it predates the
+/// expiry, and the entry it replaces stays a fallback that way. Counted as
+/// `tag_fenced`.
 pub(crate) async fn tag_entry<S, R, C>(
     shared: &super::shared::Shared<S, R, C>,
     entry: &mut Entry,
     names: &TagNames,
     started: FetchStart,
+    stamped: Option<&Result<(Tags, Change), StorageError>>,
 ) -> bool
 where
     S: Storage,
     R: Runtime,
     C: MaybeSend + MaybeSync + 'static,
 {
-    let mut may_store = true;
+    let mut change = Change::None;
     if !names.is_empty() {
-        match shared.stamp_tags(names, entry.expires_at).await {
-            Ok((tags, changed)) => {
+        let stamp = match stamped {
+            Some(s) => s.clone(),
+            None => shared.stamp_tags(names, Some(started.at)).await,
+        };
+        match stamp {
+            Ok((tags, theirs)) => {
                 entry.tags = tags;
-                may_store = changed <= started.at;
+                change = theirs;
             }
             Err(e) => {
                 shared.storage_error(StorageOp::Set);
                 event_warn!("tag records unavailable, the value was not stored: {}", e);
-                may_store = false;
+                change = Change::Hard;
             }
         }
     }
-    if may_store && shared.tag_fence().touched(started.fence, names.iter()) {
-        may_store = false;
-    }
-    if !may_store {
+    change = change.max(shared.tag_fence().touched(started.fence, names.iter()));
+    if change != Change::None {
         bump(&shared.counters().tag_fenced);
     }
-    may_store
+    if change == Change::Soft {
+        let since = entry.created_at;
+        crate::storage::expire_entry(entry, since);
+    }
+    change != Change::Hard
 }
 
 /// How long fetching the key takes, for the early refresh: this call's time
@@ -295,7 +314,7 @@ where
         .saturating_sub(shared.now())
         .min(crate::time::duration_ms(timeout));
     let mut deadline = pin!(shared.runtime().sleep(Duration::from_millis(left)));
-    let seen = call.seen.as_ref();
+    let mut seen = call.seen.as_ref();
 
     // A caller may have read storage just before another call for this key
     // stored its value and left the table: look once more before calling
@@ -304,6 +323,10 @@ where
         Step::Done(Some(e)) if stored_since(&e, seen, shared.now()) => {
             return ticket.share_stored(e);
         }
+        // A tagged entry gone since the lookup read it was invalidated (by
+        // tag, or removed): the fetch is not told it, nor may "not
+        // modified" bring it back.
+        Step::Done(None) if seen.is_some_and(|s| !s.tags.is_empty()) => seen = None,
         Step::Done(_) => {}
         Step::Late => return ticket.give_up(late),
         Step::Aborted => return,
@@ -338,7 +361,7 @@ where
         return;
     }
     bump(&shared.counters().upstream_calls);
-    let started = FetchStart::now(&shared);
+    let started = call.started;
     let outcome = within(call.job.call(seen), deadline.as_mut(), abort).await;
     let now = shared.now();
     let elapsed = ticket.elapsed(now);
@@ -357,7 +380,7 @@ where
             ticket.succeed();
             entry.fetch_ms = fetch_estimate(elapsed, seen);
             let write = if produced.store {
-                let tagged = tag_entry(&shared, &mut entry, &names, started);
+                let tagged = tag_entry(&shared, &mut entry, &names, started, None);
                 match within(tagged, deadline.as_mut(), abort).await {
                     Step::Done(may_store) => may_store,
                     Step::Late => return ticket.give_up(late),

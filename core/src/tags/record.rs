@@ -3,10 +3,10 @@
 //! A tag `t` has two records: its hard epoch under `"\0swre:tag:" + t` and
 //! its soft epoch under `"\0swre:tag-soft:" + t`. Keys starting with
 //! [`RESERVED_PREFIX`] are refused as user keys, so no write of a user's can
-//! replace a record. Each record is an entry whose value is 16 bytes: the
-//! epoch and the clock time (Unix ms) at which it was last changed, both
-//! little-endian. Records are written with [`RECORD_TTL`] and renewed by any
-//! write of an entry that would outlive them.
+//! replace a record. Each record is an entry whose value is 24 bytes: the
+//! epoch, the clock time (Unix ms) at which it was last changed, and the
+//! writing engine's id, all little-endian. Records live [`RECORD_TTL`] (a
+//! century: nothing renews them, so no renewal can race an operation).
 
 use core::time::Duration;
 
@@ -21,8 +21,9 @@ pub const RESERVED_PREFIX: &str = "\0swre:";
 const HARD: &str = "\0swre:tag:";
 const SOFT: &str = "\0swre:tag-soft:";
 
-/// How long a record lives unless renewed: a year.
-pub const RECORD_TTL: Duration = Duration::from_secs(365 * 86_400);
+/// How long a record lives: a century (an entry outliving its records
+/// counts as invalidated then).
+pub const RECORD_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// Which of a tag's two records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,27 +74,35 @@ pub struct Record {
     pub epoch: u64,
     /// When (Unix ms, the writer's clock) the epoch was last changed.
     pub changed_at: u64,
+    /// The engine that wrote it (a random id per engine).
+    pub writer: u64,
 }
 
 impl Record {
-    /// The record in a stored entry, if it is one (16 bytes).
+    /// The record in a stored entry, if it is one (24 bytes).
     pub fn of(entry: &Entry) -> Option<Self> {
         let v: &[u8] = &entry.value;
-        let (epoch, changed_at) = (v.get(..8)?, v.get(8..16)?);
-        if v.len() != 16 {
+        if v.len() != 24 {
             return None;
         }
+        let word = |i: usize| {
+            Some(u64::from_le_bytes(
+                v.get(i * 8..i * 8 + 8)?.try_into().ok()?,
+            ))
+        };
         Some(Self {
-            epoch: u64::from_le_bytes(epoch.try_into().ok()?),
-            changed_at: u64::from_le_bytes(changed_at.try_into().ok()?),
+            epoch: word(0)?,
+            changed_at: word(1)?,
+            writer: word(2)?,
         })
     }
 
     /// The entry storing this record, written at `now`.
     pub fn entry(&self, now: u64) -> Entry {
-        let mut bytes = [0u8; 16];
+        let mut bytes = [0u8; 24];
         bytes[..8].copy_from_slice(&self.epoch.to_le_bytes());
-        bytes[8..].copy_from_slice(&self.changed_at.to_le_bytes());
+        bytes[8..16].copy_from_slice(&self.changed_at.to_le_bytes());
+        bytes[16..].copy_from_slice(&self.writer.to_le_bytes());
         Entry::new(
             Bytes::copy_from_slice(&bytes),
             now,
@@ -112,9 +121,10 @@ mod tests {
         let r = Record {
             epoch: 0x0123_4567_89ab_cdef,
             changed_at: 42,
+            writer: u64::MAX,
         };
         assert_eq!(Record::of(&r.entry(7)), Some(r));
-        for bad in [&b""[..], &[0; 15], &[0; 17]] {
+        for bad in [&b""[..], &[0; 16], &[0; 23], &[0; 25]] {
             assert_eq!(Record::of(&Entry::new(bad, 0, CacheTtl::default())), None);
         }
     }

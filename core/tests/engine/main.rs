@@ -22,6 +22,7 @@ mod shutdown;
 mod soft_timeout;
 mod stale_hits;
 mod storage;
+mod tag_races;
 mod tags;
 mod threads;
 mod throttle;

@@ -867,12 +867,13 @@ fn served(engine: &SimEngine, key: &str, now: u64) -> Option<(u64, bool)> {
 
 /// Calls superseded by a write do not count as live: a write issued after
 /// the call started, or one issued after its flight may have been admitted
-/// (at most a store stall and a tick before the call started).
+/// (at most two store stalls — the re-read of the entry, then of its tags'
+/// records — and a tick before the call started).
 fn exempt(m: &Model, key: &str, (version, started): &(u64, u64)) -> bool {
     m.keys.get(key).is_some_and(|k| {
         k.fenced_upto > *version
             || k.fenced_at
-                .is_some_and(|at| at + MAX_STORE_STALL_MS + TICK_MS >= *started)
+                .is_some_and(|at| at + 2 * MAX_STORE_STALL_MS + TICK_MS >= *started)
     })
 }
 
