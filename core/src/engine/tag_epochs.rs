@@ -68,7 +68,7 @@ impl<S: Storage, R: Runtime, C: MaybeSend + MaybeSync + 'static> Shared<S, R, C>
     pub(crate) async fn read(&self, key: &str) -> Option<Entry> {
         let read = self.storage().get(key).await;
         let entry = self.degrade_read(read);
-        self.resolve_tags(entry, self.now(), false).await
+        self.resolve_tags(entry, self.now()).await
     }
 
     /// [`read`](Self::read) of what the store shared by the fleet holds
@@ -76,18 +76,21 @@ impl<S: Storage, R: Runtime, C: MaybeSend + MaybeSync + 'static> Shared<S, R, C>
     pub(crate) async fn read_shared(&self, key: &str) -> Option<Entry> {
         let read = self.storage().get_shared(key).await;
         let entry = self.degrade_read(read);
-        self.resolve_tags(entry, self.now(), true).await
+        self.resolve_tags(entry, self.now()).await
     }
 
     /// `tags`' state from records the store can answer at once, or `None`
     /// when one must be awaited. A record read that fails counts as a
-    /// missing record ("never valid").
+    /// missing record ("never valid"). Records are always read from the
+    /// store shared by the fleet (`get_shared`): a front copy (`Tiered`'s
+    /// L1) could hide another process's operation, and an entry this process
+    /// stamped from the shared records would then read as changed.
     pub(crate) fn tags_ready(&self, tags: &Tags, now: u64) -> Option<TagState> {
         let mut state = TagState::Valid;
         for stamp in tags.stamps() {
             let read = |kind| {
                 let key = RecordKey::new(kind, &stamp.name)?;
-                let read = self.storage().get_ready(key.as_str())?;
+                let read = self.storage().get_shared_ready(key.as_str())?;
                 Some(record_of(self.degrade_read(read), now))
             };
             let hard = read(Kind::Hard)?;
@@ -97,14 +100,13 @@ impl<S: Storage, R: Runtime, C: MaybeSend + MaybeSync + 'static> Shared<S, R, C>
         Some(state)
     }
 
-    /// `tags`' state, reading the records from the store (from the store
-    /// shared by the fleet when `shared_store`).
-    /// The records are read together: a lookup of a tagged entry waits for
-    /// the store twice (the entry, then its records), not once per record.
-    pub(crate) async fn tags_state(&self, tags: &Tags, now: u64, shared_store: bool) -> TagState {
+    /// `tags`' state, reading the records from the shared store. They are
+    /// read together: a lookup of a tagged entry waits for the store twice
+    /// (the entry, then its records), not once per record.
+    pub(crate) async fn tags_state(&self, tags: &Tags, now: u64) -> TagState {
         let reads = tags.stamps().iter().map(|stamp| async move {
-            let hard = self.read_record(Kind::Hard, &stamp.name, now, shared_store);
-            let soft = self.read_record(Kind::Soft, &stamp.name, now, shared_store);
+            let hard = self.read_record(Kind::Hard, &stamp.name, now);
+            let soft = self.read_record(Kind::Soft, &stamp.name, now);
             let ((hard, _), (soft, _)) = futures::future::join(hard, soft).await;
             judge(stamp, hard, soft)
         });
@@ -116,17 +118,12 @@ impl<S: Storage, R: Runtime, C: MaybeSend + MaybeSync + 'static> Shared<S, R, C>
     }
 
     /// `entry` as its tags leave it at `now` (see [`TagState::apply`]).
-    pub(crate) async fn resolve_tags(
-        &self,
-        entry: Option<Entry>,
-        now: u64,
-        shared_store: bool,
-    ) -> Option<Entry> {
+    pub(crate) async fn resolve_tags(&self, entry: Option<Entry>, now: u64) -> Option<Entry> {
         let entry = entry?;
         if entry.tags.is_empty() {
             return Some(entry);
         }
-        let state = self.tags_state(&entry.tags, now, shared_store).await;
+        let state = self.tags_state(&entry.tags, now).await;
         state.apply(entry, now)
     }
 
@@ -137,16 +134,11 @@ impl<S: Storage, R: Runtime, C: MaybeSend + MaybeSync + 'static> Shared<S, R, C>
         kind: Kind,
         tag: &str,
         now: u64,
-        shared_store: bool,
     ) -> (Option<Record>, Option<Entry>) {
         let Some(key) = RecordKey::new(kind, tag) else {
             return (None, None);
         };
-        let read = if shared_store {
-            self.storage().get_shared(key.as_str()).await
-        } else {
-            self.storage().get(key.as_str()).await
-        };
+        let read = self.storage().get_shared(key.as_str()).await;
         let entry = self.degrade_read(read);
         (record_of(entry.clone(), now), entry)
     }

@@ -63,6 +63,17 @@ pub trait Storage: MaybeSend + MaybeSync + 'static {
         self.get(key)
     }
 
+    /// [`get_shared`](Storage::get_shared) answered at once, as
+    /// [`get_ready`](Storage::get_ready) answers `get`: `None` to make the
+    /// caller await `get_shared`. The engine reads tag records this way, so
+    /// that a front copy never hides another process's tag operation. The
+    /// default is `get_ready`; [`Tiered`](crate::Tiered) asks its shared
+    /// store.
+    #[inline]
+    fn get_shared_ready(&self, key: &str) -> Option<Result<Option<Entry>, StorageError>> {
+        self.get_ready(key)
+    }
+
     /// Removes `key`; removing a missing key succeeds.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + MaybeSend;
 
@@ -220,6 +231,11 @@ impl<S: Storage> Storage for alloc::sync::Arc<S> {
         key: &str,
     ) -> impl Future<Output = Result<Option<Entry>, StorageError>> + MaybeSend {
         (**self).get_shared(key)
+    }
+
+    #[inline]
+    fn get_shared_ready(&self, key: &str) -> Option<Result<Option<Entry>, StorageError>> {
+        (**self).get_shared_ready(key)
     }
 
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + MaybeSend {

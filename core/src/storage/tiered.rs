@@ -154,6 +154,12 @@ impl<L1: Storage, L2: Storage> Storage for Tiered<L1, L2> {
         }
     }
 
+    /// The shared store's answer, at once if it can give one.
+    #[inline]
+    fn get_shared_ready(&self, key: &str) -> Option<Result<Option<Entry>, StorageError>> {
+        self.l2.get_shared_ready(key)
+    }
+
     /// Ready when L1 holds the key; an L1 miss needs L2, so it is not.
     #[inline]
     fn get_ready(&self, key: &str) -> Option<Result<Option<Entry>, StorageError>> {

@@ -517,3 +517,43 @@ fn a_batch_stores_its_tags_and_a_tag_invalidated_during_it_keeps_its_values_out(
     assert_eq!(h.exec.block_on(h.engine.peek("x")).unwrap(), None);
     assert_eq!(h.exec.block_on(h.engine.peek("y")).unwrap(), None);
 }
+
+/// Two instances, each with its own memory in front of one shared store
+/// (`Tiered`): an operation by one reaches entries the other holds in its
+/// front copy, and what the other refetches afterwards hits again.
+#[test]
+fn tag_operations_reach_another_instance_s_front_copies() {
+    use swre_core::Tiered;
+    let exec = TestExecutor::new();
+    let rt = TestRuntime::new(&exec, START);
+    let shared = Arc::new(MemoryStorage::new());
+    let engine = || {
+        Engine::builder(Tiered::new(MemoryStorage::new(), shared.clone()), rt.clone())
+            .ttl(ttl())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (engine(), engine());
+    let opts = CallOptions::new().tags(["t"]);
+    exec.block_on(a.with(opts.clone()).set("k", "v1")).unwrap();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let get = |engine: &Engine<Tiered<MemoryStorage, Arc<MemoryStorage>>, TestRuntime>| {
+        let calls = calls.clone();
+        let fut = engine.with(opts.clone()).get_or_fetch("k", move || async move {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, Boom>("refetched")
+        });
+        let r = exec.block_on(fut).unwrap();
+        exec.run_until_stalled();
+        (String::from_utf8(r.value.to_vec()).unwrap(), r.status)
+    };
+    assert_eq!(get(&b), ("v1".into(), Status::Hit), "b holds it in front");
+    rt.advance(std::time::Duration::from_millis(1));
+    exec.block_on(a.invalidate_tag("t")).unwrap();
+    rt.advance(std::time::Duration::from_millis(1));
+    assert_eq!(get(&b), ("refetched".into(), Status::Miss));
+    assert_eq!(get(&b), ("refetched".into(), Status::Hit), "and hits again");
+    exec.block_on(a.expire_tag("t")).unwrap();
+    assert_eq!(get(&b).1, Status::Stale);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
