@@ -191,6 +191,11 @@ export function define(load, { keepAlive = false } = {}) {
         return reject("invalidKey", "getMany: the keys must be an array of strings");
       }
       if (signal?.aborted) return reject("aborted", "getMany: the caller's signal was already aborted", signal.reason);
+      if (options !== undefined) {
+        // One rejection for a bad option, rather than one error per key.
+        const bad = engine.checkOptions(ttl, tags);
+        if (bad !== undefined) return Promise.reject(bad);
+      }
       const asked = keys.slice();
       let answer = engine.getMany(asked, this.#fetchMany(fetcher), ttl, tags).then((rs) => rs.map((r, i) => manyResult(asked[i], r)));
       if (keepAlive) answer = ticking(answer);
