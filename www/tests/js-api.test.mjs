@@ -210,7 +210,7 @@ test("tags and clear, in memory and over the Cache API, seen by a new instance o
     if (storage === "cache") continue; // clear: see the scenario
     assert.equal(o.cleared.ok, true, storage);
     assert.deepEqual([o.afterClear.ok, o.afterClear.value], [true, undefined], "peek after clear: undefined");
-    assert.deepEqual([o.refetched.value.value, o.refetched.value.status], ["u@2", "miss"]);
+    assert.deepEqual([o.refetched.value.value, o.refetched.value.status], ["u@3", "miss"], "u@2 went to the other instance");
   }
 });
 
