@@ -98,6 +98,13 @@ export interface SwrFetchContext {
    */
   noStore(): void;
   /**
+   * This entry's tags (BentoCache's and FusionCache's tags set by the factory), instead of the
+   * `tags` option's or those the entry had; `[]` stores it untagged. Anything but an array of
+   * strings throws and fails the call with kind "options"; a bad name (empty, over 256 bytes,
+   * over 32 tags) fails it with kind "invalidTag".
+   */
+  setTags(tags: readonly string[]): void;
+  /**
    * Return it when the origin says the held value is still good (an HTTP 304; FusionCache
    * `ctx.NotModified()`): the value stays and its phases start again, with the fresh window
    * `setTtl` gives, else the `ttl` option's, else the one it had. With no value held the call
@@ -126,7 +133,46 @@ export interface SwrGetOptions {
   signal?: AbortSignal;
   /** The fresh window, in milliseconds, of a value this call fetches (the stale and expired windows stay the cache's). */
   ttl?: number;
+  /**
+   * The tags of a value this call fetches (at most 32 non-empty names of up to 256 bytes), for
+   * `invalidateTag` / `expireTag`; they stick through refreshes. A lookup with `tags` or `ttl`
+   * joins no other lookup in the façade (the engine still makes one upstream call per key).
+   */
+  tags?: readonly string[];
 }
+
+/** Options of one `set`. */
+export interface SwrSetOptions {
+  /** The fresh window of this value in milliseconds (the stale and expired windows stay the cache's). */
+  ttl?: number;
+  /** The tags of this value, as for `get`. */
+  tags?: readonly string[];
+}
+
+/** Options of one `getMany`: those of `get`, for every key. */
+export type SwrGetManyOptions = SwrGetOptions;
+
+/** What a batch fetcher is given: a signal aborting when the refresh timeout passes. */
+export interface SwrBatchFetchContext {
+  readonly signal: AbortSignal;
+}
+
+/**
+ * Calls the origin once for `keys` (the stale and missing ones, each once) and answers their
+ * values as a `Map`, a plain object or an array of `[key, value]` pairs; a key left out fails
+ * alone (kind "upstream"), keys not asked for are ignored.
+ */
+export type SwrBatchFetcher<T = unknown> = (
+  keys: string[],
+  context: SwrBatchFetchContext,
+) => SwrBatchAnswer<T> | Promise<SwrBatchAnswer<T>>;
+
+export type SwrBatchAnswer<T> = ReadonlyMap<string, T> | Readonly<Record<string, T>> | ReadonlyArray<readonly [string, T]>;
+
+/** One key's answer of `getMany`: its result, or its error. */
+export type SwrManyResult<T = unknown> =
+  | ({ readonly key: string; readonly ok: true } & SwrResult<T>)
+  | { readonly key: string; readonly ok: false; readonly error: SwrError };
 
 /**
  * A cached value as every read returns it: strings and bytes as they were
@@ -203,8 +249,15 @@ export declare class SwrCache {
   get<T = unknown>(key: string, fetcher: SwrFetcher<T>, options?: SwrGetOptions): Promise<SwrResult<T>>;
   /** The stored value under `key` without fetching or refreshing, or `undefined`. */
   peek<T = unknown>(key: string): Promise<SwrResult<T> | undefined>;
-  /** Stores `value` under `key` with the cache's TTL; the latest write or delete wins. */
-  set(key: string, value: unknown): Promise<void>;
+  /**
+   * The values under `keys`, fetched together (BentoCache `getMany`, sturdyc `GetOrFetchBatch`):
+   * fresh keys are answered without the fetcher, every stale or missing key goes to one call of
+   * `fetcher` (stale ones served at once and refreshed in background). Resolves to one answer per
+   * key, in the order of `keys`; rejects only for bad arguments or options.
+   */
+  getMany<T = unknown>(keys: readonly string[], fetcher: SwrBatchFetcher<T>, options?: SwrGetManyOptions): Promise<SwrManyResult<T>[]>;
+  /** Stores `value` under `key` with the cache's TTL or `options.ttl`, and `options.tags`; the latest write or delete wins. */
+  set(key: string, value: unknown, options?: SwrSetOptions): Promise<void>;
   /** Removes `key`; a fetch that started earlier never brings it back. */
   delete(key: string): Promise<void>;
   /**
@@ -212,6 +265,22 @@ export declare class SwrCache {
    * BentoCache `expire`): the next `get` serves it as "stale" and refreshes it.
    */
   expire(key: string): Promise<void>;
+  /**
+   * Invalidates every entry stored with `tag` (BentoCache `deleteByTag`, FusionCache `RemoveByTag`):
+   * they read as absent from now on, in this cache and any other over the same persistent store.
+   */
+  invalidateTag(tag: string): Promise<void>;
+  /**
+   * Expires every entry stored with `tag` (BentoCache `expireByTag`, FusionCache `ExpireByTag`):
+   * they read as stale from now on and are kept as fallbacks.
+   */
+  expireTag(tag: string): Promise<void>;
+  /**
+   * Removes every entry, in memory and in the persistent store (BentoCache `clear`, FusionCache
+   * `Clear`); a store object without `clear` makes it reject with kind "storage" after the memory
+   * tier is emptied.
+   */
+  clear(): Promise<void>;
   /** Resolves when every background refresh running now has finished. */
   pending(): Promise<void>;
   /** Counters since the cache was opened. */

@@ -189,3 +189,41 @@ test("a refresh workerd cancels (no waitUntil) does not wedge its key", async ()
   assert.equal(b.r.value.value, "old");
   assert.deepEqual([b.stats.inFlight, b.stats.refreshesRunning], [0, 0]);
 });
+
+test("tags and clear, in memory and over the Cache API, seen by a new instance over the same store", async () => {
+  const r = await scenario("tags");
+  for (const storage of ["memory", "cache"]) {
+    const o = r[storage];
+    assert.deepEqual(o.invalidated, { a: ["a@2", "miss"], b: ["b@1", "miss"], u: ["u@1", "hit"], own: ["own@1", "hit"] }, storage);
+    assert.deepEqual([o.expired.value.value, o.expired.value.status], ["a@2", "stale"], storage);
+    assert.deepEqual([o.refreshed.value.value, o.refreshed.value.status], ["a@3", "hit"], storage);
+    if (storage === "cache") {
+      assert.deepEqual([o.seen.value.value, o.seen.value.status], ["a@4", "miss"], "the new instance sees the invalidation");
+      assert.deepEqual([o.untagged.value.value, o.untagged.value.status], ["u@1", "hit"], "and reads untagged entries");
+    } else {
+      assert.deepEqual([o.seen.value.status, o.untagged.value.status], ["miss", "miss"], "memory is per instance");
+    }
+    for (const [k, kind] of Object.entries({ empty: "invalidTag", tooMany: "invalidTag", notArray: "options", tagOp: "invalidTag", setTags: "invalidTag" })) {
+      assert.deepEqual([o.bad[k].ok, o.bad[k].name, o.bad[k].kind], [false, "SwrError", kind], `${storage} ${k}`);
+    }
+    assert.deepEqual([o.kept.value.value, o.kept.value.status], ["u@1", "hit"], "a bad set changed nothing");
+    if (storage === "cache") continue; // clear: see the scenario
+    assert.equal(o.cleared.ok, true, storage);
+    assert.deepEqual([o.afterClear.ok, o.afterClear.value], [true, undefined], "peek after clear: undefined");
+    assert.deepEqual([o.refetched.value.value, o.refetched.value.status], ["u@3", "miss"], "u@2 went to the other instance");
+  }
+});
+
+test("getMany: one call for the stale and missing keys, waitUntil for the refresh, a key left out failing alone", async () => {
+  const r = await scenario("getMany");
+  assert.equal(r.first.ok, true);
+  const shown = (rs) => rs.map((x) => (x.ok ? [x.key, x.value, x.status] : [x.key, x.error.kind]));
+  assert.deepEqual(shown(r.first.value), [["stale", "s0", "stale"], ["missing", "missing@new", "miss"], ["fresh", "f0", "hit"], ["gone", "upstream"]]);
+  assert.deepEqual(r.asked, [["stale", "missing", "gone"], ["fresh"], ["missing", "stale", "c"]]);
+  assert.deepEqual([r.waitedFor, r.waitUntilCalls], [0, 1], "nothing left running after the first call; the stale-only call's refresh handed over");
+  assert.deepEqual(shown(r.staleOnly.value), [["fresh", "f0", "stale"]]);
+  assert.equal(r.refreshed.value.value, "f1");
+  assert.deepEqual(shown(r.many.value), [["missing", "missing@2", "miss"], ["stale", "stale@2", "miss"], ["c", "c@2", "miss"]]);
+  assert.deepEqual([r.one.value.value, r.singles], ["missing@2", 0], "the get joined the batch's call");
+  assert.equal(r.stats.batchCalls, 3);
+});

@@ -237,8 +237,25 @@ export async function main(): Promise<string> {
   });
   const html: string = page.value.html;
   const when: string = page.value.at;
+  // Tags, clear and batches.
+  await cache.set("t", { n: 1 }, { ttl: 60_000, tags: ["users"] });
+  await cache.get("t", (ctx) => {
+    ctx.setTags(["users", "user:1"]);
+    return { n: 2 };
+  }, { tags: ["users"] });
+  await cache.invalidateTag("users");
+  await cache.expireTag("user:1");
+  const many = await cache.getMany(["a", "b"], async (keys, { signal }) => new Map(keys.map((k) => [k, { k, aborted: signal.aborted }])), { ttl: 5_000, tags: ["batch"] });
+  let firstKey = "";
+  for (const m of many) {
+    if (m.ok) firstKey ||= m.value.k + m.status;
+    else firstKey ||= m.error.kind;
+  }
+  await cache.getMany(["c"], (keys) => Object.fromEntries(keys.map((k) => [k, 1])));
+  await cache.getMany(["d"], (keys) => keys.map((k): [string, string] => [k, "v"]));
+  await cache.clear();
   cache.close();
-  return at + id + bytes.length + stats.flightsTakenOver + html + when;
+  return at + id + bytes.length + stats.flightsTakenOver + html + when + firstKey;
 }
 `,
   });

@@ -5,10 +5,11 @@
 //! The engine calls the façade's function (`#fetch` in
 //! `www/package/src/cache.js`) as `fetch(staleValue, staleCreatedAt)`. It
 //! runs the caller's fetcher with its context and returns, or resolves to,
-//! the *answer*: `[value, flags, fresh]`, where `flags` holds [`NO_STORE`],
-//! [`NOT_MODIFIED`] and [`INVALID`] (then `value` is the message of the
-//! context's error), and `fresh` is the fresh window the fetcher set in ms
-//! (negative: none). A fetcher that throws or rejects makes the function
+//! the *answer*: `[value, flags, fresh, tags]`, where `flags` holds
+//! [`NO_STORE`], [`NOT_MODIFIED`] and [`INVALID`] (then `value` is the
+//! message of the context's error), `fresh` is the fresh window the fetcher
+//! set in ms (negative: none), and `tags` the array of tag names it set
+//! (`undefined`: none). A fetcher that throws or rejects makes the function
 //! reject with what it threw. A setter added to the context writes a slot
 //! of its own after these.
 
@@ -41,6 +42,10 @@ pub(super) struct JsEncodeError(pub(super) String);
 /// caller's error, like [`JsEncodeError`], never upstream's.
 pub(super) struct JsOptionError(pub(super) String);
 
+/// A fetcher that answered what the JS API cannot read (a batch fetcher's
+/// answer that is no `Map`, object or array of pairs): the caller's error.
+pub(super) struct JsFetcherError(pub(super) String);
+
 /// An upstream failure as JS reported it: a message and the thrown value.
 pub(super) struct JsFetchError {
     pub(super) message: String,
@@ -69,11 +74,20 @@ macro_rules! message_error {
 
 message_error!(JsEncodeError, e => &e.0);
 message_error!(JsOptionError, e => &e.0);
+message_error!(JsFetcherError, e => &e.0);
 message_error!(JsFetchError, e => &e.message);
 
 /// The caller's own error: it never moves the breaker.
-fn callers(e: impl std::error::Error + 'static) -> BoxError {
+pub(super) fn callers(e: impl std::error::Error + 'static) -> BoxError {
     Box::new(NotCounted::new(e))
+}
+
+/// What a JS throw or rejection is as an upstream error.
+pub(super) fn thrown(v: JsValue) -> BoxError {
+    Box::new(JsFetchError {
+        message: crate::js::describe(&v),
+        thrown: v,
+    })
 }
 
 /// The engine's upstream call for `key`, told `ctx`: calls `fetch` (the
@@ -87,12 +101,6 @@ pub(super) async fn call(
     table: Table,
     ttl: CacheTtl,
 ) -> Result<Fetched<Vec<u8>>, BoxError> {
-    let thrown = |v: JsValue| -> BoxError {
-        Box::new(JsFetchError {
-            message: crate::js::describe(&v),
-            thrown: v,
-        })
-    };
     // What the fetcher is told is held: the value the engine read, with its
     // time, or neither when its value is no longer known.
     let held = ctx
@@ -134,6 +142,9 @@ pub(super) async fn call(
             return Err(callers(JsOptionError(TOO_SHORT.to_owned())));
         }
         fetched = fetched.ttl(chosen);
+    }
+    if let Some(tags) = answer.get(3).dyn_ref::<Array>() {
+        fetched = fetched.tags(tags.iter().filter_map(|t| t.as_string()));
     }
     if flags & NO_STORE != 0 {
         fetched = fetched.do_not_store();

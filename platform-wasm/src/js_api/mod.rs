@@ -1,5 +1,6 @@
 //! The JavaScript API: the `SwrCache` class.
 
+mod batch;
 mod fetch;
 mod options;
 mod storage;
@@ -11,12 +12,14 @@ use std::time::Duration;
 
 use futures::future::Either;
 
-use js_sys::{Function, Object, Promise, Reflect};
+use js_sys::{Array, Function, Object, Promise, Reflect};
+use swre_core::tags::TagNames;
 use swre_core::{CacheTtl, Cached, CallOptions, Engine, Error, Tiered};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 use crate::{BrowserRuntime, CacheApiStorage, IndexedDbStorage, JsStorage};
-use fetch::{JsEncodeError, JsFetchError, JsOptionError};
+use fetch::{JsEncodeError, JsFetchError, JsFetcherError, JsOptionError};
 use options::StorageChoice;
 use storage::{AnyStorage, Persistent, Readable};
 use table::JsTable;
@@ -36,6 +39,7 @@ fn engine_error(e: &Error) -> JsValue {
     let kind = match e {
         Error::Upstream(u) if u.inner().is::<JsEncodeError>() => "codec",
         Error::Upstream(u) if u.inner().is::<JsOptionError>() => "options",
+        Error::Upstream(u) if u.inner().is::<JsFetcherError>() => "fetcher",
         Error::Upstream(_) => "upstream",
         Error::Timeout { .. } => "timeout",
         Error::CircuitOpen => "circuitOpen",
@@ -60,9 +64,14 @@ fn engine_error(e: &Error) -> JsValue {
         // The caller's value, not an upstream failure: say only what is wrong with it.
         Error::Upstream(u) => {
             let inner = u.inner();
-            match (inner.downcast_ref(), inner.downcast_ref()) {
-                (Some(JsEncodeError(m)), _) | (_, Some(JsOptionError(m))) => m.clone(),
-                _ => e.to_string(),
+            if let Some(JsEncodeError(m)) = inner.downcast_ref() {
+                m.clone()
+            } else if let Some(JsOptionError(m)) = inner.downcast_ref() {
+                m.clone()
+            } else if let Some(JsFetcherError(m)) = inner.downcast_ref() {
+                m.clone()
+            } else {
+                e.to_string()
             }
         }
         // A per-call option the builder's rules reject, named as the JS option.
@@ -134,6 +143,35 @@ struct Inner {
     runtime: BrowserRuntime,
     refresh_timeout: Duration,
     ttl: CacheTtl,
+}
+
+impl Inner {
+    /// The per-call options of `fresh` (negative: none) and `tags`
+    /// (`undefined`: none; else an array of strings), or `None` for none.
+    fn call_options(&self, fresh: f64, tags: &JsValue) -> Option<CallOptions> {
+        let mut opts = None::<CallOptions>;
+        if fresh >= 0.0 {
+            let ttl = CacheTtl {
+                fresh: Duration::from_millis(fresh as u64),
+                ..self.ttl
+            };
+            opts = Some(CallOptions::new().ttl(ttl));
+        }
+        if let Some(names) = tags.dyn_ref::<Array>() {
+            let names: Vec<String> = names.iter().filter_map(|t| t.as_string()).collect();
+            opts = Some(opts.unwrap_or_default().tags(names));
+        }
+        opts
+    }
+}
+
+/// Why a per-call fresh window is refused.
+const TTL_TOO_SHORT: &str =
+    "`ttl`: the fresh window and the cache's `stale` and `expired` must total at least 5000 ms";
+
+/// A call's outcome as the promise of a write resolves or rejects.
+fn done(r: Result<(), Error>) -> Result<JsValue, JsValue> {
+    r.map(|()| JsValue::UNDEFINED).map_err(|e| engine_error(&e))
 }
 
 /// The engine under the JavaScript package's `SwrCache` (`www/package`).
@@ -252,27 +290,20 @@ impl SwrEngine {
     /// function over the caller's fetcher (see `fetch.rs` for how it is
     /// called and what it answers). `fresh` is a per-call fresh window in
     /// milliseconds (negative: the cache's TTL); the call's stale and expired
-    /// windows are then the cache's.
-    pub fn get(&self, key: String, fetch: Function, fresh: f64) -> Promise {
+    /// windows are then the cache's. `tags`: `undefined`, or an array of
+    /// strings, the tags of the value this call fetches.
+    pub fn get(&self, key: String, fetch: Function, fresh: f64, tags: JsValue) -> Promise {
         let inner = self.inner.clone();
         crate::js::boxed_promise(Box::pin(async move {
             let table = inner.engine.storage().table().js().clone();
             let (name, ttl) = (key.clone(), inner.ttl);
             let call = move |ctx| fetch::call(ctx, name, fetch, table, ttl);
             let result = {
-                let lookup = if fresh >= 0.0 {
-                    let ttl = CacheTtl {
-                        fresh: Duration::from_millis(fresh as u64),
-                        ..inner.ttl
-                    };
-                    Either::Left(
-                        inner
-                            .engine
-                            .with(CallOptions::new().ttl(ttl))
-                            .get_or_fetch_with(&key, call),
-                    )
-                } else {
-                    Either::Right(inner.engine.get_or_fetch_with(&key, call))
+                let lookup = match inner.call_options(fresh, &tags) {
+                    Some(opts) => {
+                        Either::Left(inner.engine.with(opts).get_or_fetch_with(&key, call))
+                    }
+                    None => Either::Right(inner.engine.get_or_fetch_with(&key, call)),
                 };
                 lookup.await
             };
@@ -281,6 +312,54 @@ impl SwrEngine {
                 Err(e) => Err(engine_error(&e)),
             }
         }))
+    }
+
+    /// The values under `keys` (strings), fetched together through the
+    /// engine's `get_many_or_fetch`: one call of `fetch` (the façade's
+    /// function over the caller's batch fetcher, see [`batch`]) with every
+    /// stale or missing key. Resolves to an array in the order of `keys`,
+    /// each a result object as `get` resolves to, or a `SwrError`. `fresh`
+    /// and `tags` as for `get`.
+    #[wasm_bindgen(js_name = getMany)]
+    pub fn get_many(&self, keys: Array, fetch: Function, fresh: f64, tags: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        crate::js::boxed_promise(Box::pin(async move {
+            let keys: Vec<String> = keys.iter().filter_map(|k| k.as_string()).collect();
+            let table = inner.engine.storage().table().js().clone();
+            let call = move |asked: Vec<String>| batch::call(asked, fetch, table);
+            let results = match inner.call_options(fresh, &tags) {
+                Some(opts) => inner.engine.with(opts).get_many_or_fetch(keys, call).await,
+                None => inner.engine.get_many_or_fetch(keys, call).await,
+            };
+            let table = inner.engine.storage().table();
+            let out = Array::new_with_length(results.len() as u32);
+            for (i, (key, r)) in results.iter().enumerate() {
+                let v = match r {
+                    Ok(c) => result_object(table, key, c).unwrap_or_else(|e| e),
+                    Err(e) => engine_error(e),
+                };
+                out.set(i as u32, v);
+            }
+            Ok(out.into())
+        }))
+    }
+
+    /// Whether per-call options can be used, checked at once (as the engine
+    /// would check them) so that the façade changes nothing for a bad one:
+    /// `undefined`, or the `SwrError` the call would reject with. `fresh`
+    /// and `tags` as for `get`.
+    #[wasm_bindgen(js_name = checkOptions)]
+    pub fn check_options(&self, fresh: f64, tags: JsValue) -> JsValue {
+        let Some(opts) = self.inner.call_options(fresh, &tags) else {
+            return JsValue::UNDEFINED;
+        };
+        if opts.ttl.is_some_and(|t| !t.is_valid()) {
+            return js_error("options", TTL_TOO_SHORT, None);
+        }
+        match opts.tags.as_ref().map(TagNames::check) {
+            Some(Err(e)) => engine_error(&Error::InvalidTag(e)),
+            _ => JsValue::UNDEFINED,
+        }
     }
 
     /// The stored value under `key` without fetching or refreshing, or `undefined`.
@@ -300,18 +379,15 @@ impl SwrEngine {
         self.inner.engine.storage().table().js().clone().into()
     }
 
-    /// Stores `value` under `key` with the cache's TTL.
-    pub fn set(&self, key: String, value: JsValue) -> Promise {
+    /// Stores `value` under `key`, with the cache's TTL or `fresh` and
+    /// `tags` as for `get`.
+    pub fn set(&self, key: String, value: JsValue, fresh: f64, tags: JsValue) -> Promise {
         let inner = self.inner.clone();
         crate::js::boxed_promise(Box::pin(async move {
             let bytes = value::encode(&value, inner.engine.storage().table().js())
                 .map_err(|m| js_error("codec", &m, None))?;
-            inner
-                .engine
-                .set(&key, bytes)
-                .await
-                .map(|_| JsValue::UNDEFINED)
-                .map_err(|e| engine_error(&e))
+            let opts = inner.call_options(fresh, &tags).unwrap_or_default();
+            done(inner.engine.with(opts).set(&key, bytes).await)
         }))
     }
 
@@ -319,26 +395,42 @@ impl SwrEngine {
     pub fn delete(&self, key: String) -> Promise {
         let inner = self.inner.clone();
         crate::js::boxed_promise(Box::pin(async move {
-            inner
-                .engine
-                .invalidate(&key)
-                .await
-                .map(|_| JsValue::UNDEFINED)
-                .map_err(|e| engine_error(&e))
+            done(inner.engine.invalidate(&key).await)
         }))
     }
 
     /// Makes `key`'s entry stale at once, kept as a fallback.
     pub fn expire(&self, key: String) -> Promise {
         let inner = self.inner.clone();
+        crate::js::boxed_promise(Box::pin(
+            async move { done(inner.engine.expire(&key).await) },
+        ))
+    }
+
+    /// Invalidates every entry written with `tag`: they read as absent.
+    #[wasm_bindgen(js_name = invalidateTag)]
+    pub fn invalidate_tag(&self, tag: String) -> Promise {
+        let inner = self.inner.clone();
         crate::js::boxed_promise(Box::pin(async move {
-            inner
-                .engine
-                .expire(&key)
-                .await
-                .map(|_| JsValue::UNDEFINED)
-                .map_err(|e| engine_error(&e))
+            done(inner.engine.invalidate_tag(&tag).await)
         }))
+    }
+
+    /// Expires every entry written with `tag`: they read as stale, kept as
+    /// fallbacks.
+    #[wasm_bindgen(js_name = expireTag)]
+    pub fn expire_tag(&self, tag: String) -> Promise {
+        let inner = self.inner.clone();
+        crate::js::boxed_promise(Box::pin(async move {
+            done(inner.engine.expire_tag(&tag).await)
+        }))
+    }
+
+    /// Removes every entry (memory and the persistent store), remembered
+    /// errors and throttle windows.
+    pub fn clear(&self) -> Promise {
+        let inner = self.inner.clone();
+        crate::js::boxed_promise(Box::pin(async move { done(inner.engine.clear().await) }))
     }
 
     /// Resolves when every background task running now has finished.

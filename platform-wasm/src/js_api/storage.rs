@@ -1,5 +1,6 @@
 //! The storage a `SwrCache` was opened with, as one type the engine can hold.
 
+use swre_core::tags::record::RESERVED_PREFIX;
 use swre_core::{Entry, Storage, StorageError, StorageErrorKind, Tiered};
 
 use super::table::{self, JsTable, Table};
@@ -22,7 +23,10 @@ pub(crate) enum AnyStorage {
 /// A persistent store whose entries read as absent when the JS API cannot
 /// read their value back (another writer's bytes, JSON that does not
 /// parse): a miss, so the next fetch overwrites them, as with any garbage,
-/// instead of an error on every read until they expire.
+/// instead of an error on every read until they expire. Tag records (keys
+/// under `RESERVED_PREFIX`) hold the engine's bytes, no JS value: they pass
+/// as they are (dropped, every tagged entry another instance or an earlier
+/// run wrote would read as invalidated).
 pub(crate) struct Readable {
     store: Persistent,
     json: Table,
@@ -37,6 +41,9 @@ impl Readable {
 impl Storage for Readable {
     async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
         let found = self.store.get(key).await?;
+        if key.starts_with(RESERVED_PREFIX) {
+            return Ok(found);
+        }
         Ok(found.filter(|e| value::decode(&e.value, &self.json).is_ok()))
     }
     /// A value read from the memory tier (a handle, written back by a "not

@@ -9,11 +9,14 @@
 // delete, refresh or eviction, and its SIEVE bit is set here as the engine
 // sets it on its own reads. Lookups of one key without per-call options that
 // arrive while one is in flight join it (one engine call for a stampede).
+// Tagged entries are never answered here: their tags' epochs are the
+// engine's to check (the table flags them).
 
 import { Table } from "./table.js";
 
 const CLOSED = "this SwrCache was closed";
-const GET_OPTIONS = ["waitUntil", "signal", "ttl"];
+const GET_OPTIONS = ["waitUntil", "signal", "ttl", "tags"];
+const SET_OPTIONS = ["ttl", "tags"];
 
 /** An `Error` named "SwrError" with a `kind` and an optional `cause`. */
 function swrError(kind, message, cause) {
@@ -43,6 +46,23 @@ function result(value, status, age, r) {
 }
 
 const fromEngine = (r) => result(r.value, r.status, r.age, r);
+
+/** One key's answer of `getMany`: the result object, or the error. */
+function manyResult(key, r) {
+  if (r instanceof Error) return { key, ok: false, error: r };
+  return {
+    key,
+    ok: true,
+    value: r.value,
+    status: r.status,
+    detail: r.detail,
+    age: r.age,
+    createdAt: r.createdAt,
+    freshUntil: r.freshUntil,
+    staleUntil: r.staleUntil,
+    expiresAt: r.expiresAt,
+  };
+}
 const noop = () => {};
 /** The `stats()` counter of each status. */
 const COUNTER = { hit: "hits", stale: "stale", miss: "misses", expired: "expired", fallback: "fallbacks" };
@@ -96,41 +116,32 @@ export function define(load, { keepAlive = false } = {}) {
           this.#counts.hits++;
           return Promise.resolve(hit);
         }
-        return this.#lookup(key, fetcher, undefined, undefined, -1);
+        return this.#lookup(key, fetcher, undefined, undefined, -1, undefined);
       }
       return this.#getWith(key, fetcher, options);
     }
 
     #getWith(key, fetcher, options) {
-      if (options === null || typeof options !== "object") return reject("options", "get: options must be an object");
-      for (const k in options) {
-        if (!GET_OPTIONS.includes(k)) return reject("options", `get: unknown option \`${k}\` (known: ${GET_OPTIONS.join(", ")})`);
-      }
-      const { waitUntil, signal, ttl } = options;
-      if (waitUntil !== undefined && typeof waitUntil !== "function") {
-        return reject("options", "get: `waitUntil` must be a function");
-      }
-      if (signal !== undefined && !(signal && typeof signal.aborted === "boolean" && typeof signal.addEventListener === "function")) {
-        return reject("options", "get: `signal` must be an AbortSignal");
-      }
-      if (ttl !== undefined && !(typeof ttl === "number" && ttl >= 0 && ttl <= Number.MAX_SAFE_INTEGER)) {
-        return reject("options", `get: \`ttl\` must be a non-negative number of milliseconds (got ${String(ttl)})`);
-      }
+      const o = callOptions("get", options, GET_OPTIONS);
+      if (o instanceof Error) return Promise.reject(o);
+      const { waitUntil, signal } = o;
       if (signal?.aborted) return reject("aborted", "get: the caller's signal was already aborted", signal.reason);
       const hit = this.#table?.freshHit(key, Date.now());
       if (hit !== undefined) {
         this.#counts.hits++;
-        return waitUntil === undefined ? Promise.resolve(hit) : this.#handOver(waitUntil, hit);
+        return waitUntil === undefined ? Promise.resolve(hit) : this.#handOver("get", waitUntil, hit);
       }
-      return this.#lookup(key, fetcher, waitUntil, signal, ttl === undefined ? -1 : ttl);
+      return this.#lookup(key, fetcher, waitUntil, signal, o.ttl, o.tags);
     }
 
-    #lookup(key, fetcher, waitUntil, signal, ttl) {
+    /** `ttl` (-1: none) and `tags` (`undefined`: none): a call with either joins no other. */
+    #lookup(key, fetcher, waitUntil, signal, ttl, tags) {
       const engine = this.#engine;
       if (engine === undefined) return reject("closed", `get: ${CLOSED}`);
       if (typeof key !== "string") return reject("invalidKey", "get: the key must be a string");
       let answer;
-      const joined = ttl < 0 ? this.#joins.get(key) : undefined;
+      const joinable = ttl < 0 && tags === undefined;
+      const joined = joinable ? this.#joins.get(key) : undefined;
       if (joined !== undefined) {
         const counts = this.#counts;
         answer = joined.then(
@@ -144,8 +155,8 @@ export function define(load, { keepAlive = false } = {}) {
           },
         );
       } else {
-        const raw = engine.get(key, this.#fetch(fetcher), ttl);
-        if (ttl < 0) {
+        const raw = engine.get(key, this.#fetch(fetcher), ttl, tags);
+        if (joinable) {
           this.#joins.set(key, raw);
           const done = () => {
             if (this.#joins.get(key) === raw) this.#joins.delete(key);
@@ -155,12 +166,45 @@ export function define(load, { keepAlive = false } = {}) {
         answer = raw.then(fromEngine);
       }
       if (keepAlive) answer = ticking(answer);
-      if (signal !== undefined) answer = abortable(answer, signal);
-      return waitUntil === undefined ? answer : answer.then((r) => this.#handOver(waitUntil, r));
+      if (signal !== undefined) answer = abortable("get", answer, signal);
+      return waitUntil === undefined ? answer : answer.then((r) => this.#handOver("get", waitUntil, r));
+    }
+
+    /**
+     * The values under `keys`, fetched together: fresh keys are answered
+     * without the fetcher, and every stale or missing key goes to one call
+     * of `fetcher(keys, ctx)` (stale ones refreshed in background). Resolves
+     * to one `{ key, ok: true, ...result }` or `{ key, ok: false, error }`
+     * per key, in the order of `keys`.
+     */
+    getMany(keys, fetcher, options) {
+      if (typeof fetcher !== "function") return reject("fetcher", "getMany: the fetcher must be a function");
+      let waitUntil, signal, ttl = -1, tags;
+      if (options !== undefined) {
+        const o = callOptions("getMany", options, GET_OPTIONS);
+        if (o instanceof Error) return Promise.reject(o);
+        ({ waitUntil, signal, ttl, tags } = o);
+      }
+      const engine = this.#engine;
+      if (engine === undefined) return reject("closed", `getMany: ${CLOSED}`);
+      if (!Array.isArray(keys) || !keys.every((k) => typeof k === "string")) {
+        return reject("invalidKey", "getMany: the keys must be an array of strings");
+      }
+      if (signal?.aborted) return reject("aborted", "getMany: the caller's signal was already aborted", signal.reason);
+      if (options !== undefined) {
+        // One rejection for a bad option, rather than one error per key.
+        const bad = engine.checkOptions(ttl, tags);
+        if (bad !== undefined) return Promise.reject(bad);
+      }
+      const asked = keys.slice();
+      let answer = engine.getMany(asked, this.#fetchMany(fetcher), ttl, tags).then((rs) => rs.map((r, i) => manyResult(asked[i], r)));
+      if (keepAlive) answer = ticking(answer);
+      if (signal !== undefined) answer = abortable("getMany", answer, signal);
+      return waitUntil === undefined ? answer : answer.then((r) => this.#handOver("getMany", waitUntil, r));
     }
 
     /** Gives the engine's background work to the caller's `waitUntil`. */
-    #handOver(waitUntil, r) {
+    #handOver(name, waitUntil, r) {
       const engine = this.#engine;
       if (engine !== undefined && engine.busy()) {
         try {
@@ -168,7 +212,7 @@ export function define(load, { keepAlive = false } = {}) {
         } catch (e) {
           // An unbound `ctx.waitUntil` throws "Illegal invocation": say so
           // rather than let workerd cancel the refresh.
-          return reject("options", "get: `waitUntil` threw when called; pass `ctx.waitUntil.bind(ctx)`, not `ctx.waitUntil`", e);
+          return reject("options", `${name}: \`waitUntil\` threw when called; pass \`ctx.waitUntil.bind(ctx)\`, not \`ctx.waitUntil\``, e);
         }
       }
       return r;
@@ -185,7 +229,7 @@ export function define(load, { keepAlive = false } = {}) {
       // The engine admits the call as it is made: its deadline runs from now.
       const deadline = Date.now() + this.#timeout;
       return (staleValue, staleCreatedAt) => {
-        const answer = [undefined, 0, -1];
+        const answer = [undefined, 0, -1, undefined];
         const context = new FetchContext(staleValue, staleCreatedAt, deadline, answer);
         let out;
         try {
@@ -215,6 +259,36 @@ export function define(load, { keepAlive = false } = {}) {
       };
     }
 
+    /**
+     * The function the engine calls for a batch fetch, with the keys to
+     * fetch: it calls `fetcher(keys, ctx)` and resolves to its answer
+     * flattened (`platform-wasm/src/js_api/batch.rs`), or rejects with what
+     * the fetcher threw.
+     */
+    #fetchMany(fetcher) {
+      const deadline = Date.now() + this.#timeout;
+      return (keys) => {
+        const context = new BatchContext(deadline);
+        let out;
+        try {
+          out = fetcher(keys, context);
+        } catch (e) {
+          context.done();
+          return Promise.reject(e);
+        }
+        return Promise.resolve(out).then(
+          (v) => {
+            context.done();
+            return flattened(v);
+          },
+          (e) => {
+            context.done();
+            throw e;
+          },
+        );
+      };
+    }
+
     /** The stored value under `key` without fetching or refreshing, or `undefined`. */
     peek(key) {
       const engine = this.#engine;
@@ -223,9 +297,21 @@ export function define(load, { keepAlive = false } = {}) {
       return engine.peek(key).then((r) => (r === undefined ? undefined : fromEngine(r)));
     }
 
-    /** Stores `value` under `key` with the cache's TTL; the latest write wins. */
-    set(key, value) {
-      return this.#write("set", key, (engine) => engine.set(key, value));
+    /**
+     * Stores `value` under `key`, with the cache's TTL or the options'
+     * (`ttl`, `tags`); the latest write wins. Bad options change nothing.
+     */
+    set(key, value, options) {
+      if (options === undefined) return this.#write("set", key, (engine) => engine.set(key, value, -1, undefined));
+      const o = callOptions("set", options, SET_OPTIONS);
+      if (o instanceof Error) return Promise.reject(o);
+      const engine = this.#engine;
+      if (engine !== undefined && typeof key === "string") {
+        // Checked before the table drops the key: a bad option changes nothing.
+        const bad = engine.checkOptions(o.ttl, o.tags);
+        if (bad !== undefined) return Promise.reject(bad);
+      }
+      return this.#write("set", key, (engine) => engine.set(key, value, o.ttl, o.tags));
     }
 
     /** Removes `key`; a fetch that started before never brings it back. */
@@ -246,6 +332,50 @@ export function define(load, { keepAlive = false } = {}) {
       this.#joins.delete(key);
       this.#table?.expire(key, Date.now(), SCRATCH_META);
       return engine.expire(key).then(noop);
+    }
+
+    /**
+     * Invalidates every entry stored with `tag` (BentoCache `deleteByTag`,
+     * FusionCache `RemoveByTag`): they read as absent from now on, here and
+     * in every cache over the same persistent store.
+     */
+    invalidateTag(tag) {
+      return this.#tagOp("invalidateTag", tag, (engine) => engine.invalidateTag(tag));
+    }
+
+    /**
+     * Expires every entry stored with `tag` (BentoCache `expireByTag`,
+     * FusionCache `ExpireByTag`): they read as stale from now on, kept as
+     * fallbacks.
+     */
+    expireTag(tag) {
+      return this.#tagOp("expireTag", tag, (engine) => engine.expireTag(tag));
+    }
+
+    #tagOp(name, tag, op) {
+      const engine = this.#engine;
+      if (engine === undefined) return reject("closed", `${name}: ${CLOSED}`);
+      if (typeof tag !== "string") return reject("invalidTag", `${name}: the tag must be a string`);
+      // A lookup from now on must not join one that started before (it may
+      // fetch a value of this tag, which the engine then does not store). The
+      // table needs nothing: its tagged entries are never answered here.
+      this.#joins.clear();
+      return op(engine).then(noop);
+    }
+
+    /**
+     * Removes every entry, in memory and in the persistent store, with the
+     * errors and throttle windows remembered; a fetch running now stores
+     * nothing over it.
+     */
+    clear() {
+      const engine = this.#engine;
+      if (engine === undefined) return reject("closed", `clear: ${CLOSED}`);
+      // As `delete` for every key: no lookup from now on joins one that
+      // started before, or is answered here from what the clear removes.
+      this.#joins.clear();
+      this.#table.clear();
+      return engine.clear().then(noop);
     }
 
     #write(name, key, op) {
@@ -295,6 +425,71 @@ export function define(load, { keepAlive = false } = {}) {
   }
 
   return SwrCache;
+}
+
+/** What a `tags` option or `ctx.setTags` takes (the engine checks the names). */
+const TAGS_HELP = "an array of tag names (strings)";
+
+/**
+ * The per-call options of `name`, checked (the engine checks the tags' and
+ * the window's limits): `{ waitUntil, signal, ttl, tags }` with `ttl` -1
+ * for none and `tags` a copy, or the SwrError to reject with.
+ */
+function callOptions(name, options, known) {
+  if (options === null || typeof options !== "object") return swrError("options", `${name}: options must be an object`);
+  for (const k in options) {
+    if (!known.includes(k)) return swrError("options", `${name}: unknown option \`${k}\` (known: ${known.join(", ")})`);
+  }
+  const { waitUntil, signal, ttl, tags } = options;
+  if (waitUntil !== undefined && typeof waitUntil !== "function") {
+    return swrError("options", `${name}: \`waitUntil\` must be a function`);
+  }
+  if (signal !== undefined && !(signal && typeof signal.aborted === "boolean" && typeof signal.addEventListener === "function")) {
+    return swrError("options", `${name}: \`signal\` must be an AbortSignal`);
+  }
+  if (ttl !== undefined && !(typeof ttl === "number" && ttl >= 0 && ttl <= Number.MAX_SAFE_INTEGER)) {
+    return swrError("options", `${name}: \`ttl\` must be a non-negative number of milliseconds (got ${String(ttl)})`);
+  }
+  let names;
+  if (tags !== undefined) {
+    names = tagList(tags);
+    if (names instanceof Error) return swrError("options", `${name}: \`tags\` ${names.message}`);
+  }
+  return { waitUntil, signal, ttl: ttl === undefined ? -1 : ttl, tags: names };
+}
+
+/** A copy of `tags` if it is an array of strings, or an Error saying what it is instead. */
+function tagList(tags) {
+  if (!Array.isArray(tags)) return swrError("options", `must be ${TAGS_HELP} (got ${typeof tags})`);
+  for (const t of tags) {
+    if (typeof t !== "string") return swrError("options", `must be ${TAGS_HELP} (got a ${typeof t} in it)`);
+  }
+  return tags.slice();
+}
+
+/**
+ * A batch fetcher's answer (a `Map`, a plain object, or an array of
+ * `[key, value]` pairs) as `[key, value, key, value, …]` with string keys
+ * only, or the message saying what it is instead.
+ */
+function flattened(answer) {
+  const flat = [];
+  if (answer instanceof Map) {
+    for (const [k, v] of answer) if (typeof k === "string") flat.push(k, v);
+    return flat;
+  }
+  if (Array.isArray(answer)) {
+    for (const pair of answer) {
+      if (!Array.isArray(pair)) return "getMany: the fetcher's array must hold [key, value] pairs";
+      if (typeof pair[0] === "string") flat.push(pair[0], pair[1]);
+    }
+    return flat;
+  }
+  if (answer !== null && typeof answer === "object") {
+    for (const k of Object.keys(answer)) flat.push(k, answer[k]);
+    return flat;
+  }
+  return `getMany: the fetcher must resolve to a Map, an object or an array of [key, value] pairs (got ${answer === null ? "null" : typeof answer})`;
 }
 
 /**
@@ -362,26 +557,18 @@ function answered(answer, value) {
 }
 
 /**
- * What a fetcher is given (FusionCache's and BentoCache's fetch context):
- * the value held and when it was fetched, a signal, and what it may say
- * about this entry. The signal (an `AbortController` and its timer) is made
- * only when the fetcher reads it.
+ * What a batch fetcher is given: a signal, aborting at the call's deadline.
+ * The signal (an `AbortController` and its timer) is made only when the
+ * fetcher reads it.
  */
-class FetchContext {
+class BatchContext {
   #deadline;
   #controller;
   #timer;
   #done = false;
-  /** The answer to the engine, which the setters write. */
-  #answer;
 
-  constructor(staleValue, staleCreatedAt, deadline, answer) {
-    /** The value the cache holds for the key (stale, expired, or fresh for an early refresh), or `undefined`. */
-    this.staleValue = staleValue;
-    /** When that value was fetched (Unix ms; for `If-Modified-Since`), or `undefined`. */
-    this.staleCreatedAt = staleCreatedAt;
+  constructor(deadline) {
     this.#deadline = deadline;
-    this.#answer = answer;
   }
 
   /** Aborts when the refresh timeout passes: pass it to `fetch(url, { signal })`. */
@@ -397,6 +584,32 @@ class FetchContext {
     return this.#controller.signal;
   }
 
+  /** The fetch settled: its timer goes. */
+  done() {
+    this.#done = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+  }
+}
+
+/**
+ * What a fetcher is given (FusionCache's and BentoCache's fetch context):
+ * the value held and when it was fetched, a signal, and what it may say
+ * about this entry.
+ */
+class FetchContext extends BatchContext {
+  #done = false;
+  /** The answer to the engine, which the setters write. */
+  #answer;
+
+  constructor(staleValue, staleCreatedAt, deadline, answer) {
+    super(deadline);
+    /** The value the cache holds for the key (stale, expired, or fresh for an early refresh), or `undefined`. */
+    this.staleValue = staleValue;
+    /** When that value was fetched (Unix ms; for `If-Modified-Since`), or `undefined`. */
+    this.staleCreatedAt = staleCreatedAt;
+    this.#answer = answer;
+  }
+
   /**
    * This entry's fresh window in ms, instead of the `ttl` option's or the
    * cache's (the stale and expired windows stay the cache's). A bad value
@@ -409,6 +622,25 @@ class FetchContext {
       return;
     }
     const message = `ctx.setTtl: the fresh window must be a non-negative number of milliseconds (got ${String(ms)})`;
+    this.#fail(message);
+    throw swrError("options", message);
+  }
+
+  /**
+   * This entry's tags (BentoCache's and FusionCache's tags chosen by the
+   * factory), instead of the `tags` option's or those the entry had; an
+   * empty array stores it untagged. Anything but an array of strings
+   * throws, and the call fails with kind "options" whatever the fetcher
+   * then returns; a bad name (the engine's rules) fails it with kind
+   * "invalidTag".
+   */
+  setTags(tags) {
+    const names = tagList(tags);
+    if (!(names instanceof Error)) {
+      if (!this.#done) this.#answer[3] = names;
+      return;
+    }
+    const message = `ctx.setTags: the tags ${names.message}`;
     this.#fail(message);
     throw swrError("options", message);
   }
@@ -437,14 +669,14 @@ class FetchContext {
   /** The fetch settled: its timer goes, and the answer is final. */
   done() {
     this.#done = true;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    super.done();
   }
 }
 
 /** Settles with `p`, or rejects when `signal` aborts first; never cancels `p`. */
-function abortable(p, signal) {
+function abortable(name, p, signal) {
   return new Promise((resolve, rejectWith) => {
-    const onAbort = () => rejectWith(swrError("aborted", "get: aborted by the caller's signal", signal.reason));
+    const onAbort = () => rejectWith(swrError("aborted", `${name}: aborted by the caller's signal`, signal.reason));
     signal.addEventListener("abort", onAbort, { once: true });
     p.then(
       (r) => {
