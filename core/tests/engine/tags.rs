@@ -528,10 +528,13 @@ fn tag_operations_reach_another_instance_s_front_copies() {
     let rt = TestRuntime::new(&exec, START);
     let shared = Arc::new(MemoryStorage::new());
     let engine = || {
-        Engine::builder(Tiered::new(MemoryStorage::new(), shared.clone()), rt.clone())
-            .ttl(ttl())
-            .build()
-            .unwrap()
+        Engine::builder(
+            Tiered::new(MemoryStorage::new(), shared.clone()),
+            rt.clone(),
+        )
+        .ttl(ttl())
+        .build()
+        .unwrap()
     };
     let (a, b) = (engine(), engine());
     let opts = CallOptions::new().tags(["t"]);
@@ -539,10 +542,12 @@ fn tag_operations_reach_another_instance_s_front_copies() {
     let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let get = |engine: &Engine<Tiered<MemoryStorage, Arc<MemoryStorage>>, TestRuntime>| {
         let calls = calls.clone();
-        let fut = engine.with(opts.clone()).get_or_fetch("k", move || async move {
-            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok::<_, Boom>("refetched")
-        });
+        let fut = engine
+            .with(opts.clone())
+            .get_or_fetch("k", move || async move {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok::<_, Boom>("refetched")
+            });
         let r = exec.block_on(fut).unwrap();
         exec.run_until_stalled();
         (String::from_utf8(r.value.to_vec()).unwrap(), r.status)

@@ -12,7 +12,7 @@
 // Tagged entries are never answered here: their tags' epochs are the
 // engine's to check (the table flags them).
 
-import { Table } from "./table.js";
+import { RESERVED_PREFIX, Table } from "./table.js";
 
 const CLOSED = "this SwrCache was closed";
 const GET_OPTIONS = ["waitUntil", "signal", "ttl", "tags"];
@@ -27,6 +27,10 @@ function swrError(kind, message, cause) {
 }
 
 const reject = (kind, message, cause) => Promise.reject(swrError(kind, message, cause));
+
+/** A key under the engine's reserved prefix, refused before anything is touched. */
+const reserved = (name) =>
+  reject("invalidKey", `${name}: keys starting with "\\0swre:" are reserved for the cache's tag records`);
 
 /** Where `Table.expire` writes the entry it expired (unused here). */
 const SCRATCH_META = new Float64Array(7);
@@ -327,6 +331,7 @@ export function define(load, { keepAlive = false } = {}) {
       const engine = this.#engine;
       if (engine === undefined) return reject("closed", `expire: ${CLOSED}`);
       if (typeof key !== "string") return reject("invalidKey", "expire: the key must be a string");
+      if (key.startsWith(RESERVED_PREFIX)) return reserved("expire");
       // A lookup from now on must not join a refresh that started before,
       // nor be answered here as fresh while the engine expires the entry.
       this.#joins.delete(key);
@@ -382,6 +387,8 @@ export function define(load, { keepAlive = false } = {}) {
       const engine = this.#engine;
       if (engine === undefined) return reject("closed", `${name}: ${CLOSED}`);
       if (typeof key !== "string") return reject("invalidKey", `${name}: the key must be a string`);
+      // "Bad input changes nothing": the table is not touched for a key the engine refuses.
+      if (key.startsWith(RESERVED_PREFIX)) return reserved(name);
       // A lookup made from now on must not join one that started before,
       // nor be answered here from what the write replaces: it goes to the
       // engine, which runs it after this write.

@@ -16,6 +16,10 @@ const VISITED = 1;
 const PINNED = 2;
 /** The entry has tags: its epochs are the engine's to check, so the façade does not answer it. */
 const TAGGED = 4;
+/** A tag record (a key under the engine's reserved prefix): never a façade hit. */
+const RECORD = 8;
+/** Keys the engine keeps its tag records under; user keys may not start so. */
+export const RESERVED_PREFIX = "\0swre:";
 /** How many replaced or evicted values are kept for answers still on their way. */
 const RECENT = 64;
 
@@ -74,7 +78,7 @@ export class Table {
     const t = this.#times;
     const at = i * 4;
     const freshUntil = t[at + 1];
-    if (!(now < freshUntil) || this.#flags[i] & TAGGED) return undefined;
+    if (!(now < freshUntil) || this.#flags[i] & (TAGGED | RECORD)) return undefined;
     const createdAt = t[at];
     // An early refresh may be due: the engine decides (and draws).
     if (this.#earlyMode !== 0 && this.#mayRefreshEarly(i, now, createdAt, freshUntil)) return undefined;
@@ -182,7 +186,11 @@ export class Table {
     this.#times[at + 2] = meta[2];
     this.#times[at + 3] = meta[3];
     this.#sizes[i] = charge;
-    this.#flags[i] = (this.#flags[i] & VISITED) | (meta[4] !== 0 ? PINNED : 0) | (tags === undefined ? 0 : TAGGED);
+    this.#flags[i] =
+      (this.#flags[i] & VISITED) |
+      (meta[4] !== 0 ? PINNED : 0) |
+      (tags === undefined ? 0 : TAGGED) |
+      (key.startsWith(RESERVED_PREFIX) ? RECORD : 0);
     this.#bytes += charge;
     while (this.#index.size > this.#maxEntries || this.#bytes > this.#maxBytes) {
       if (!this.#evictOne(key, meta[5])) break;
@@ -205,7 +213,11 @@ export class Table {
     this.#times[at + 1] = meta[1];
     this.#times[at + 2] = meta[2];
     this.#times[at + 3] = meta[3];
-    this.#flags[i] = (this.#flags[i] & VISITED) | (meta[4] !== 0 ? PINNED : 0) | (tags === undefined ? 0 : TAGGED);
+    this.#flags[i] =
+      (this.#flags[i] & VISITED) |
+      (meta[4] !== 0 ? PINNED : 0) |
+      (tags === undefined ? 0 : TAGGED) |
+      (key.startsWith(RESERVED_PREFIX) ? RECORD : 0);
     this.#fetchMs[i] = meta[6];
     return true;
   }
