@@ -42,10 +42,11 @@ pub struct TagStamp {
     pub soft: u64,
 }
 
-/// The tags an entry carries (none for most entries: then it costs two
-/// words and a test on reads).
+/// The tags an entry carries (none for most entries: then it costs one
+/// word and a test on reads; a thin pointer, so that every entry's copy on a
+/// hit carries one word, not two).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Tags(Option<Arc<[TagStamp]>>);
+pub struct Tags(Option<Arc<Vec<TagStamp>>>);
 
 impl Tags {
     /// No tags.
@@ -56,7 +57,7 @@ impl Tags {
         if stamps.is_empty() {
             Self(None)
         } else {
-            Self(Some(stamps.into()))
+            Self(Some(Arc::new(stamps)))
         }
     }
 
@@ -68,7 +69,7 @@ impl Tags {
 
     /// The stamps.
     pub fn stamps(&self) -> &[TagStamp] {
-        self.0.as_deref().unwrap_or(&[])
+        self.0.as_deref().map_or(&[], Vec::as_slice)
     }
 
     /// The names, in order.

@@ -316,7 +316,7 @@ impl SwrEngine {
 
     /// The values under `keys` (strings), fetched together through the
     /// engine's `get_many_or_fetch`: one call of `fetch` (the façade's
-    /// function over the caller's batch fetcher, see [`batch`]) with every
+    /// function over the caller's batch fetcher, see `batch.rs`) with every
     /// stale or missing key. Resolves to an array in the order of `keys`,
     /// each a result object as `get` resolves to, or a `SwrError`. `fresh`
     /// and `tags` as for `get`.
