@@ -66,17 +66,46 @@ impl<S: Storage, R: Runtime, C: MaybeSend + MaybeSync + 'static> Shared<S, R, C>
     /// A storage read degraded per "storage failures degrade", as the
     /// entry's tags leave it.
     pub(crate) async fn read(&self, key: &str) -> Option<Entry> {
-        let read = self.storage().get(key).await;
-        let entry = self.degrade_read(read);
-        self.resolve_tags(entry, self.now()).await
+        self.read_settled(key, false).await
     }
 
     /// [`read`](Self::read) of what the store shared by the fleet holds
     /// (`Storage::get_shared`): a call's re-read before it calls upstream.
     pub(crate) async fn read_shared(&self, key: &str) -> Option<Entry> {
-        let read = self.storage().get_shared(key).await;
-        let entry = self.degrade_read(read);
-        self.resolve_tags(entry, self.now()).await
+        self.read_settled(key, true).await
+    }
+
+    /// A read whose tags are resolved against a store that may have
+    /// replaced the entry while its records were being read: the entry is
+    /// read again, and only an entry that stayed is answered (a write that
+    /// landed meanwhile is newer than what was resolved). Three tries, then
+    /// absent (the caller fetches).
+    async fn read_settled(&self, key: &str, shared: bool) -> Option<Entry> {
+        let mut entry = self.read_once(key, shared).await;
+        for _ in 0..3 {
+            let found = entry?;
+            if found.tags.is_empty() {
+                return Some(found);
+            }
+            let now = self.now();
+            let state = self.tags_state(&found.tags, now).await;
+            let again = self.read_once(key, shared).await;
+            if again.as_ref() == Some(&found) {
+                return state.apply(found, now);
+            }
+            entry = again;
+        }
+        None
+    }
+
+    /// One read of `key`'s entry, degraded.
+    async fn read_once(&self, key: &str, shared: bool) -> Option<Entry> {
+        let read = if shared {
+            self.storage().get_shared(key).await
+        } else {
+            self.storage().get(key).await
+        };
+        self.degrade_read(read)
     }
 
     /// `tags`' state from records the store can answer at once, or `None`
@@ -115,16 +144,6 @@ impl<S: Storage, R: Runtime, C: MaybeSend + MaybeSync + 'static> Shared<S, R, C>
             .into_iter()
             .max()
             .unwrap_or(TagState::Valid)
-    }
-
-    /// `entry` as its tags leave it at `now` (see [`TagState::apply`]).
-    pub(crate) async fn resolve_tags(&self, entry: Option<Entry>, now: u64) -> Option<Entry> {
-        let entry = entry?;
-        if entry.tags.is_empty() {
-            return Some(entry);
-        }
-        let state = self.tags_state(&entry.tags, now).await;
-        state.apply(entry, now)
     }
 
     /// A tag's record of `kind` and the entry holding it; a failed read

@@ -867,13 +867,13 @@ fn served(engine: &SimEngine, key: &str, now: u64) -> Option<(u64, bool)> {
 
 /// Calls superseded by a write do not count as live: a write issued after
 /// the call started, or one issued after its flight may have been admitted
-/// (at most two store stalls — the re-read of the entry, then of its tags'
-/// records — and a tick before the call started).
+/// (at most three store stalls — the re-read of the entry, of its tags'
+/// records, and of the entry again — and a tick before the call started).
 fn exempt(m: &Model, key: &str, (version, started): &(u64, u64)) -> bool {
     m.keys.get(key).is_some_and(|k| {
         k.fenced_upto > *version
             || k.fenced_at
-                .is_some_and(|at| at + 2 * MAX_STORE_STALL_MS + TICK_MS >= *started)
+                .is_some_and(|at| at + 3 * MAX_STORE_STALL_MS + TICK_MS >= *started)
     })
 }
 
@@ -884,10 +884,12 @@ fn check_settled(model: &SharedModel, timer: &ManualTimer) -> Result<(), String>
     let m = model.lock().unwrap();
     for p in &m.pending {
         // Its read may stall (and is seen to end on the next tick), and the
-        // read of a tagged entry's records (together) again, then the call
-        // it waits for has one deadline (seen on the next tick).
-        // (A batch with a tagged key tags its other keys too.)
-        let reads = 2;
+        // read of a tagged entry's records (together) and of the entry again
+        // too, then the call it waits for has one deadline (seen on the next
+        // tick).
+        // (A batch with a tagged key tags its other keys too; a tagged
+        // entry is read again after its records, to see it stayed.)
+        let reads = 3;
         if now > p.started + reads * (MAX_STORE_STALL_MS + TICK_MS) + TIMEOUT_MS + TICK_MS {
             return Err(format!(
                 "lookup {} of {:?} started at {} ms is still waiting at {now} ms",
