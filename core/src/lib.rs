@@ -38,6 +38,7 @@ mod entry;
 pub mod envelope;
 mod error;
 mod flight;
+pub mod http;
 mod key;
 mod log;
 mod marks;

@@ -91,3 +91,53 @@ pub fn file_storage_read(data: &[u8]) {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// HTTP header parsing (`swre_core::http`): any text parses without
+/// panicking; the phases of any response stay within the policy's cap; a
+/// rendered `Cache-Status` is printable ASCII whatever the cache's name.
+/// The input's lines are, in order: `Cache-Control` field lines up to an
+/// empty line, then `Expires`, `Date`, `Age`, and the cache's name.
+pub fn http_headers(data: &[u8]) {
+    use core::time::Duration;
+    use swre_core::http::{parse_http_date, CacheMode, CacheStatus, HttpPolicy, ResponseHeaders};
+    use swre_core::{CacheTtl, Detail, Status};
+
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.split('\n');
+    let cache_control: Vec<&str> = lines.by_ref().take_while(|l| !l.is_empty()).collect();
+    let (expires, date, age, name) = (lines.next(), lines.next(), lines.next(), lines.next());
+    for l in [expires, date, age].into_iter().flatten() {
+        let _ = parse_http_date(l);
+    }
+    let cap = Duration::from_secs(3_600);
+    for mode in [CacheMode::Shared, CacheMode::Private] {
+        let policy = HttpPolicy {
+            max_total: cap,
+            ..HttpPolicy::new(mode, CacheTtl::default())
+        };
+        let response = ResponseHeaders {
+            status: data.first().map_or(200, |&b| 100 + u16::from(b) * 2),
+            cache_control: &cache_control,
+            expires,
+            date,
+            age,
+            sets_cookie: data.len().is_multiple_of(3),
+            request_authorized: data.len().is_multiple_of(5),
+        };
+        if let Ok(ttl) = policy.phases(&response, 1_700_000_000_000) {
+            assert!(ttl.total() <= cap, "phases past the cap: {ttl:?}");
+        }
+    }
+    let status = CacheStatus::of(
+        name.unwrap_or("swre"),
+        Status::Fallback,
+        Detail::UpstreamError,
+        u64::from(data.len() as u32),
+        u64::MAX,
+    );
+    let field = status.render();
+    assert!(
+        field.bytes().all(|b| (b' '..=b'~').contains(&b)),
+        "Cache-Status not printable ASCII: {field:?}"
+    );
+}

@@ -69,3 +69,8 @@ fn a_version_2_seed_decodes_with_its_fetch_time() {
         ("fuzzed/key", &b"hello v2"[..], 250)
     );
 }
+
+#[test]
+fn http_headers_corpus() {
+    replay("http_headers", swre_tests::fuzzing::http_headers);
+}
