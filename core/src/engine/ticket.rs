@@ -160,13 +160,19 @@ where
         if self.kind == Kind::Refresh {
             event_warn!("background refresh failed: {}", error);
         }
+        // Not remembered for a call a later write superseded: the write
+        // (an `invalidate` forgets remembered errors) is newer than it.
         if let (
             Kind::Fetch {
                 remember_error: true,
             },
             Some(window),
-        ) = (self.kind, self.shared.cfg().negative_ttl)
-        {
+            false,
+        ) = (
+            self.kind,
+            self.shared.cfg().negative_ttl,
+            self.flight.is_fenced(),
+        ) {
             let until = now.saturating_add(duration_ms(window));
             self.shared
                 .negatives()

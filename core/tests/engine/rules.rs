@@ -402,6 +402,33 @@ fn errors_can_be_remembered_negative_caching_remembers_errors_for_its_window() {
     assert_eq!(h.get("k", "fresh").unwrap().status, Status::Miss);
 }
 
+/// A call that an `invalidate` superseded, failing afterwards, is no news
+/// about the key: its error is not remembered over the invalidation.
+#[test]
+fn errors_can_be_remembered_not_from_a_call_a_later_write_superseded() {
+    let h = harness_with(|b| b.negative_ttl(60 * SEC));
+    let (tx, fetch) = h.gated();
+    let engine = h.engine.clone();
+    let waiting = h
+        .exec
+        .spawn(async move { engine.get_or_fetch("k", fetch).await });
+    h.exec.run_until_stalled();
+    h.exec.block_on(h.engine.invalidate("k")).unwrap();
+    tx.send(Err(Boom("failed after the invalidate"))).unwrap();
+    h.exec.run_until_stalled();
+    assert!(
+        waiting.try_take().expect("settled").is_err(),
+        "its caller gets it"
+    );
+    let r = h.get("k", "fresh");
+    assert_eq!(
+        r.map(|c| c.status).ok(),
+        Some(Status::Miss),
+        "not remembered"
+    );
+    assert_eq!(h.engine.stats().negative_hits, 0);
+}
+
 #[test]
 fn errors_can_be_remembered_errors_with_a_fallback_are_not_remembered() {
     // Without the fail-safe throttle, which would serve the fallback again.
