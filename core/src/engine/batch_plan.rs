@@ -10,8 +10,8 @@ use alloc::vec::Vec;
 use super::admission::{admit_fetch, admit_refresh, Admission};
 use super::batch_task::Member;
 use super::cached::Cached;
-use super::decide::{decide, Decision};
-use super::lookup::Decode;
+use super::decide::Decision;
+use super::lookup::{usable, Decode};
 use super::shared::Shared;
 use crate::detail::Detail;
 use crate::entry::Entry;
@@ -78,18 +78,7 @@ where
     C: MaybeSend + MaybeSync + 'static,
     D: Decode<V>,
 {
-    let usable = stored.as_mut().and_then(|entry| {
-        match decide(Some(entry), now, shared.cfg().expired_mode) {
-            Decision::Fetch => None,
-            decision => match decode(entry) {
-                Ok(value) => Some((decision, value)),
-                Err(_) => {
-                    bump(&shared.counters().decode_errors);
-                    None
-                }
-            },
-        }
-    });
+    let usable = usable(shared, stored.as_mut(), decode, now);
     match (usable, stored) {
         (Some((Decision::Serve, value)), Some(entry)) => {
             let cached = Cached::new(value, Status::Hit, &entry, now);

@@ -274,6 +274,30 @@ where
     result
 }
 
+/// What a stored entry gives a lookup: the phase table's decision and the
+/// decoded value, or `None` when it is gone or does not decode (counted).
+pub(crate) fn usable<S, R, C, V, D>(
+    shared: &Shared<S, R, C>,
+    stored: Option<&mut Entry>,
+    decode: &D,
+    now: u64,
+) -> Option<(Decision, V)>
+where
+    D: Decode<V>,
+{
+    let entry = stored?;
+    match decide(Some(entry), now, shared.cfg().expired_mode) {
+        Decision::Fetch => None,
+        decision => match decode(entry) {
+            Ok(value) => Some((decision, value)),
+            Err(_) => {
+                bump(&shared.counters().decode_errors);
+                None
+            }
+        },
+    }
+}
+
 /// [`serve_at_once`] for the first poll: what its short paths left (tagged
 /// entries, expired ones, misses, values that failed to decode). Out of
 /// line: inlined, it made the first poll too large to be inlined into its
@@ -330,18 +354,7 @@ where
         // A record must be awaited: the whole read is.
         return Served::Read(job);
     }
-    let usable = stored.as_mut().and_then(|entry| {
-        match decide(Some(entry), now, shared.cfg().expired_mode) {
-            Decision::Fetch => None,
-            decision => match decode(entry) {
-                Ok(value) => Some((decision, value)),
-                Err(_) => {
-                    bump(&shared.counters().decode_errors);
-                    None
-                }
-            },
-        }
-    });
+    let usable = usable(shared, stored.as_mut(), decode, now);
     match (usable, stored) {
         (Some((Decision::Serve, value)), Some(entry)) => {
             if shared.cfg().early_refresh.is_some() {
