@@ -121,8 +121,19 @@ where
         }
     }
 
-    /// Hands `entry` to every waiter.
+    /// Hands `entry` to every waiter, leaving the flight table first: a
+    /// lookup that starts once the value is handed out must not join this
+    /// finished call, as it would if the task were descheduled before
+    /// [`leave_table`](Self::leave_table), but read the store, which holds
+    /// the value (it is stored before it is handed out), or holds what
+    /// replaced or removed it since (a delete straight from the store by
+    /// another process, say); a call it then starts re-reads the store
+    /// before it calls upstream. A flight a write fenced stays until it
+    /// completes: until that write lands its value is newer than the store's.
     pub(crate) fn deliver(&self, entry: Entry) {
+        if !self.flight.is_fenced() {
+            self.shared.flights().remove(&self.key, &self.flight);
+        }
         self.flight.complete(Ok(entry));
     }
 

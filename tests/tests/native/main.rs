@@ -12,6 +12,7 @@ mod common;
 mod crash;
 mod faults;
 mod file_storage;
+mod finished_calls;
 mod first_use;
 mod fuzz_corpus;
 mod go_port;
