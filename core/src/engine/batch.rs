@@ -261,7 +261,7 @@ where
     let now = shared.now();
     match (result, fallback) {
         (Some(Ok((mut newer, status))), _) => {
-            let v = decode(&mut newer).map_err(Error::Codec)?;
+            let v = decode.decode(&mut newer.value).map_err(Error::Codec)?;
             Ok(Cached::new(v, status, &newer, now))
         }
         (None, Some((value, entry))) => {
@@ -309,7 +309,7 @@ where
         }
     };
     // Cloned, not moved out: the entry goes on to the call as what was seen.
-    get_many(shared, keys, opts, job, |e: &mut Entry| Ok(e.value.clone()))
+    get_many(shared, keys, opts, job, |v: &mut Bytes| Ok(v.clone()))
 }
 
 /// [`get_many`] with a fetch of `V`s, encoded with the engine's codec (a
@@ -348,7 +348,7 @@ where
     };
     let codec = shared.codec();
     let decoded = shared.decoded();
-    get_many(shared, keys, opts, job, move |e: &mut Entry| {
-        decoded.get_or_decode(&e.value, || codec.decode::<V>(&e.value))
+    get_many(shared, keys, opts, job, move |v: &mut Bytes| {
+        decoded.get_or_decode(v, || codec.decode::<V>(v))
     })
 }

@@ -91,7 +91,7 @@ where
                     // A value the refresh fetched and has not stored yet is
                     // newer: served instead ("the latest write wins").
                     let newer = flight.completed_value().and_then(|mut newer| {
-                        let v = decode(&mut newer).ok()?;
+                        let v = decode.decode(&mut newer.value).ok()?;
                         Some(Cached::new(v, Status::Hit, &newer, now))
                     });
                     Plan::now(Ok(newer.unwrap_or(cached)), Some(flight))
@@ -154,7 +154,8 @@ fn joined<V, D: Decode<V>>(
 ) -> Plan<V> {
     match flight.completed_value() {
         Some(mut done) => {
-            let result = decode(&mut done)
+            let result = decode
+                .decode(&mut done.value)
                 .map(|v| Cached::new(v, Status::Hit, &done, now))
                 .map_err(Error::Codec);
             Plan::now(result, Some(flight))

@@ -20,6 +20,7 @@ use super::config::checked_ttl;
 use super::decide::{decide, Decision};
 use super::shared::Shared;
 use super::task::{self, Call, Job};
+use crate::bytes::Bytes;
 use crate::detail::Detail;
 use crate::entry::{CacheTtl, Entry};
 use crate::error::{CodecError, Error};
@@ -31,12 +32,41 @@ use crate::stats::bump;
 use crate::storage::Storage;
 use crate::sync::{MaybeSend, MaybeSync};
 
-/// Turns a stored entry into the caller's value; an entry that fails to
-/// decode is treated as absent. It may move the value out of the entry
-/// (bytes lookups do, to avoid a second reference-count bump); the entry
-/// keeps its times.
-pub(crate) trait Decode<V>: Fn(&mut Entry) -> Result<V, CodecError> {}
-impl<V, D: Fn(&mut Entry) -> Result<V, CodecError>> Decode<V> for D {}
+/// Turns a stored entry's value into the caller's value; an entry that
+/// fails to decode is treated as absent. It may move the bytes out (bytes
+/// lookups do, to avoid a second reference-count bump); the entry keeps its
+/// times.
+pub(crate) trait Decode<V> {
+    /// Whether a fresh hit reads the value where it lies
+    /// (`Storage::peek_ready`) rather than from a copy of the entry.
+    const PEEK: bool = false;
+
+    /// The caller's value from the entry's bytes.
+    fn decode(&self, bytes: &mut Bytes) -> Result<V, CodecError>;
+}
+
+impl<V, D: Fn(&mut Bytes) -> Result<V, CodecError>> Decode<V> for D {
+    #[inline(always)]
+    fn decode(&self, bytes: &mut Bytes) -> Result<V, CodecError> {
+        self(bytes)
+    }
+}
+
+/// A bytes lookup's decode: the bytes moved out of the entry, no second
+/// reference-count bump. Its fresh hits read the entry where it lies: 255
+/// instructions a hit against 287 from a copy. Typed lookups do not: their
+/// decode is a call, and the first poll with both paths grew too large to
+/// be inlined into the caller's future (495 against 420).
+pub(crate) struct TakeBytes;
+
+impl Decode<Bytes> for TakeBytes {
+    const PEEK: bool = true;
+
+    #[inline(always)]
+    fn decode(&self, bytes: &mut Bytes) -> Result<Bytes, CodecError> {
+        Ok(core::mem::take(bytes))
+    }
+}
 
 /// The lookup of `key`: `job` is the upstream call producing the bytes to
 /// store, `ttl` the TTL the caller chose, if any.
@@ -142,9 +172,45 @@ where
         }
     }
     let now = shared.now();
-    let pending = match shared.storage().get_ready(key) {
-        Some(read) => {
-            let mut stored = shared.degrade_read(read);
+    let ready = if D::PEEK {
+        // A fresh hit of an untagged entry is read where it lies: the value
+        // (one reference-count bump) and its times, no copy of the entry,
+        // which cost a bytes hit about 30 instructions. Anything else is
+        // copied out and goes on below.
+        let plain = shared.cfg().early_refresh.is_none();
+        let mode = shared.cfg().expired_mode;
+        let peeked = shared.storage().peek_ready(key, |entry| {
+            if plain && entry.tags.is_empty() && decide(Some(entry), now, mode) == Decision::Serve {
+                Ok(Cached::new(entry.value.clone(), Status::Hit, entry, now))
+            } else {
+                Err(entry.clone())
+            }
+        });
+        match peeked {
+            Some(Ok(Some(Ok(mut hit)))) => {
+                if let Ok(value) = decode.decode(&mut hit.value) {
+                    shared.record_status(Status::Hit);
+                    return Begun::Done(Ok(hit.map(|_| value)));
+                }
+                // Undecodable (rare): read again, counted below.
+                shared
+                    .storage()
+                    .get_ready(key)
+                    .map(|r| shared.degrade_read(r))
+            }
+            Some(Ok(Some(Err(entry)))) => Some(Some(entry)),
+            Some(Ok(None)) => Some(None),
+            Some(Err(e)) => Some(shared.degrade_read(Err(e))),
+            None => None,
+        }
+    } else {
+        shared
+            .storage()
+            .get_ready(key)
+            .map(|r| shared.degrade_read(r))
+    };
+    let pending = match ready {
+        Some(mut stored) => {
             // Fresh and stale hits answer here, on a short path of their
             // own: through `serve_at_once` the result takes more moves,
             // which made a fresh hit cost half as much again. The other
@@ -153,7 +219,7 @@ where
                 match decide(Some(entry), now, shared.cfg().expired_mode) {
                     // Tagged entries go on below, where their tags are checked.
                     Decision::Serve if entry.tags.is_empty() => {
-                        if let Ok(value) = decode(entry) {
+                        if let Ok(value) = decode.decode(&mut entry.value) {
                             shared.record_status(Status::Hit);
                             if shared.cfg().early_refresh.is_some() {
                                 let cached = hit_with_early_refresh(
@@ -165,7 +231,7 @@ where
                         }
                     }
                     Decision::ServeAndRefresh(status) if entry.tags.is_empty() => {
-                        if let Ok(value) = decode(entry) {
+                        if let Ok(value) = decode.decode(&mut entry.value) {
                             // The refresh this entry's stale hits started is
                             // still running: the common case, answered
                             // without the flight table (see `marks.rs`).
@@ -288,7 +354,7 @@ where
     let entry = stored?;
     match decide(Some(entry), now, shared.cfg().expired_mode) {
         Decision::Fetch => None,
-        decision => match decode(entry) {
+        decision => match decode.decode(&mut entry.value) {
             Ok(value) => Some((decision, value)),
             Err(_) => {
                 bump(&shared.counters().decode_errors);
@@ -422,7 +488,7 @@ where
 {
     let (newer, detail, _) = refresh_in_background(shared, key, ttl, job, found.entry, now);
     if let Some(mut newer) = newer {
-        if let Ok(v) = decode(&mut newer) {
+        if let Ok(v) = decode.decode(&mut newer.value) {
             return Cached::new(v, Status::Hit, &newer, now);
         }
     }
@@ -602,7 +668,7 @@ where
     };
     match (result, fallback) {
         (Ok((mut newer, status)), _) => {
-            let v = decode(&mut newer).map_err(Error::Codec)?;
+            let v = decode.decode(&mut newer.value).map_err(Error::Codec)?;
             Ok(Cached::new(v, status, &newer, shared.now()))
         }
         // "Nothing is served past `expires_at`": the wait may have outlived it.

@@ -222,7 +222,7 @@ impl<S: Storage, R: Runtime, C: Codec + Clone> Engine<S, R, C> {
         T: Into<Bytes>,
         E: FetchError,
     {
-        lookup::lookup(&self.shared, key, None, bytes_job(fetch), take_value)
+        lookup::lookup(&self.shared, key, None, bytes_job(fetch), lookup::TakeBytes)
     }
 
     /// The value under `key` decoded with the engine's codec, fetched with
@@ -640,7 +640,7 @@ impl<'a, S: Storage, R: Runtime, C: Codec + Clone> WithOptions<'a, S, R, C> {
         let shared = &self.engine.shared;
         let (ttl, job) = (self.opts.ttl, bytes_job(fetch));
         with_options(self.opts, job, move |job| {
-            lookup::lookup(shared, key, ttl, job, take_value)
+            lookup::lookup(shared, key, ttl, job, lookup::TakeBytes)
         })
     }
 
@@ -794,16 +794,10 @@ where
     })
 }
 
-/// Bytes lookups move the bytes out of the entry: no second reference-count bump.
-#[inline(always)]
-fn take_value(e: &mut Entry) -> Result<Bytes, CodecError> {
-    Ok(core::mem::take(&mut e.value))
-}
-
 /// Cloned, not moved out of the entry: the entry goes on to the call as
 /// what the fetch is told is held.
-fn clone_value(e: &mut Entry) -> Result<Bytes, CodecError> {
-    Ok(e.value.clone())
+fn clone_value(v: &mut Bytes) -> Result<Bytes, CodecError> {
+    Ok(v.clone())
 }
 
 /// A lookup with per-call options: refused before anything is read if they
@@ -841,8 +835,8 @@ where
 {
     let codec = shared.codec();
     let decoded = shared.decoded();
-    lookup::lookup(shared, key, ttl, job, move |e: &mut Entry| {
-        decoded.get_or_decode(&e.value, || codec.decode::<V>(&e.value))
+    lookup::lookup(shared, key, ttl, job, move |v: &mut Bytes| {
+        decoded.get_or_decode(v, || codec.decode::<V>(v))
     })
 }
 

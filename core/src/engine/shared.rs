@@ -186,17 +186,23 @@ impl<S, R, C> Shared<S, R, C> {
     #[inline]
     pub(crate) fn check_key(&self, key: &str) -> Result<(), Error> {
         let max = self.cfg.max_key_bytes;
-        let err = if key.is_empty() {
-            KeyError::Empty
-        } else if key.len() > max {
-            KeyError::TooLong {
-                len: key.len(),
-                max,
+        let bytes = key.as_bytes();
+        // One comparison for both bounds on the hit path: an empty key wraps
+        // to `usize::MAX`. A reserved key starts with NUL, which no key the
+        // hit path sees does: one more byte test.
+        let err = if bytes.len().wrapping_sub(1) >= max {
+            if bytes.is_empty() {
+                KeyError::Empty
+            } else {
+                KeyError::TooLong {
+                    len: key.len(),
+                    max,
+                }
             }
-        } else if key.as_bytes()[0] == 0 && key.starts_with(RESERVED_PREFIX) {
-            KeyError::Reserved
-        } else {
+        } else if bytes[0] != 0 || !key.starts_with(RESERVED_PREFIX) {
             return Ok(());
+        } else {
+            KeyError::Reserved
         };
         bump(&self.counters.invalid_keys);
         Err(Error::InvalidKey(err))

@@ -213,6 +213,13 @@ impl MemoryStorage {
     /// The entry under `key`, without going through a future (the read never waits).
     #[inline(always)]
     pub fn get_now(&self, key: &str) -> Option<Entry> {
+        self.peek_now(key, Entry::clone)
+    }
+
+    /// `f` of the entry under `key`, read where it lies under the shard's
+    /// read lock (`f` must not call the store), without a copy of it.
+    #[inline(always)]
+    pub fn peek_now<T>(&self, key: &str, f: impl FnOnce(&Entry) -> T) -> Option<T> {
         let (hash, shard) = self.locate(key);
         let shard = shard.read();
         let idx = *shard
@@ -222,7 +229,7 @@ impl MemoryStorage {
         if !node.visited.load(Ordering::Relaxed) {
             node.visited.store(true, Ordering::Relaxed);
         }
-        Some(node.entry.clone())
+        Some(f(&node.entry))
     }
 
     /// Stores `entry` under `key` at once, evicting as needed.
@@ -267,6 +274,16 @@ impl Storage for MemoryStorage {
     #[inline(always)]
     fn get_ready(&self, key: &str) -> Option<Result<Option<Entry>, StorageError>> {
         Some(Ok(self.get_now(key)))
+    }
+
+    /// `f` runs under the shard's read lock.
+    #[inline(always)]
+    fn peek_ready<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&Entry) -> T,
+    ) -> Option<Result<Option<T>, StorageError>> {
+        Some(Ok(self.peek_now(key, f)))
     }
 
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {

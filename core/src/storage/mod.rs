@@ -63,6 +63,21 @@ pub trait Storage: MaybeSend + MaybeSync + 'static {
         self.get(key)
     }
 
+    /// [`get_ready`](Storage::get_ready) without a copy of the entry: `f`
+    /// is given the stored entry where it lies and its answer is returned
+    /// (`Some(Ok(None))` for a missing key, `None` to make the caller await
+    /// `get`). The engine's fresh hits read this way, taking only the value
+    /// and the times. `f` may run under the store's read guard: it must be
+    /// short and must not call the store. The default calls `get_ready`.
+    #[inline]
+    fn peek_ready<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&Entry) -> T,
+    ) -> Option<Result<Option<T>, StorageError>> {
+        Some(self.get_ready(key)?.map(|found| found.map(|e| f(&e))))
+    }
+
     /// [`get_shared`](Storage::get_shared) answered at once, as
     /// [`get_ready`](Storage::get_ready) answers `get`: `None` to make the
     /// caller await `get_shared`. The engine reads tag records this way, so
@@ -236,6 +251,15 @@ impl<S: Storage> Storage for alloc::sync::Arc<S> {
     #[inline]
     fn get_shared_ready(&self, key: &str) -> Option<Result<Option<Entry>, StorageError>> {
         (**self).get_shared_ready(key)
+    }
+
+    #[inline]
+    fn peek_ready<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&Entry) -> T,
+    ) -> Option<Result<Option<T>, StorageError>> {
+        (**self).peek_ready(key, f)
     }
 
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + MaybeSend {

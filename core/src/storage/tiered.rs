@@ -160,6 +160,19 @@ impl<L1: Storage, L2: Storage> Storage for Tiered<L1, L2> {
         self.l2.get_shared_ready(key)
     }
 
+    /// From L1 when it holds the key; else `None` (awaited through `get`).
+    #[inline]
+    fn peek_ready<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&Entry) -> T,
+    ) -> Option<Result<Option<T>, StorageError>> {
+        match self.l1.peek_ready(key, f) {
+            Some(Ok(Some(t))) => Some(Ok(Some(t))),
+            _ => None,
+        }
+    }
+
     /// Ready when L1 holds the key; an L1 miss needs L2, so it is not.
     #[inline]
     fn get_ready(&self, key: &str) -> Option<Result<Option<Entry>, StorageError>> {
@@ -242,6 +255,25 @@ mod tests {
     use crate::entry::CacheTtl;
     use crate::storage::memory::{MemoryLimits, MemoryStorage};
     use futures::executor::block_on;
+
+    #[test]
+    fn a_peek_answers_from_l1_and_leaves_an_l1_miss_to_be_awaited() {
+        let t = Tiered::new(MemoryStorage::new(), MemoryStorage::new());
+        block_on(async {
+            t.l2.set("only-in-l2", Entry::new("2", 1, CacheTtl::default()))
+                .await
+                .unwrap();
+            t.set("both", Entry::new("b", 2, CacheTtl::default()))
+                .await
+                .unwrap();
+        });
+        let created = |key| t.peek_ready(key, |e| e.created_at);
+        assert!(matches!(created("both"), Some(Ok(Some(2)))));
+        // In L2 only: not answered at once (the engine awaits `get`, which
+        // asks L2 and fills L1), never answered as absent.
+        assert!(created("only-in-l2").is_none());
+        assert!(created("nowhere").is_none());
+    }
 
     #[test]
     fn a_value_l1_refuses_does_not_leave_the_older_one_served() {

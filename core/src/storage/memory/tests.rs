@@ -574,3 +574,28 @@ fn threads_churning_keep_every_shard_consistent() {
         shard.read().check();
     }
 }
+
+#[test]
+fn peek_reads_the_entry_where_it_lies() {
+    let s = one_shard(1 << 20, 2);
+    assert_eq!(s.peek_now("a", |e| e.created_at), None);
+    s.set_now("a", entry("1", 7, 10)).unwrap();
+    s.set_now("b", entry("2", 8, 10)).unwrap();
+    // The closure sees the stored entry itself: its value shares the
+    // stored allocation.
+    let held = s.get_now("a").unwrap().value;
+    assert_eq!(
+        s.peek_now("a", |e| (e.created_at, e.value.addr() == held.addr())),
+        Some((7, true))
+    );
+    assert_eq!(
+        crate::storage::Storage::peek_ready(&s, "b", |e| e.value.clone())
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .as_slice(),
+        b"2"
+    );
+    // `get_now` is a peek that copies the entry out.
+    assert_eq!(s.get_now("b"), s.peek_now("b", Entry::clone));
+}
