@@ -87,8 +87,9 @@ export interface SwrFetchContext {
   /**
    * This entry's fresh window in ms (BentoCache `ctx.setTtl`, FusionCache `ctx.Options.Duration`),
    * instead of the `ttl` option's or the cache's; the stale and expired windows stay the
-   * cache's, and the three must total at least 5000. A value that is not a non-negative number
-   * throws; either way a bad window fails the call with kind "options" and stores nothing.
+   * cache's. Any length (a window read from an HTTP `max-age` may be short); if the three total
+   * under 1 ms the value is returned and not stored. A value that is not a non-negative number
+   * throws, and the call fails with kind "options" and stores nothing.
    */
   setTtl(ms: number): void;
   /**

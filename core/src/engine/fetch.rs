@@ -75,8 +75,12 @@ impl<T> Fetched<T> {
     }
 
     /// This entry's TTL, instead of the caller's, the policy's or the
-    /// engine's (for this write only: a later refresh chooses again). A TTL
-    /// totalling under 5 s fails the call with `Error::Config`.
+    /// engine's (for this write only: a later refresh chooses again). Any
+    /// length: unlike a configured TTL (5 s at least), phases a fetch read
+    /// from its answer may be short — an HTTP `max-age=1` is fresh for 1 s
+    /// ([`HttpPolicy::phases`](crate::http::HttpPolicy::phases)). A TTL
+    /// totalling under 1 ms is returned to the callers and not stored, as
+    /// with [`do_not_store`](Self::do_not_store).
     pub fn ttl(mut self, ttl: CacheTtl) -> Self {
         self.ttl = Some(ttl);
         self

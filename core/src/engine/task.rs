@@ -167,8 +167,9 @@ where
 
 /// The entry a successful call stores: its value with the TTL the fetch
 /// chose, or the caller's, or the policy's; or, for "not modified", the value
-/// the store held with its phases starting again now (chosen the same way). A fetch's TTL under
-/// 5 s, and "not modified" with nothing held, fail the call.
+/// the store held with its phases starting again now (chosen the same way).
+/// "Not modified" with nothing held fails the call. A fetch's TTL may be of
+/// any length (see `Fetched::ttl`).
 pub(crate) fn entry_of<S, R, C>(
     shared: &super::shared::Shared<S, R, C>,
     key: &str,
@@ -178,7 +179,6 @@ pub(crate) fn entry_of<S, R, C>(
     seen: Option<&Entry>,
     now: u64,
 ) -> Result<Entry, Error> {
-    super::config::checked_ttl(ttl)?;
     match (value, ttl, seen) {
         (Some(bytes), Some(ttl), _) => Ok(Entry::new(bytes, now, ttl)),
         (Some(bytes), None, _) => Ok(shared.entry_for(key, bytes, now, caller_ttl, seen)),
@@ -379,7 +379,10 @@ where
             };
             ticket.succeed();
             entry.fetch_ms = fetch_estimate(elapsed, seen);
-            let write = if produced.store {
+            // A TTL the fetch chose may be short (read from an HTTP
+            // answer, say); under 1 ms in total it is not stored.
+            let lasting = ttl.is_none_or(|t| crate::time::duration_ms(t.total()) > 0);
+            let write = if produced.store && lasting {
                 let tagged = tag_entry(&shared, &mut entry, &names, started, None);
                 match within(tagged, deadline.as_mut(), abort).await {
                     Step::Done(may_store) => may_store,

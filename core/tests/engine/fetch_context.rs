@@ -3,12 +3,15 @@
 //! it not to be stored (FusionCache adaptive caching and conditional refresh).
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use swre_core::{CacheTtl, CallOptions, Error, FetchContext, Fetched, Status};
 
 use crate::common::*;
 
 type Seen = Arc<Mutex<Vec<FetchContext>>>;
+
+const MS: Duration = Duration::from_millis(1);
 
 /// A fetch that records its context and answers `answer`.
 fn recording(
@@ -88,7 +91,7 @@ fn not_modified_with_nothing_held_fails_the_call() {
 }
 
 #[test]
-fn the_fetch_chooses_this_entrys_ttl_and_a_bad_one_stores_nothing() {
+fn the_fetch_chooses_this_entrys_ttl_of_any_length() {
     let h = harness();
     let seen = Seen::default();
     let day = CacheTtl::new(86_400 * SEC, 60 * SEC, 60 * SEC);
@@ -96,11 +99,47 @@ fn the_fetch_chooses_this_entrys_ttl_and_a_bad_one_stores_nothing() {
     let stored = h.stored("k").unwrap();
     assert_eq!(stored.fresh_until, START + 86_400_000);
     assert!(!stored.pinned_ttl, "for this write only");
-    let tiny = CacheTtl::new(SEC, SEC, SEC);
-    let r = get_with(&h, "bad", &seen, Fetched::value("v").ttl(tiny));
-    assert!(matches!(r, Err(Error::Config(_))), "{r:?}");
-    assert_eq!(h.stored("bad"), None);
+    // Shorter than the 5 s a configured TTL needs (an HTTP `max-age=1`,
+    // `stale-while-revalidate=2`): fresh for exactly 1 s, stale 2 s more.
+    let short = CacheTtl::new(SEC, 2 * SEC, Duration::ZERO);
+    get_with(&h, "short", &seen, Fetched::value("s1").ttl(short)).unwrap();
+    let stored = h.stored("short").unwrap();
+    assert_eq!(
+        (stored.fresh_until, stored.stale_until, stored.expires_at),
+        (START + 1_000, START + 3_000, START + 3_000)
+    );
+    h.advance(999 * MS);
+    let r = get_with(&h, "short", &seen, Fetched::value("s2")).unwrap();
+    assert_eq!(
+        (value(&r), r.status),
+        ("s1", Status::Hit),
+        "fresh to its last ms"
+    );
+    h.advance(MS);
+    let r = get_with(&h, "short", &seen, Fetched::value("s2").ttl(short)).unwrap();
+    assert_eq!(
+        (value(&r), r.status),
+        ("s1", Status::Stale),
+        "stale from its 1,000th ms"
+    );
     assert_eq!(h.engine.stats().breaker_rejections, 0);
+}
+
+#[test]
+fn a_ttl_under_one_ms_hands_the_value_out_and_stores_nothing() {
+    let h = harness();
+    let seen = Seen::default();
+    get_with(&h, "k", &seen, Fetched::value("old")).unwrap();
+    h.advance(31 * SEC);
+    let zero = CacheTtl::new(Duration::ZERO, Duration::ZERO, Duration::from_micros(900));
+    let r = get_with(&h, "k", &seen, Fetched::value("new").ttl(zero)).unwrap();
+    assert_eq!(value(&r), "new");
+    assert_eq!(
+        h.stored("k"),
+        None,
+        "not stored, and the older value removed"
+    );
+    assert_eq!(h.engine.stats().upstream_errors, 0);
 }
 
 #[test]
