@@ -21,6 +21,7 @@ const allowed = new Set([
   "package/src/web.js",
   "package/src/cache.js",
   "package/src/table.js",
+  "package/src/http.js",
   "package/wasm/swre.js",
   "package/wasm/swre_bg.wasm",
 ]);

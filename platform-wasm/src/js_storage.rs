@@ -90,12 +90,15 @@ impl Storage for JsStorage {
         let value = Uint8Array::from(&bytes[..]);
         // KV's `expirationTtl` is whole seconds, at least 60: a shorter life
         // is rounded up to that (the envelope's own times still make the
-        // entry read as expired on time), so no entry is kept forever.
+        // entry read as expired on time), so no entry is kept forever. At
+        // most a 32-bit count (about 68 years): workerd refuses more, and a
+        // tag's records live a century (found by a POST's tag invalidation
+        // over KV in workerd, which failed with "Value out of range").
         let remaining_s = entry
             .expires_at
             .saturating_sub(self.clock.now_ms())
             .div_ceil(1000)
-            .max(60);
+            .clamp(60, i32::MAX as u64);
         let o = Object::new();
         let _ = Reflect::set(
             &o,

@@ -86,12 +86,14 @@ export interface SwrFetchContext {
   readonly staleCreatedAt: number | undefined;
   /**
    * This entry's fresh window in ms (BentoCache `ctx.setTtl`, FusionCache `ctx.Options.Duration`),
-   * instead of the `ttl` option's or the cache's; the stale and expired windows stay the
+   * instead of the `ttl` option's or the cache's; `windows.stale` and `windows.expired`, when
+   * given, replace the cache's too (a response's `stale-while-revalidate` and `stale-if-error`),
+   * else the stale and expired windows stay the
    * cache's. Any length (a window read from an HTTP `max-age` may be short); if the three total
    * under 1 ms the value is returned and not stored. A value that is not a non-negative number
    * throws, and the call fails with kind "options" and stores nothing.
    */
-  setTtl(ms: number): void;
+  setTtl(ms: number, windows?: { stale?: number; expired?: number }): void;
   /**
    * The value is returned to the callers but not stored, and what the cache held for the key
    * goes; the next `get` fetches again (BentoCache's `ctx.skip()` stores nothing too, but
@@ -242,6 +244,23 @@ export interface SwrError extends Error {
 import type { SwrStats } from "./wasm/stats.js";
 export type { SwrStats };
 
+/** Options of `cache.fetch`. */
+export interface SwrFetchOptions {
+  /** Calls the origin (default: the global `fetch`); e.g. `(r) => env.ORIGIN.fetch(r)`. */
+  fetch?: (request: Request) => Promise<Response>;
+  /**
+   * `"shared"` (default: a Worker, a proxy in front of many users: `s-maxage` applies, `private`
+   * responses and responses setting cookies are not stored, nor answers to requests with
+   * `Authorization` unless the response allows it) or `"private"` (a service worker or a page:
+   * `s-maxage` is ignored and `private` responses are stored). RFC 9111 §3, §3.5.
+   */
+  mode?: "shared" | "private";
+  /** Workers: `ctx.waitUntil.bind(ctx)`, so background revalidation outlives the response. */
+  waitUntil?: (promise: Promise<unknown>) => void;
+  /** Bodies larger than this are passed through and not stored (default 8 MiB). */
+  maxBodyBytes?: number;
+}
+
 export declare class SwrCache {
   private constructor();
   /** Opens a cache (loading the WebAssembly module the first time); rejects with kind "options" naming any bad option. */
@@ -250,6 +269,22 @@ export declare class SwrCache {
   get<T = unknown>(key: string, fetcher: SwrFetcher<T>, options?: SwrGetOptions): Promise<SwrResult<T>>;
   /** The stored value under `key` without fetching or refreshing, or `undefined`. */
   peek<T = unknown>(key: string): Promise<SwrResult<T> | undefined>;
+  /**
+   * `request` answered through the cache as an HTTP cache (RFC 9111): a GET's (or HEAD's)
+   * response is stored for the phases its own headers give (`max-age` / `s-maxage`,
+   * `stale-while-revalidate`, `stale-if-error`, `Expires`, `Age`; the cache's windows when it
+   * gives none), per the request headers its `Vary` names, revalidated with `If-None-Match` /
+   * `If-Modified-Since` when it has validators (a 304 extends it), never when `no-store`, not
+   * cacheable by status, or (shared) `private`; an origin 500/502/503/504 is answered by the
+   * stored response within `stale-if-error`; a successful unsafe method invalidates its URL, its
+   * same-origin `Location` / `Content-Location`, and the RFC 9875 cache groups its
+   * `Cache-Group-Invalidation` names (responses join groups with `Cache-Groups`). Every response
+   * carries an RFC 9211 `Cache-Status` member (`swre; hit; ttl=…`, `swre; fwd=miss; …; stored`,
+   * `collapsed` when it shared another request's origin fetch). Bodies are read whole. Rejects
+   * with kind "options" for bad options, and as `get` does when the origin cannot be reached and
+   * nothing stored stands in.
+   */
+  fetch(request: Request | string | URL, options?: SwrFetchOptions): Promise<Response>;
   /**
    * The values under `keys`, fetched together (BentoCache `getMany`, sturdyc `GetOrFetchBatch`):
    * fresh keys are answered without the fetcher, every stale or missing key goes to one call of

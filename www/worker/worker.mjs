@@ -1,44 +1,33 @@
-// A Cloudflare Worker that fronts a slow upstream with stale-while-revalidate.
+// A Cloudflare Worker that fronts an origin with HTTP caching by the
+// standards: each response is cached for the phases its own headers give
+// (`max-age` / `s-maxage`, `stale-while-revalidate`, `stale-if-error`;
+// RFC 9111, RFC 5861), revalidated with its ETag or Last-Modified, kept
+// per `Vary`, invalidated by a successful POST / PUT / PATCH / DELETE to its
+// URL and by RFC 9875 cache groups, and labelled with an RFC 9211
+// `Cache-Status` that swre-core renders.
 //
 //   /cache/<path>  SwrCache over the Workers Cache API
 //   /kv/<path>     SwrCache over a KV namespace (env.KV) through a JS store
 //
 // Background refreshes are handed to ctx.waitUntil, so they finish after the
-// response has been sent. Every response carries an RFC 9211 Cache-Status.
+// response has been sent.
 import { SwrCache } from "../package/src/workerd.js";
 
 const caches_ = new Map();
-
-function ms(value, fallback) {
-  const n = Number(value);
-  return Number.isFinite(n) ? n : fallback;
-}
 
 function cacheFor(kind, env) {
   if (!caches_.has(kind)) {
     caches_.set(kind, SwrCache.open({
       name: `swr-${kind}`,
       storage: kind === "kv" ? env.KV : "cache",
-      fresh: ms(env.FRESH_MS, 5_000),
-      stale: ms(env.STALE_MS, 60_000),
-      expired: ms(env.EXPIRED_MS, 3_600_000),
-      refreshTimeout: ms(env.REFRESH_TIMEOUT_MS, 10_000),
+      // For responses that say nothing of their freshness.
+      fresh: 5_000,
+      stale: 60_000,
+      expired: 3_600_000,
+      refreshTimeout: 10_000,
     }));
   }
   return caches_.get(kind);
-}
-
-// RFC 9211: hits say `hit`, everything else says why it went forward.
-function cacheStatus(result) {
-  const ttl = Math.round((result.freshUntil - Date.now()) / 1000);
-  switch (result.status) {
-    case "hit": return `swre; hit; ttl=${ttl}; detail=hit`;
-    case "stale": return `swre; hit; ttl=${ttl}; detail=stale`;
-    case "expired": return `swre; hit; ttl=${ttl}; detail=expired`;
-    case "miss": return `swre; fwd=uri-miss; stored; detail=miss`;
-    case "fallback": return `swre; fwd=stale; fwd-status=502; detail=fallback`;
-    default: return `swre; detail=${result.status}`;
-  }
 }
 
 export default {
@@ -46,27 +35,17 @@ export default {
     const url = new URL(request.url);
     const kind = url.pathname.startsWith("/kv/") ? "kv" : "cache";
     const cache = await cacheFor(kind, env);
+    const origin = new Request(`https://upstream.internal${url.pathname}${url.search}`, request);
     try {
-      const result = await cache.get(
-        url.pathname,
-        async () => {
-          const upstream = await env.UPSTREAM.fetch(`https://upstream.internal${url.pathname}`);
-          if (!upstream.ok) throw new Error(`upstream answered ${upstream.status}`);
-          return await upstream.text();
-        },
-        { waitUntil: ctx.waitUntil.bind(ctx) },
-      );
-      return new Response(result.value, {
-        headers: {
-          "content-type": "text/plain; charset=utf-8",
-          "cache-status": cacheStatus(result),
-          "age": String(Math.floor(result.age / 1000)),
-        },
+      return await cache.fetch(origin, {
+        fetch: (r) => env.UPSTREAM.fetch(r),
+        waitUntil: ctx.waitUntil.bind(ctx),
       });
     } catch (error) {
+      // The origin could not be reached and nothing stored stood in.
       return new Response(`upstream unavailable: ${error.message}`, {
         status: 502,
-        headers: { "cache-status": "swre; fwd=uri-miss; fwd-status=502; detail=error" },
+        headers: { "cache-status": "swre; fwd=miss; detail=unreachable" },
       });
     }
   },

@@ -19,7 +19,7 @@ use hashbrown::HashMap;
 use super::shared::Shared;
 use super::task::{
     await_other_process, entry_of, fetch_estimate, store, stored_since, tag_entry, tag_names,
-    within, FetchStart, Step,
+    within, Awaited, FetchStart, Step,
 };
 use super::ticket::Ticket;
 use super::CallOptions;
@@ -206,7 +206,10 @@ async fn run<S, R, C, J, F>(
     };
     let waits = join_all(others.into_iter().map(|(m, _)| async move {
         let never = pin!(pending::<()>());
-        if let Step::Done(e) = await_other_process(&m.ticket, m.seen.as_ref(), never, abort).await {
+        // A batch waits for the holder's value only (one fetch for the
+        // whole batch is already under way).
+        let waited = await_other_process(&m.ticket, m.seen.as_ref(), None, never, abort).await;
+        if let Step::Done(Awaited::Stored(e)) = waited {
             m.ticket.share_stored(e);
             m.ticket.leave_table();
         }

@@ -18,7 +18,7 @@ use crate::metrics::{StorageOp, UpstreamOutcome};
 use crate::phase::Phase;
 use crate::runtime::Runtime;
 use crate::stats::bump;
-use crate::storage::Storage;
+use crate::storage::{LeaseToken, Storage};
 use crate::sync::{MaybeSend, MaybeSync};
 use crate::tags::fence::Change;
 use crate::tags::{TagNames, Tags};
@@ -345,11 +345,19 @@ where
         Step::Done(Ok(None)) => {
             bump(&shared.counters().lease_waits);
             event_debug!("another process holds the refresh lease; waiting for its value");
-            return match await_other_process(&ticket, seen, deadline.as_mut(), abort).await {
-                Step::Done(e) => ticket.share_stored(e),
-                Step::Late => ticket.give_up(late),
-                Step::Aborted => {}
-            };
+            match await_other_process(&ticket, seen, timeout, deadline.as_mut(), abort).await {
+                Step::Done(Awaited::Stored(e)) => return ticket.share_stored(e),
+                // The holder is gone without a value this call can use
+                // (it failed, or what it stored was removed since): this
+                // call fetches, holding the lease now.
+                Step::Done(Awaited::Lease(token)) => {
+                    if let Some(token) = token {
+                        ticket.hold_lease(token);
+                    }
+                }
+                Step::Late => return ticket.give_up(late),
+                Step::Aborted => return,
+            }
         }
         Step::Done(Err(_)) => {}
         Step::Late => return ticket.give_up(late),
@@ -425,14 +433,28 @@ where
     }
 }
 
+/// What waiting on another process's lease ends with.
+pub(crate) enum Awaited {
+    /// The value it stored.
+    Stored(Entry),
+    /// The lease, free again with no such value stored (`None`: the store
+    /// could not answer, so the call goes on without one, as when it first
+    /// asked).
+    Lease(Option<LeaseToken>),
+}
+
 /// Polls storage, with backoff and until the deadline, for the value another
-/// process (holding the lease) is fetching.
+/// process (holding the lease) is fetching. With `lease_ttl`, each poll that
+/// finds no such value also asks for the lease (for that long): a holder
+/// that ended without storing one, or whose value was removed since, would
+/// otherwise leave this call waiting out its whole deadline.
 pub(crate) async fn await_other_process<S, R, C, D>(
     ticket: &Ticket<S, R, C>,
     seen: Option<&Entry>,
+    lease_ttl: impl Into<Option<Duration>>,
     mut deadline: Pin<&mut D>,
     abort: &Latch,
-) -> Step<Entry>
+) -> Step<Awaited>
 where
     S: Storage,
     R: Runtime,
@@ -440,6 +462,7 @@ where
     D: Future<Output = ()>,
 {
     let shared = ticket.shared();
+    let lease_ttl = lease_ttl.into();
     let mut delay = Duration::from_millis(20);
     loop {
         match within(shared.runtime().sleep(delay), deadline.as_mut(), abort).await {
@@ -448,10 +471,22 @@ where
             Step::Aborted => return Step::Aborted,
         }
         match within(shared.read_shared(ticket.key()), deadline.as_mut(), abort).await {
-            Step::Done(Some(e)) if stored_since(&e, seen, shared.now()) => return Step::Done(e),
+            Step::Done(Some(e)) if stored_since(&e, seen, shared.now()) => {
+                return Step::Done(Awaited::Stored(e))
+            }
             Step::Done(_) => {}
             Step::Late => return Step::Late,
             Step::Aborted => return Step::Aborted,
+        }
+        if let Some(ttl) = lease_ttl {
+            let lease = shared.storage().try_lease(ticket.key(), ttl);
+            match within(lease, deadline.as_mut(), abort).await {
+                Step::Done(Ok(Some(token))) => return Step::Done(Awaited::Lease(Some(token))),
+                Step::Done(Ok(None)) => {}
+                Step::Done(Err(_)) => return Step::Done(Awaited::Lease(None)),
+                Step::Late => return Step::Late,
+                Step::Aborted => return Step::Aborted,
+            }
         }
         delay = (delay * 2).min(Duration::from_millis(500));
     }

@@ -18,8 +18,12 @@ pub enum Forward {
     Stale,
     /// The request asked to bypass the cache (`no-cache`, a reload).
     Request,
-    /// The response varies on request headers that differed.
+    /// The response varies on request headers that differed (`vary-miss`).
     Vary,
+    /// The request's method is not cacheable (a `POST`, say).
+    Method,
+    /// The cache was told not to use its store for this request.
+    Bypass,
 }
 
 impl Forward {
@@ -28,7 +32,9 @@ impl Forward {
             Forward::Miss => "miss",
             Forward::Stale => "stale",
             Forward::Request => "request",
-            Forward::Vary => "vary",
+            Forward::Vary => "vary-miss",
+            Forward::Method => "method",
+            Forward::Bypass => "bypass",
         }
     }
 }

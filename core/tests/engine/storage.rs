@@ -334,6 +334,68 @@ fn without_the_holders_value_a_miss_times_out_at_its_one_deadline() {
     assert_eq!((s.in_flight, s.tasks_running), (0, 0));
 }
 
+/// A store whose lease another process holds until `held` is cleared.
+struct LeaseHeldUntil {
+    inner: MemoryStorage,
+    held: std::sync::atomic::AtomicBool,
+}
+
+impl Storage for LeaseHeldUntil {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, swre_core::StorageError> {
+        self.inner.get(key).await
+    }
+    async fn set(&self, key: &str, entry: Entry) -> Result<(), swre_core::StorageError> {
+        self.inner.set(key, entry).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), swre_core::StorageError> {
+        self.inner.delete(key).await
+    }
+    async fn try_lease(
+        &self,
+        _: &str,
+        _: core::time::Duration,
+    ) -> Result<Option<swre_core::LeaseToken>, swre_core::StorageError> {
+        let held = self.held.load(std::sync::atomic::Ordering::SeqCst);
+        Ok((!held).then_some(swre_core::LeaseToken(7)))
+    }
+}
+
+#[test]
+fn a_holder_that_ends_without_a_value_hands_the_lease_to_a_waiting_miss() {
+    // The holder failed, or what it stored was removed straight from the
+    // store (found by the conformance suite on Redis): the waiter takes the
+    // lease as soon as it is free and fetches, rather than waiting out its
+    // deadline for a value that will never come.
+    let store = LeaseHeldUntil {
+        inner: MemoryStorage::new(),
+        held: std::sync::atomic::AtomicBool::new(true),
+    };
+    let h = harness_on(store, |b| b.refresh_timeout(10 * SEC));
+    let engine = h.engine.clone();
+    let f = h.ok("mine");
+    let waiter = h
+        .exec
+        .spawn(async move { engine.get_or_fetch("k", f).await });
+    for _ in 0..5 {
+        h.rt.advance(core::time::Duration::from_millis(100));
+        h.exec.run_until_stalled();
+    }
+    assert!(!waiter.is_finished(), "waiting while the lease is held");
+    assert_eq!(h.calls(), 0);
+    h.engine
+        .storage()
+        .held
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    h.rt.advance(SEC);
+    h.exec.run_until_stalled();
+    let r = waiter
+        .try_take()
+        .expect("answered once the lease was free")
+        .unwrap();
+    assert_eq!((value(&r), r.status, h.calls()), ("mine", Status::Miss, 1));
+    assert_eq!(h.engine.stats().lease_waits, 1);
+}
+
 #[test]
 fn a_stale_lookup_does_not_refresh_while_another_process_holds_the_lease() {
     let h = harness_on(LeaseHeldElsewhere(MemoryStorage::new()), |b| {

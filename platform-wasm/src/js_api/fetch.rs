@@ -128,11 +128,15 @@ pub(super) async fn call(
         let bytes = value::encode(&answer.get(0), &table).map_err(|m| callers(JsEncodeError(m)))?;
         Fetched::value(bytes)
     };
-    let fresh = answer.get(2).as_f64().unwrap_or(-1.0);
-    if fresh >= 0.0 {
+    // `ctx.setTtl(fresh, { stale, expired })`: each window given (≥ 0)
+    // replaces the cache's.
+    let window = |i: u32| Some(answer.get(i).as_f64().unwrap_or(-1.0)).filter(|ms| *ms >= 0.0);
+    let ms = |v: f64| Duration::from_millis(v as u64);
+    if let Some(fresh) = window(2) {
         let chosen = CacheTtl {
-            fresh: Duration::from_millis(fresh as u64),
-            ..ttl
+            fresh: ms(fresh),
+            stale: window(4).map_or(ttl.stale, ms),
+            expired: window(5).map_or(ttl.expired, ms),
         };
         // Any length, as `Fetched::ttl` takes: under 1 ms in all, the value
         // is handed out and not stored.

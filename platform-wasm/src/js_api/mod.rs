@@ -2,6 +2,7 @@
 
 mod batch;
 mod fetch;
+mod http;
 mod options;
 mod storage;
 mod table;

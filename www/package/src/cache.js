@@ -12,6 +12,7 @@
 // Tagged entries are never answered here: their tags' epochs are the
 // engine's to check (the table flags them).
 
+import { httpFetch } from "./http.js";
 import { RESERVED_PREFIX, Table } from "./table.js";
 
 const CLOSED = "this SwrCache was closed";
@@ -233,7 +234,7 @@ export function define(load, { keepAlive = false } = {}) {
       // The engine admits the call as it is made: its deadline runs from now.
       const deadline = Date.now() + this.#timeout;
       return (staleValue, staleCreatedAt) => {
-        const answer = [undefined, 0, -1, undefined];
+        const answer = [undefined, 0, -1, undefined, -1, -1];
         const context = new FetchContext(staleValue, staleCreatedAt, deadline, answer);
         let out;
         try {
@@ -291,6 +292,17 @@ export function define(load, { keepAlive = false } = {}) {
           },
         );
       };
+    }
+
+    /**
+     * `request` answered through the cache as an HTTP cache would (RFC 9111):
+     * see `http.js` and `index.d.ts`. Resolves to a `Response` with a
+     * `Cache-Status`.
+     */
+    fetch(request, options) {
+      const engine = this.#engine;
+      if (engine === undefined) return reject("closed", `fetch: ${CLOSED}`);
+      return httpFetch(this, engine, swrError, request, options);
     }
 
     /** The stored value under `key` without fetching or refreshing, or `undefined`. */
@@ -619,16 +631,27 @@ class FetchContext extends BatchContext {
 
   /**
    * This entry's fresh window in ms, instead of the `ttl` option's or the
-   * cache's (the stale and expired windows stay the cache's). A bad value
-   * throws, and the call fails with kind "options" whatever the fetcher
-   * then returns.
+   * cache's; `windows.stale` and `windows.expired`, if given, replace the
+   * cache's too (phases read from an HTTP response: `stale-while-revalidate`,
+   * `stale-if-error`). Any length; under 1 ms in all, the value is returned
+   * and not stored. A bad value throws, and the call fails with kind
+   * "options" whatever the fetcher then returns.
    */
-  setTtl(ms) {
-    if (typeof ms === "number" && ms >= 0 && ms <= Number.MAX_SAFE_INTEGER) {
-      if (!this.#done) this.#answer[2] = ms;
+  setTtl(ms, windows) {
+    const ok = (v) => typeof v === "number" && v >= 0 && v <= Number.MAX_SAFE_INTEGER;
+    const { stale, expired } = windows !== null && typeof windows === "object" ? windows : {};
+    if (ok(ms) && (windows === undefined || (typeof windows === "object" && windows !== null &&
+        (stale === undefined || ok(stale)) && (expired === undefined || ok(expired))))) {
+      if (!this.#done) {
+        this.#answer[2] = ms;
+        this.#answer[4] = stale ?? -1;
+        this.#answer[5] = expired ?? -1;
+      }
       return;
     }
-    const message = `ctx.setTtl: the fresh window must be a non-negative number of milliseconds (got ${String(ms)})`;
+    const message = ok(ms)
+      ? `ctx.setTtl: \`windows\` must be { stale?, expired? } with non-negative numbers of milliseconds (got ${JSON.stringify(windows) ?? String(windows)})`
+      : `ctx.setTtl: the fresh window must be a non-negative number of milliseconds (got ${String(ms)})`;
     this.#fail(message);
     throw swrError("options", message);
   }
