@@ -119,6 +119,9 @@ step "JS package: Node tests, workerd (Miniflare), the demo page in Chromium, an
 step "quickstart (the README's main job)"
 cargo run -q -p swre-native --example quickstart -- "${TMPDIR:-/tmp}/swre-quickstart-ci"
 
+step "axum_cache example: the tower layer in front of an axum route, over real HTTP on loopback"
+cargo run -q -p swre-native --features tower --example axum_cache
+
 step "fleet example: two engines on a redis-server started here on a free loopback port"
 redis_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 redis_dir=$(mktemp -d)

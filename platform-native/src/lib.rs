@@ -59,6 +59,8 @@
 #![warn(missing_docs)]
 
 mod file;
+#[cfg(feature = "tower")]
+pub mod http_layer;
 #[cfg(feature = "redis")]
 mod redis_storage;
 mod runtime;

@@ -17,6 +17,7 @@ mod first_use;
 mod fuzz_corpus;
 mod go_port;
 mod go_port_breaker;
+mod http_layer;
 mod model;
 mod redis;
 mod redis_faults;
