@@ -57,7 +57,7 @@
 //!   with trailers is streamed through uncached.
 //! - **`Vary`**: the request's values of the headers a response varies on
 //!   are stored with it; a request with other values is a miss that fetches
-//!   and replaces the entry (`fwd=vary`).
+//!   and replaces the entry (`fwd=vary-miss`).
 //! - **Revalidation**: a refresh of a response with an `ETag` or
 //!   `Last-Modified` sends `If-None-Match` / `If-Modified-Since`; a `304`
 //!   keeps the stored body and starts its phases again from the 304's
@@ -73,7 +73,7 @@
 //! - Every response gets an RFC 9211 `Cache-Status` member (appended after
 //!   any the inner service set), rendered by
 //!   [`CacheStatus`](swre_core::http::CacheStatus): `hit` with the seconds of
-//!   freshness left (negative once stale), or `fwd=miss|stale|vary|request`
+//!   freshness left (negative once stale), or `fwd=miss|stale|vary-miss|request|method`
 //!   with `fwd-status`, `stored` and `collapsed` (joined another request's
 //!   call), and a `detail` such as `upstream-error`. Responses from the
 //!   store also get `Age`.

@@ -48,7 +48,7 @@ fn route(parts: &Parts) -> Route {
                 Route::Cache
             }
         }
-        Method::HEAD | Method::OPTIONS | Method::TRACE => Route::Pass(Forward::Miss),
+        Method::HEAD | Method::OPTIONS | Method::TRACE => Route::Pass(Forward::Method),
         _ => Route::Unsafe,
     }
 }
@@ -134,7 +134,7 @@ where
     {
         let target = Target::of(request.uri(), request.headers());
         let engine = self.engine.clone();
-        let response = self.pass(request, Forward::Miss).await?;
+        let response = self.pass(request, Forward::Method).await?;
         if response.status().is_success() || response.status().is_redirection() {
             let related = target.related(response.headers());
             for t in std::iter::once(target).chain(related) {

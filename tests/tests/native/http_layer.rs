@@ -223,7 +223,7 @@ async fn what_may_not_be_stored_reaches_upstream_every_time() {
     let got = send(&svc, Method::GET, &url, &[("cache-control", "no-store")]).await;
     assert_eq!(got.cache_status, "swre; fwd=request; fwd-status=200");
     let got = send(&svc, Method::HEAD, &url, &[]).await;
-    assert_eq!(got.cache_status, "swre; fwd=miss; fwd-status=200");
+    assert_eq!(got.cache_status, "swre; fwd=method; fwd-status=200");
     assert_eq!(origin.calls(), 12);
 }
 
@@ -280,7 +280,10 @@ async fn vary_keeps_each_language_apart() {
     let fr = send(&svc, Method::GET, &url, &[("accept-language", "fr")]).await;
     assert_eq!(
         (fr.body.as_str(), fr.cache_status.as_str()),
-        ("hello fr", "swre; fwd=vary; fwd-status=200; ttl=60; stored")
+        (
+            "hello fr",
+            "swre; fwd=vary-miss; fwd-status=200; ttl=60; stored"
+        )
     );
     let again = send(&svc, Method::GET, &url, &[("accept-language", "fr")]).await;
     assert_eq!(
@@ -356,12 +359,12 @@ async fn a_successful_unsafe_request_invalidates_its_target() {
     assert_eq!(origin.calls(), 2);
     // A failed unsafe request invalidates nothing.
     let failed = send(&svc, Method::DELETE, &item, &[]).await;
-    assert_eq!(failed.cache_status, "swre; fwd=miss; fwd-status=500");
+    assert_eq!(failed.cache_status, "swre; fwd=method; fwd-status=500");
     assert_eq!(get(&svc, &item).await.cache_status, "swre; hit; ttl=60");
     let posted = send(&svc, Method::POST, &item, &[]).await;
     assert_eq!(
         (posted.status, posted.cache_status.as_str()),
-        (StatusCode::CREATED, "swre; fwd=miss; fwd-status=201")
+        (StatusCode::CREATED, "swre; fwd=method; fwd-status=201")
     );
     // The target and its same-origin Location are gone.
     for url in [&item, &other] {
