@@ -109,6 +109,18 @@ pub fn http_headers(data: &[u8]) {
     for l in [expires, date, age].into_iter().flatten() {
         let _ = parse_http_date(l);
     }
+    // Cache groups (RFC 9875): every line as a List of Strings; what it
+    // reads holds only printable ASCII.
+    for l in text.split('\n') {
+        if let Some(groups) = swre_core::http::string_list(l) {
+            assert!(
+                groups
+                    .iter()
+                    .all(|g| g.bytes().all(|c| (0x20..=0x7e).contains(&c))),
+                "a group name outside printable ASCII from {l:?}"
+            );
+        }
+    }
     let cap = Duration::from_secs(3_600);
     for mode in [CacheMode::Shared, CacheMode::Private] {
         let policy = HttpPolicy {

@@ -226,3 +226,15 @@ test("Node: Cache-Groups parsing follows RFC 8941 Lists of Strings, and ignores 
   assert.deepEqual(structuredStrings(null), []);
   assert.deepEqual(structuredStrings(""), []);
 });
+
+test("Node: a response naming more cache groups than an entry holds is answered, not stored", async () => {
+  const cache = await open();
+  const groups = Array.from({ length: 33 }, (_, i) => `"g${i}"`).join(", ");
+  const r = route((_, n) => ({ status: 200, headers: { "cache-control": "max-age=60", "cache-groups": groups }, body: `v${n}` }));
+  assert.equal(await (await cache.fetch(r.url)).text(), "v1");
+  const second = await cache.fetch(r.url);
+  assert.equal(await second.text(), "v2");
+  assert.equal(second.headers.get("cache-status"), "swre; fwd=miss; fwd-status=200");
+  assert.equal(r.hits(), 2);
+  cache.close();
+});

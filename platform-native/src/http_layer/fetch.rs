@@ -22,6 +22,8 @@ use swre_core::{CacheTtl, Clock, FetchContext, Fetched};
 use tower::{BoxError, Service, ServiceExt};
 
 use super::body::{self, Collected, SwrBody};
+use super::groups;
+use super::key::Target;
 use super::stored::{self, StoredResponse};
 use super::vary::{self, Varies};
 
@@ -224,8 +226,18 @@ where
     let vary = vary::capture(&parts.headers, names);
     match stored::encode(status, &end_to_end(&head.headers), &vary, &bytes) {
         Ok(value) => {
+            let target = Target::of(&parts.uri, &parts.headers);
+            let groups = groups::tags(&head.headers, groups::CACHE_GROUPS, &target);
+            let fetched = Fetched::value(value).ttl(ttl);
+            if !groups::storable(&groups) {
+                // More groups, or longer names, than an entry's tags hold:
+                // stored without them, a group's invalidation would miss it.
+                return Ok(fetched.do_not_store());
+            }
             handoff.stored.store(stores(&ttl), Ordering::Release);
-            Ok(Fetched::value(value).ttl(ttl))
+            // Its groups (RFC 9875) as tags; none names none, so an answer
+            // that leaves a group leaves it here too.
+            Ok(fetched.tags(groups))
         }
         Err(_) => {
             handoff.pass(Response::from_parts(head, body::full(bytes)));

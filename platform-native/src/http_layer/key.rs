@@ -38,6 +38,12 @@ impl Target {
         }
     }
 
+    /// The origin as the key spells it (`https://example.com`, or
+    /// `//example.com` from the `Host` header).
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
+    }
+
     /// The key of `method` on this target.
     pub(crate) fn key(&self, method: &Method) -> String {
         format!("{method} {}{}", self.origin, self.path_and_query)

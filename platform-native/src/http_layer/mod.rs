@@ -94,6 +94,7 @@
 
 mod body;
 mod fetch;
+mod groups;
 mod key;
 mod service;
 mod stored;

@@ -17,6 +17,7 @@ use tower::{BoxError, Service, ServiceExt};
 
 use super::body::{self, SwrBody};
 use super::fetch::{self, Handoff, NOT_SHARED};
+use super::groups;
 use super::key::Target;
 use super::{vary, SwrService};
 
@@ -137,10 +138,19 @@ where
         let response = self.pass(request, Forward::Method).await?;
         if response.status().is_success() || response.status().is_redirection() {
             let related = target.related(response.headers());
+            let groups = groups::tags(
+                response.headers(),
+                groups::CACHE_GROUP_INVALIDATION,
+                &target,
+            );
             for t in std::iter::once(target).chain(related) {
                 // "Storage failures degrade": the write already succeeded
                 // upstream, so a failed invalidation does not fail it.
                 let _ = engine.invalidate(t.key(&Method::GET)).await;
+            }
+            // RFC 9875 §3: the groups it names, of its origin.
+            for tag in groups {
+                let _ = engine.invalidate_tag(&tag).await;
             }
         }
         Ok(response)

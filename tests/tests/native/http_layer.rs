@@ -481,3 +481,59 @@ async fn an_unreachable_upstream_is_the_inner_error() {
     let err = svc.oneshot(request).await.expect_err("nothing listens");
     assert!(err.is_connect(), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cache_groups_are_invalidated_by_an_unsafe_requests_answer() {
+    // RFC 9875: `Cache-Groups` on stored responses, and
+    // `Cache-Group-Invalidation` on the answer to a POST.
+    let origin = Origin::start(|req, n| match req.uri().path() {
+        "/a" => reply(
+            200,
+            &[
+                ("cache-control", "max-age=60"),
+                ("cache-groups", r#""scripts", "all""#),
+            ],
+            format!("a{n}"),
+        ),
+        "/b" => reply(
+            200,
+            &[
+                ("cache-control", "max-age=60"),
+                ("cache-groups", r#""all""#),
+            ],
+            format!("b{n}"),
+        ),
+        "/c" => reply(200, &[("cache-control", "max-age=60")], format!("c{n}")),
+        _ => reply(
+            204,
+            &[("cache-group-invalidation", r#""scripts""#)],
+            Bytes::new(),
+        ),
+    })
+    .await;
+    let (svc, _, _) = layer(|b| b);
+    let first: Vec<String> = {
+        let mut v = Vec::new();
+        for p in ["/a", "/b", "/c"] {
+            v.push(get(&svc, &origin.url(p)).await.body);
+        }
+        v
+    };
+    let purge = send(&svc, Method::POST, &origin.url("/purge"), &[]).await;
+    assert_eq!(purge.cache_status, "swre; fwd=method; fwd-status=204");
+    let a = get(&svc, &origin.url("/a")).await;
+    assert_eq!(
+        (a.body.as_str(), a.cache_status.as_str()),
+        ("a5", "swre; fwd=miss; fwd-status=200; ttl=60; stored"),
+        "in group scripts: fetched again (first: {first:?})"
+    );
+    for (p, body) in [("/b", &first[1]), ("/c", &first[2])] {
+        let got = get(&svc, &origin.url(p)).await;
+        assert_eq!(
+            (&got.body, got.cache_status.as_str()),
+            (body, "swre; hit; ttl=60"),
+            "{p}"
+        );
+    }
+    assert_eq!(origin.calls(), 5);
+}

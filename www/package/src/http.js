@@ -25,6 +25,9 @@ const OPTIONS = ["fetch", "mode", "waitUntil", "maxBodyBytes"];
 const DEFAULT_MAX_BODY = 8 << 20;
 const TEXT_IN = new TextEncoder();
 const TEXT_OUT = new TextDecoder();
+/** The engine's limits on an entry's tags (swre-core `MAX_TAGS`, `MAX_TAG_BYTES`). */
+const TAGS_HELD = 32;
+const TAG_BYTES = 256;
 /** Stored responses' format version (the first byte). */
 const VERSION = 1;
 
@@ -191,6 +194,12 @@ async function originFetch(engine, o, request, ctx, run) {
   if (res.headers.has("vary")) tags.push(urlTag(request.url));
   const origin = new URL(request.url).origin;
   for (const g of structuredStrings(res.headers.get("cache-groups"))) tags.push(groupTag(origin, g));
+  if (tags.length > TAGS_HELD || tags.some((t) => TEXT_IN.encode(t).length > TAG_BYTES)) {
+    // More groups, or longer names, than an entry's tags hold: stored
+    // without them, a group's invalidation would miss it.
+    ctx.noStore();
+    return encoded;
+  }
   if (tags.length > 0) ctx.setTags(tags);
   run.stored = true;
   return encoded;
