@@ -11,6 +11,24 @@
 // `Cache-Status` member that the engine renders.
 
 const SAFE = new Set(["GET", "HEAD"]);
+/** Safe methods that are not cached: passed through, invalidating nothing (RFC 9110 §9.2.1). */
+const PASSED = new Set(["OPTIONS", "TRACE"]);
+/**
+ * Request headers the cache's own fetch never carries: the client's
+ * preconditions would make the origin answer a 304 or 412 that the cache
+ * would hand to every request sharing the fetch (the cache sends its own
+ * validators).
+ */
+const CLIENT_CONDITIONALS = ["if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"];
+/**
+ * The value of an origin answer that only its requester may have (not
+ * storable: `private`, `no-store`, `Set-Cookie`, `Authorization`, `Vary: *`,
+ * …): the requester gets the origin's `Response` as it came, and requests
+ * that shared the fetch ask the origin themselves (RFC 9111 §4: only a
+ * stored or storable response may answer other requests).
+ */
+const NOT_SHARED = new Uint8Array([0]);
+const notShared = (bytes) => bytes instanceof Uint8Array && bytes.length === 1 && bytes[0] === 0;
 /** Not stored with a response: hop-by-hop fields, and cookies (never replayed to another user). */
 const UNSTORED = new Set([
   "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -51,6 +69,10 @@ export async function httpFetch(cache, engine, swrError, input, options) {
     throw swrError("options", `fetch: not a request or URL: ${e?.message ?? e}`, e);
   }
   const status = (...args) => engine.constructor.cacheStatus(...args);
+  if (PASSED.has(request.method)) {
+    const res = await o.fetch(request);
+    return labelled(res, status("miss", "none", 0, Date.now(), "method", res.status, false, false));
+  }
   if (!SAFE.has(request.method)) return unsafe(cache, o, request, status);
   const requestCc = request.headers.get("cache-control") ?? "";
   if (/(^|,)\s*no-(store|cache)\b/i.test(requestCc) || request.headers.has("range")) {
@@ -61,7 +83,9 @@ export async function httpFetch(cache, engine, swrError, input, options) {
   const url = request.url;
   let look = await lookup(cache, engine, o, request, baseKey(url));
   if (look.response !== undefined) return look.response;
-  if (!varyMatches(look.stored.meta, request)) {
+  // A response fetched for this request matches it (`Vary: *` aside, which
+  // is not shared).
+  if (!(look.run.called && look.result.status === "miss") && !varyMatches(look.stored.meta, request)) {
     // Stored for other values of the headers it varies on: this request's
     // variant has its own key.
     const key = `${baseKey(url)}\n${JSON.stringify(varyValues(look.stored.meta.v, request))}`;
@@ -105,11 +129,13 @@ function checked(options, swrError) {
  * when the origin's failure is the answer (nothing stored stood in).
  */
 async function lookup(cache, engine, o, request, key, retried = false) {
-  const run = { called: false, fwdStatus: -1, stored: false, revalidated: false };
+  const run = { called: false, fwdStatus: -1, stored: false, revalidated: false, own: undefined, cookies: undefined, done: false };
   let result;
   try {
     result = await cache.get(key, (ctx) => originFetch(engine, o, request, ctx, run), o.get);
   } catch (e) {
+    run.done = true;
+    discard(run);
     const failed = e?.cause?.swreResponse;
     if (failed === undefined) throw e;
     // The origin failed and nothing stood in: its answer goes to the client.
@@ -117,6 +143,25 @@ async function lookup(cache, engine, o, request, key, retried = false) {
     const now = Date.now();
     const label = engine.constructor.cacheStatus("miss", "none", 0, now, "miss", stored.meta.s, false, !run.called);
     return { response: build(stored, request, label, 0) };
+  }
+  run.done = true;
+  if (result.status === "miss" && run.own !== undefined) {
+    // This request's own fetch, not shared: the origin's answer as it came.
+    let own = run.own;
+    run.own = undefined;
+    if (request.method === "HEAD" && own.status !== 0) {
+      // Fetched as its GET: the client asked for the head only.
+      own.body?.cancel().catch(() => {});
+      own = new Response(null, { status: own.status, statusText: own.statusText, headers: own.headers });
+    }
+    const fwd = run.revalidated ? "stale" : "miss";
+    return { response: labelled(own, engine.constructor.cacheStatus("miss", "none", 0, Date.now(), fwd, own.status, false, false)) };
+  }
+  discard(run);
+  if (notShared(result.value)) {
+    // Another request's answer, which only it may have: this one asks the origin.
+    const res = await o.fetch(request);
+    return { response: labelled(res, engine.constructor.cacheStatus("miss", "none", 0, Date.now(), "miss", res.status, false, false)) };
   }
   const stored = decoded(result.value);
   if (stored === undefined) {
@@ -127,6 +172,13 @@ async function lookup(cache, engine, o, request, key, retried = false) {
     return lookup(cache, engine, o, request, key, true);
   }
   return { result, stored, run };
+}
+
+/** Cancels the body of an unshared answer no request will read (a background refresh's). */
+function discard(run) {
+  const own = run.own;
+  run.own = undefined;
+  own?.body?.cancel().catch(() => {});
 }
 
 /** The response for a lookup's result, labelled with its `Cache-Status`. */
@@ -140,7 +192,13 @@ function served({ result, stored, run }, request, status) {
     label = status(result.status, result.detail, result.freshUntil, now, "", -1, false, false);
   }
   const age = Math.max(0, Math.floor((now - result.createdAt) / 1000)) + (stored.meta.a ?? 0);
-  return build(stored, request, label, age);
+  const response = build(stored, request, label, age);
+  // Cookies are not stored, but the response the origin sent to this
+  // request's own fetch keeps them.
+  if (result.status === "miss" && run.called && run.cookies !== undefined) {
+    for (const c of run.cookies) response.headers.append("set-cookie", c);
+  }
+  return response;
 }
 
 /**
@@ -152,8 +210,8 @@ async function originFetch(engine, o, request, ctx, run) {
   run.called = true;
   const held = ctx.staleValue === undefined ? undefined : decoded(ctx.staleValue);
   const headers = new Headers(request.headers);
-  const conditional = held !== undefined && varyMatches(held.meta, request) && !headers.has("if-none-match") &&
-    !headers.has("if-modified-since");
+  for (const h of CLIENT_CONDITIONALS) headers.delete(h);
+  const conditional = held !== undefined && varyMatches(held.meta, request);
   if (conditional) {
     if (held.meta.e !== undefined) headers.set("if-none-match", held.meta.e);
     if (held.meta.l !== undefined) headers.set("if-modified-since", held.meta.l);
@@ -175,6 +233,17 @@ async function originFetch(engine, o, request, ctx, run) {
     }
     return ctx.notModified();
   }
+  const phases = res.status === 0 || res.type === "opaque" || res.type === "opaqueredirect"
+    ? "status"
+    : phasesOf(engine, o, request, res.headers, undefined, res.status, now);
+  const vary = varyNames(res.headers);
+  if (!FAILURE.has(res.status) && (typeof phases === "string" || vary.includes("*"))) {
+    // Not storable: its requester's alone, body unread.
+    ctx.noStore();
+    if (run.done) res.body?.cancel().catch(() => {});
+    else run.own = res;
+    return NOT_SHARED;
+  }
   const body = NULL_BODY.has(res.status) ? new Uint8Array(0) : new Uint8Array(await res.arrayBuffer());
   const encoded = encode(res, request, body);
   if (FAILURE.has(res.status)) {
@@ -184,8 +253,10 @@ async function originFetch(engine, o, request, ctx, run) {
     e.swreResponse = encoded;
     throw e;
   }
-  const phases = phasesOf(engine, o, request, res.headers, undefined, res.status, now);
-  if (typeof phases === "string" || body.length > o.maxBody) {
+  if (res.headers.has("set-cookie")) {
+    run.cookies = typeof res.headers.getSetCookie === "function" ? res.headers.getSetCookie() : [res.headers.get("set-cookie")];
+  }
+  if (body.length > o.maxBody) {
     ctx.noStore();
     return encoded;
   }
@@ -288,7 +359,7 @@ function varyMatches(meta, request) {
 function encode(res, request, body) {
   const h = [];
   for (const [k, v] of res.headers) if (!UNSTORED.has(k)) h.push([k, v]);
-  const vary = (res.headers.get("vary") ?? "").split(",").map((n) => n.trim().toLowerCase()).filter((n) => n !== "");
+  const vary = varyNames(res.headers);
   const head = { s: res.status, t: res.statusText, h, v: vary, q: varyValues(vary, request) };
   const etag = res.headers.get("etag");
   if (etag !== null) head.e = etag;
@@ -307,6 +378,10 @@ function encode(res, request, body) {
 
 /** Heads already parsed, by the stored bytes (hits share one object). */
 const HEADS = new WeakMap();
+
+/** The header names a response's `Vary` lists, lower case. */
+const varyNames = (headers) =>
+  (headers.get("vary") ?? "").split(",").map((n) => n.trim().toLowerCase()).filter((n) => n !== "");
 
 /** `{ meta, body }` of a stored response, or `undefined` for anything else. */
 function decoded(bytes) {
@@ -340,6 +415,8 @@ function build(stored, request, label, age) {
 
 /** `res` with `label` appended to its `Cache-Status` (each cache adds its member last, RFC 9211 §2). */
 function labelled(res, label) {
+  // An opaque or error response (status 0) cannot be rebuilt: as it came.
+  if (res.status === 0) return res;
   const headers = new Headers(res.headers);
   appendStatus(headers, label);
   return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
