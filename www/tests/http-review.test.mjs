@@ -96,6 +96,18 @@ test("review: a Vary: * response costs one origin request, not three", async () 
   cache.close();
 });
 
+test("review: a no-cache response is not served from the store without asking the origin", async () => {
+  const cache = await open();
+  const r = route((req, n) => (req.headers["if-none-match"] === '"e"'
+    ? { status: 304, headers: { etag: '"e"', "cache-control": "no-cache" } }
+    : { status: 200, headers: { etag: '"e"', "cache-control": "no-cache" }, body: `v${n}` }));
+  assert.equal(await (await cache.fetch(r.url)).text(), "v1");
+  const second = await cache.fetch(r.url);
+  assert.equal(await second.text(), "v1");
+  assert.equal(r.hits(), 2, "the origin was asked before the stored response was used");
+  cache.close();
+});
+
 test("review: a GET in flight when a POST invalidates its URL does not store the old response", async () => {
   const cache = await open();
   let version = 1;

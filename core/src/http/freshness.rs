@@ -190,6 +190,12 @@ impl HttpPolicy {
             ttl.expired = Duration::ZERO;
         } else if cc.stale_while_revalidate.is_some() || cc.stale_if_error.is_some() {
             (ttl.stale, ttl.expired) = self.stale_phases(cc);
+        } else if cc.no_cache {
+            // Never served without asking the origin: no stale phase; the
+            // configured stale window joins the expired one, which keeps it
+            // for revalidation (as `stale_phases` keeps `stale-if-error`).
+            ttl.expired = ttl.stale.saturating_add(ttl.expired);
+            ttl.stale = Duration::ZERO;
         }
         ttl
     }
@@ -306,6 +312,9 @@ mod tests {
             ),
             Ok((0, 0, 10_000))
         );
+        // Without freshness of its own: the configured phases but the stale
+        // one, so a stored no-cache response is always revalidated first.
+        assert_eq!(phases(&p, &r(&["no-cache"])), Ok((0, 0, 600_000)));
     }
 
     #[test]
