@@ -170,3 +170,19 @@ test("review: an opaque / error Response from the fetch option is handed back, n
   assert.ok(res instanceof Response || res?.name === "SwrError", `threw ${res?.name}: ${res?.message}`);
   cache.close();
 });
+
+test("review: a request whose signal aborts rejects at once; the shared fetch goes on and is stored", async () => {
+  const cache = await open();
+  const r = route((_, n) => ({ status: 200, headers: { "cache-control": "max-age=60" }, body: `v${n}`, delay: 300 }));
+  const ac = new AbortController();
+  setTimeout(() => ac.abort(), 30);
+  const t0 = Date.now();
+  const e = await cache.fetch(new Request(r.url, { signal: ac.signal })).catch((err) => err);
+  assert.ok(Date.now() - t0 < 250, "rejected when aborted, not when the origin answered");
+  assert.deepEqual([e.name, e.kind], ["SwrError", "aborted"]);
+  await new Promise((res) => setTimeout(res, 400));
+  const again = await cache.fetch(r.url);
+  assert.equal(await again.text(), "v1");
+  assert.equal(r.hits(), 1);
+  cache.close();
+});

@@ -132,7 +132,10 @@ async function lookup(cache, engine, o, request, key, retried = false) {
   const run = { called: false, fwdStatus: -1, stored: false, revalidated: false, own: undefined, cookies: undefined, done: false };
   let result;
   try {
-    result = await cache.get(key, (ctx) => originFetch(engine, o, request, ctx, run), o.get);
+    // The request's signal bounds this request's wait (as `fetch` would
+    // reject), never the shared fetch.
+    const options = request.signal ? { ...o.get, signal: request.signal } : o.get;
+    result = await cache.get(key, (ctx) => originFetch(engine, o, request, ctx, run), options);
   } catch (e) {
     run.done = true;
     discard(run);
