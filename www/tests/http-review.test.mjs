@@ -186,3 +186,13 @@ test("review: a request whose signal aborts rejects at once; the shared fetch go
   assert.equal(r.hits(), 1);
   cache.close();
 });
+
+test("review: a URL over the cache's key limit is passed through, not rejected", async () => {
+  const cache = await SwrCache.open({ fresh: 60_000 });
+  const r = route((_, n) => ({ status: 200, headers: { "cache-control": "max-age=60" }, body: `v${n}` }));
+  const res = await cache.fetch(`${r.url}?q=${"x".repeat(9000)}`).catch((e) => e);
+  assert.ok(res instanceof Response, `rejected: ${res?.kind} ${res?.message}`);
+  assert.equal(await res.text(), "v1");
+  assert.equal(res.headers.get("cache-status"), "swre; fwd=bypass; fwd-status=200");
+  cache.close();
+});

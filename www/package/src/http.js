@@ -81,6 +81,19 @@ export async function httpFetch(cache, engine, swrError, input, options) {
     return labelled(res, status("miss", "none", 0, Date.now(), "request", res.status, false, false));
   }
   const url = request.url;
+  try {
+    return await cached(cache, engine, o, request, url, status);
+  } catch (e) {
+    if (e?.kind !== "invalidKey") throw e;
+    // A key over the cache's limit (a long URL, or long values of the
+    // headers a response varies on): not cached, passed through.
+    const res = await o.fetch(request);
+    return labelled(res, status("miss", "none", 0, Date.now(), "bypass", res.status, false, false));
+  }
+}
+
+/** A `GET` or `HEAD` of `url` answered through the cache. */
+async function cached(cache, engine, o, request, url, status) {
   let look = await lookup(cache, engine, o, request, baseKey(url));
   if (look.response !== undefined) return look.response;
   // A response fetched for this request matches it (`Vary: *` aside, which
