@@ -481,7 +481,22 @@ where
         if let Some(ttl) = lease_ttl {
             let lease = shared.storage().try_lease(ticket.key(), ttl);
             match within(lease, deadline.as_mut(), abort).await {
-                Step::Done(Ok(Some(token))) => return Step::Done(Awaited::Lease(Some(token))),
+                Step::Done(Ok(Some(token))) => {
+                    // The holder may have stored its value and released the
+                    // lease between the read above and this grant: look once
+                    // more, so that it is used rather than fetched again.
+                    let read = within(shared.read_shared(ticket.key()), deadline.as_mut(), abort);
+                    return match read.await {
+                        Step::Done(Some(e)) if stored_since(&e, seen, shared.now()) => {
+                            let release = shared.storage().release_lease(ticket.key(), token);
+                            let _ = within(release, deadline.as_mut(), abort).await;
+                            Step::Done(Awaited::Stored(e))
+                        }
+                        Step::Done(_) => Step::Done(Awaited::Lease(Some(token))),
+                        Step::Late => Step::Late,
+                        Step::Aborted => Step::Aborted,
+                    };
+                }
                 Step::Done(Ok(None)) => {}
                 Step::Done(Err(_)) => return Step::Done(Awaited::Lease(None)),
                 Step::Late => return Step::Late,

@@ -396,6 +396,76 @@ fn a_holder_that_ends_without_a_value_hands_the_lease_to_a_waiting_miss() {
     assert_eq!(h.engine.stats().lease_waits, 1);
 }
 
+/// A store whose lease holder stores its value and lets the lease go just
+/// before the waiter's second request for it (the gap between its read and
+/// its lease request).
+struct StoredThenFreed {
+    inner: MemoryStorage,
+    asks: std::sync::atomic::AtomicUsize,
+    released: std::sync::atomic::AtomicUsize,
+}
+
+impl Storage for StoredThenFreed {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, swre_core::StorageError> {
+        self.inner.get(key).await
+    }
+    async fn set(&self, key: &str, entry: Entry) -> Result<(), swre_core::StorageError> {
+        self.inner.set(key, entry).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), swre_core::StorageError> {
+        self.inner.delete(key).await
+    }
+    async fn try_lease(
+        &self,
+        key: &str,
+        _: core::time::Duration,
+    ) -> Result<Option<swre_core::LeaseToken>, swre_core::StorageError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.asks.fetch_add(1, SeqCst) < 2 {
+            return Ok(None);
+        }
+        let theirs = Entry::new("theirs", START + 100, ttl());
+        self.inner.set(key, theirs).await?;
+        Ok(Some(swre_core::LeaseToken(9)))
+    }
+    async fn release_lease(&self, _: &str, token: swre_core::LeaseToken) {
+        assert_eq!(token, swre_core::LeaseToken(9));
+        self.released
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_lease_granted_just_after_the_holder_stored_gives_the_holders_value() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let store = StoredThenFreed {
+        inner: MemoryStorage::new(),
+        asks: AtomicUsize::new(0),
+        released: AtomicUsize::new(0),
+    };
+    let h = harness_on(store, |b| b.refresh_timeout(10 * SEC));
+    let engine = h.engine.clone();
+    let f = h.ok("mine");
+    let waiter = h
+        .exec
+        .spawn(async move { engine.get_or_fetch("k", f).await });
+    for _ in 0..20 {
+        h.rt.advance(core::time::Duration::from_millis(100));
+        h.exec.run_until_stalled();
+    }
+    let r = waiter.try_take().expect("answered").unwrap();
+    assert_eq!(
+        (value(&r), h.calls()),
+        ("theirs", 0),
+        "no second upstream call"
+    );
+    assert_eq!(
+        h.engine.storage().released.load(SeqCst),
+        1,
+        "the lease given back"
+    );
+}
+
 #[test]
 fn a_stale_lookup_does_not_refresh_while_another_process_holds_the_lease() {
     let h = harness_on(LeaseHeldElsewhere(MemoryStorage::new()), |b| {
