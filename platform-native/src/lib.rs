@@ -58,6 +58,8 @@
 )]
 #![warn(missing_docs)]
 
+#[cfg(feature = "redis")]
+mod backplane;
 mod file;
 #[cfg(feature = "tower")]
 pub mod http_layer;
@@ -65,6 +67,8 @@ pub mod http_layer;
 mod redis_storage;
 mod runtime;
 
+#[cfg(feature = "redis")]
+pub use backplane::{Backplane, BackplaneOptions, BackplaneStats};
 pub use file::{Durability, FileOptions, FileStorage, Maintenance};
 #[cfg(feature = "redis")]
 pub use redis_storage::{RedisOptions, RedisStorage};

@@ -91,11 +91,12 @@ impl std::fmt::Debug for RedisStorage {
     }
 }
 
-fn error(kind: StorageErrorKind, what: &str, e: redis::RedisError) -> StorageError {
+pub(crate) fn error(kind: StorageErrorKind, what: &str, e: redis::RedisError) -> StorageError {
     StorageError::new(kind, format!("redis {what}: {e}"))
 }
 
-fn io(what: &str) -> impl Fn(redis::RedisError) -> StorageError + '_ {
+/// A command's error, `Unavailable` when Redis could not be reached.
+pub(crate) fn io(what: &str) -> impl Fn(redis::RedisError) -> StorageError + '_ {
     move |e| {
         let kind = if e.is_connection_dropped()
             || e.is_connection_refusal()

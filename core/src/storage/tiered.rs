@@ -101,6 +101,53 @@ impl<L1: Storage, L2: Storage> Tiered<L1, L2> {
     pub fn l2(&self) -> &L2 {
         &self.l2
     }
+
+    /// Drops `key`'s L1 copy and leaves L2 as it is, so the next read finds
+    /// L2's entry: for a process told that another one changed the key in a
+    /// shared L2 (a fleet backplane). It counts as a write of the key, so a
+    /// read that has just found an older entry in L2 does not put it back in
+    /// L1 (a delete through [`l1`](Self::l1) would not stop it).
+    ///
+    /// ```
+    /// use swre_core::{CacheTtl, Entry, MemoryStorage, Storage, Tiered};
+    ///
+    /// let tiered = Tiered::new(MemoryStorage::new(), MemoryStorage::new());
+    /// futures::executor::block_on(async {
+    ///     tiered.set("k", Entry::new("v1", 0, CacheTtl::default())).await.unwrap();
+    ///     let v2 = Entry::new("v2", 1, CacheTtl::default());
+    ///     tiered.l2().set("k", v2.clone()).await.unwrap(); // another process
+    ///     tiered.remove_from_l1("k").await.unwrap();
+    ///     assert_eq!(tiered.get("k").await.unwrap(), Some(v2));
+    /// });
+    /// ```
+    pub async fn remove_from_l1(&self, key: &str) -> Result<(), StorageError> {
+        let writes = self.writes.of(key);
+        Writes::bump(writes);
+        let removed = self.l1.delete(key).await;
+        Writes::bump(writes);
+        removed
+    }
+
+    /// Empties L1 and leaves L2 as it is: [`remove_from_l1`](Self::remove_from_l1)
+    /// of every key (as a write of every key).
+    ///
+    /// ```
+    /// use swre_core::{CacheTtl, Entry, MemoryStorage, Storage, Tiered};
+    ///
+    /// let tiered = Tiered::new(MemoryStorage::new(), MemoryStorage::new());
+    /// futures::executor::block_on(async {
+    ///     tiered.set("k", Entry::new("v", 0, CacheTtl::default())).await.unwrap();
+    ///     tiered.clear_l1().await.unwrap();
+    ///     assert_eq!(tiered.l1().get("k").await.unwrap(), None);
+    ///     assert!(tiered.l2().get("k").await.unwrap().is_some());
+    /// });
+    /// ```
+    pub async fn clear_l1(&self) -> Result<(), StorageError> {
+        self.writes.bump_all();
+        let cleared = self.l1.clear().await;
+        self.writes.bump_all();
+        cleared
+    }
 }
 
 impl<L1: Storage, L2: Storage> Tiered<L1, L2> {

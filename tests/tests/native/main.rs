@@ -8,6 +8,7 @@
     clippy::alloc_instead_of_core
 )]
 
+mod backplane;
 mod common;
 mod crash;
 mod faults;

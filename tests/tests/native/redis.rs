@@ -84,7 +84,7 @@ impl RedisServer {
         self.port
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
@@ -102,7 +102,7 @@ impl RedisServer {
             .expect("connect to redis")
     }
 
-    fn raw(&self) -> redis::Connection {
+    pub(crate) fn raw(&self) -> redis::Connection {
         redis::Client::open(self.url())
             .unwrap()
             .get_connection()

@@ -1,0 +1,69 @@
+//! The backplane's counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What a [`Backplane`](super::Backplane) has sent and received since it
+/// was built (`Backplane::stats`).
+///
+/// Every message received is counted once in `received` and once in one of
+/// `applied`, `ignored_own`, `malformed` or `apply_errors`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackplaneStats {
+    /// Changes published (each successful write, delete, expire,
+    /// `remove_older` and clear).
+    pub published: u64,
+    /// Changes that could not be published (the write itself succeeded;
+    /// other instances keep their L1 copies until they expire).
+    pub publish_errors: u64,
+    /// Messages received on the channel, this instance's own included.
+    pub received: u64,
+    /// Other instances' changes applied: the key's L1 copy dropped (L1
+    /// emptied for a clear).
+    pub applied: u64,
+    /// This instance's own messages, ignored.
+    pub ignored_own: u64,
+    /// Messages that are not the backplane's format, ignored.
+    pub malformed: u64,
+    /// Other instances' changes whose L1 removal failed.
+    pub apply_errors: u64,
+    /// Times the subscription ended (its connection dropped): from then on
+    /// no change from another instance is received (not reconnected yet).
+    pub subscription_lost: u64,
+}
+
+/// The live counters behind [`BackplaneStats`], shared with the subscriber
+/// task.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) published: AtomicU64,
+    pub(crate) publish_errors: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) applied: AtomicU64,
+    pub(crate) ignored_own: AtomicU64,
+    pub(crate) malformed: AtomicU64,
+    pub(crate) apply_errors: AtomicU64,
+    pub(crate) subscription_lost: AtomicU64,
+}
+
+impl Counters {
+    /// Adds one to `counter`.
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A copy of every counter.
+    pub(crate) fn snapshot(&self) -> BackplaneStats {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        BackplaneStats {
+            published: read(&self.published),
+            publish_errors: read(&self.publish_errors),
+            received: read(&self.received),
+            applied: read(&self.applied),
+            ignored_own: read(&self.ignored_own),
+            malformed: read(&self.malformed),
+            apply_errors: read(&self.apply_errors),
+            subscription_lost: read(&self.subscription_lost),
+        }
+    }
+}
