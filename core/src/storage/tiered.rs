@@ -193,7 +193,16 @@ impl<L1: Storage, L2: Storage> Storage for Tiered<L1, L2> {
 
     /// L2's entry, which another process may have written since L1 was
     /// filled; L1 fills from it when it is newer. With none in L2, L1's.
+    /// A tag's record (a key under
+    /// [`RESERVED_PREFIX`](crate::tags::record::RESERVED_PREFIX)) is L2's
+    /// alone, present or not: another process may rewrite it within the
+    /// millisecond of L1's copy, or with a clock behind this one's, so
+    /// `created_at` cannot say which is newer, and a copy L2 no longer holds
+    /// must not keep an entry valid.
     async fn get_shared(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        if key.starts_with(crate::tags::record::RESERVED_PREFIX) {
+            return self.l2.get_shared(key).await;
+        }
         let before = self.writes.of(key).load(Ordering::SeqCst);
         match self.l2.get_shared(key).await? {
             Some(found) => Ok(Some(self.fill(key, found, before).await)),

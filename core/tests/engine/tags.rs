@@ -562,3 +562,54 @@ fn tag_operations_reach_another_instance_s_front_copies() {
     assert_eq!(get(&b).1, Status::Stale);
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+/// A shared store that answers only through futures (as Redis does): no
+/// `get_ready`, so tag records are read through `Tiered::get_shared`.
+struct AwaitedOnly(Arc<MemoryStorage>);
+
+impl Storage for AwaitedOnly {
+    async fn get(&self, key: &str) -> Result<Option<swre_core::Entry>, swre_core::StorageError> {
+        self.0.get(key).await
+    }
+    async fn set(&self, key: &str, entry: swre_core::Entry) -> Result<(), swre_core::StorageError> {
+        self.0.set(key, entry).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), swre_core::StorageError> {
+        self.0.delete(key).await
+    }
+}
+
+/// The same, over a shared store read only through futures and with the
+/// clock standing still: a record rewritten in the same millisecond (or by
+/// an instance whose clock is behind) is not newer by `created_at` than the
+/// other instance's front copy of it, and must still be the one read.
+/// Found by the backplane's control test on Redis.
+#[test]
+fn a_tag_operation_in_the_same_millisecond_reaches_another_instance() {
+    use swre_core::Tiered;
+    let exec = TestExecutor::new();
+    let rt = TestRuntime::new(&exec, START);
+    let shared = Arc::new(MemoryStorage::new());
+    let engine = || {
+        Engine::builder(
+            Tiered::new(MemoryStorage::new(), AwaitedOnly(shared.clone())),
+            rt.clone(),
+        )
+        .ttl(ttl())
+        .build()
+        .unwrap()
+    };
+    let (a, b) = (engine(), engine());
+    let opts = CallOptions::new().tags(["t"]);
+    exec.block_on(a.with(opts.clone()).set("k", "v1")).unwrap();
+    let read = |engine: &Engine<Tiered<MemoryStorage, AwaitedOnly>, TestRuntime>| {
+        let r = exec
+            .block_on(engine.get_or_fetch("k", || async { Ok::<_, Boom>("refetched") }))
+            .unwrap();
+        exec.run_until_stalled();
+        String::from_utf8(r.value.to_vec()).unwrap()
+    };
+    assert_eq!(read(&b), "v1", "b holds the entry and the records in front");
+    exec.block_on(a.invalidate_tag("t")).unwrap();
+    assert_eq!(read(&b), "refetched", "the invalidation reached b");
+}
