@@ -2,34 +2,12 @@
 // review, against a real `node:http` origin on loopback.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
+import { startOrigin } from "./origin.mjs";
 import { SwrCache } from "../package/src/node.js";
 
-const routes = new Map();
-const hits = new Map();
-const seen = [];
-const server = createServer((req, res) => {
-  const path = new URL(req.url, "http://x").pathname;
-  const n = (hits.get(path) ?? 0) + 1;
-  hits.set(path, n);
-  seen.push({ path, method: req.method, headers: req.headers });
-  const route = routes.get(path);
-  const answer = route === undefined ? { status: 404, headers: {}, body: "no route" } : route(req, n);
-  setTimeout(() => {
-    res.writeHead(answer.status, answer.headers);
-    res.end(answer.body ?? "");
-  }, answer.delay ?? 0);
-});
-await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-const base = `http://127.0.0.1:${server.address().port}`;
-after(() => server.close());
+const { hits, base, route, close } = await startOrigin("/q");
+after(close);
 
-let unique = 0;
-function route(fn) {
-  const path = `/q${++unique}`;
-  routes.set(path, fn);
-  return { path, url: `${base}${path}`, hits: () => hits.get(path) ?? 0 };
-}
 const open = () => SwrCache.open({ fresh: 60_000, stale: 60_000, expired: 60_000 });
 
 test("review: a private response fetched for one user is not handed to a user whose request collapsed on it", async () => {

@@ -4,37 +4,12 @@
 // cache groups (RFC 9875), stale-if-error, and Cache-Status (RFC 9211).
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
+import { startOrigin } from "./origin.mjs";
 import { SwrCache } from "../package/src/node.js";
-import { structuredStrings } from "../package/src/http.js";
+import { SwrEngine } from "../package/wasm/swre.js";
 
-/** The origin: `routes[path](req, count)` → `{ status, headers, body }`; `hits[path]` counts requests. */
-const routes = new Map();
-const hits = new Map();
-const seen = [];
-const server = createServer((req, res) => {
-  const path = new URL(req.url, "http://x").pathname;
-  const n = (hits.get(path) ?? 0) + 1;
-  hits.set(path, n);
-  seen.push({ path, method: req.method, headers: req.headers });
-  const route = routes.get(path);
-  const answer = route === undefined ? { status: 404, headers: {}, body: "no route" } : route(req, n);
-  setTimeout(() => {
-    res.writeHead(answer.status, answer.headers);
-    res.end(answer.body ?? "");
-  }, answer.delay ?? 0);
-});
-await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-const base = `http://127.0.0.1:${server.address().port}`;
-after(() => server.close());
-
-let unique = 0;
-/** A fresh path on the origin, answering with `route`. */
-function route(fn) {
-  const path = `/r${++unique}`;
-  routes.set(path, fn);
-  return { path, url: `${base}${path}`, hits: () => hits.get(path) ?? 0 };
-}
+const { routes, hits, seen, base, route, close } = await startOrigin("/r");
+after(close);
 
 const open = () => SwrCache.open({ fresh: 60_000, stale: 60_000, expired: 60_000 });
 
@@ -220,7 +195,15 @@ test("Node: bad options and inputs reject with kind options and fetch nothing", 
   assert.equal((await cache.fetch(r.url).catch((err) => err)).kind, "closed");
 });
 
-test("Node: Cache-Groups parsing follows RFC 8941 Lists of Strings, and ignores anything else", () => {
+test("Node: Cache-Groups parsing follows RFC 8941 Lists of Strings, and ignores anything else", async () => {
+  (await open()).close(); // loads the module
+  // swre-core's reading (`http::string_list`), through the binding cache.fetch uses.
+  const prefix = "http-group:https://o.test ";
+  const structuredStrings = (field) =>
+    SwrEngine.groupTags("https://o.test", field ?? undefined).map((t) => {
+      assert.ok(t.startsWith(prefix), t);
+      return t.slice(prefix.length);
+    });
   assert.deepEqual(structuredStrings('"a", "b c";p=1,"d\\"e"'), ["a", "b c", 'd"e']);
   assert.deepEqual(structuredStrings('"a", b'), []);
   assert.deepEqual(structuredStrings(null), []);

@@ -345,7 +345,8 @@ where
         Step::Done(Ok(None)) => {
             bump(&shared.counters().lease_waits);
             event_debug!("another process holds the refresh lease; waiting for its value");
-            match await_other_process(&ticket, seen, timeout, deadline.as_mut(), abort).await {
+            match await_other_process(&ticket, seen, Some(timeout), deadline.as_mut(), abort).await
+            {
                 Step::Done(Awaited::Stored(e)) => return ticket.share_stored(e),
                 // The holder is gone without a value this call can use
                 // (it failed, or what it stored was removed since): this
@@ -451,7 +452,7 @@ pub(crate) enum Awaited {
 pub(crate) async fn await_other_process<S, R, C, D>(
     ticket: &Ticket<S, R, C>,
     seen: Option<&Entry>,
-    lease_ttl: impl Into<Option<Duration>>,
+    lease_ttl: Option<Duration>,
     mut deadline: Pin<&mut D>,
     abort: &Latch,
 ) -> Step<Awaited>
@@ -462,7 +463,6 @@ where
     D: Future<Output = ()>,
 {
     let shared = ticket.shared();
-    let lease_ttl = lease_ttl.into();
     let mut delay = Duration::from_millis(20);
     loop {
         match within(shared.runtime().sleep(delay), deadline.as_mut(), abort).await {

@@ -253,25 +253,39 @@ fn tiered_never_fills_l1_over_a_newer_entry() {
     assert_eq!(exec.block_on(l1.get("k")).unwrap(), Some(newer));
 }
 
-/// A store whose refresh lease is always held by "another process".
-struct LeaseHeldElsewhere(MemoryStorage);
+/// A store whose refresh lease "another process" holds until `held` is
+/// cleared.
+struct LeaseHeldElsewhere {
+    inner: MemoryStorage,
+    held: std::sync::atomic::AtomicBool,
+}
+
+impl LeaseHeldElsewhere {
+    fn new() -> Self {
+        Self {
+            inner: MemoryStorage::new(),
+            held: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+}
 
 impl Storage for LeaseHeldElsewhere {
     async fn get(&self, key: &str) -> Result<Option<Entry>, swre_core::StorageError> {
-        self.0.get(key).await
+        self.inner.get(key).await
     }
     async fn set(&self, key: &str, entry: Entry) -> Result<(), swre_core::StorageError> {
-        self.0.set(key, entry).await
+        self.inner.set(key, entry).await
     }
     async fn delete(&self, key: &str) -> Result<(), swre_core::StorageError> {
-        self.0.delete(key).await
+        self.inner.delete(key).await
     }
     async fn try_lease(
         &self,
         _: &str,
         _: core::time::Duration,
     ) -> Result<Option<swre_core::LeaseToken>, swre_core::StorageError> {
-        Ok(None)
+        let held = self.held.load(std::sync::atomic::Ordering::SeqCst);
+        Ok((!held).then_some(swre_core::LeaseToken(7)))
     }
 }
 
@@ -283,7 +297,7 @@ fn miss_while_the_lease_is_held(
     H<LeaseHeldElsewhere>,
     JoinHandle<Result<Cached<Bytes>, Error>>,
 ) {
-    let h = harness_on(LeaseHeldElsewhere(MemoryStorage::new()), |b| {
+    let h = harness_on(LeaseHeldElsewhere::new(), |b| {
         b.refresh_timeout(refresh_timeout)
     });
     let engine = h.engine.clone();
@@ -304,7 +318,7 @@ fn a_miss_waits_for_the_lease_holders_value_instead_of_calling_upstream() {
     // The other process stores its value.
     let theirs = Entry::new("theirs", START, ttl());
     h.exec
-        .block_on(h.engine.storage().0.set("k", theirs))
+        .block_on(h.engine.storage().inner.set("k", theirs))
         .unwrap();
     h.rt.timer.advance(SEC);
     h.exec.run_until_stalled();
@@ -334,43 +348,13 @@ fn without_the_holders_value_a_miss_times_out_at_its_one_deadline() {
     assert_eq!((s.in_flight, s.tasks_running), (0, 0));
 }
 
-/// A store whose lease another process holds until `held` is cleared.
-struct LeaseHeldUntil {
-    inner: MemoryStorage,
-    held: std::sync::atomic::AtomicBool,
-}
-
-impl Storage for LeaseHeldUntil {
-    async fn get(&self, key: &str) -> Result<Option<Entry>, swre_core::StorageError> {
-        self.inner.get(key).await
-    }
-    async fn set(&self, key: &str, entry: Entry) -> Result<(), swre_core::StorageError> {
-        self.inner.set(key, entry).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), swre_core::StorageError> {
-        self.inner.delete(key).await
-    }
-    async fn try_lease(
-        &self,
-        _: &str,
-        _: core::time::Duration,
-    ) -> Result<Option<swre_core::LeaseToken>, swre_core::StorageError> {
-        let held = self.held.load(std::sync::atomic::Ordering::SeqCst);
-        Ok((!held).then_some(swre_core::LeaseToken(7)))
-    }
-}
-
 #[test]
 fn a_holder_that_ends_without_a_value_hands_the_lease_to_a_waiting_miss() {
     // The holder failed, or what it stored was removed straight from the
     // store (found by the conformance suite on Redis): the waiter takes the
     // lease as soon as it is free and fetches, rather than waiting out its
     // deadline for a value that will never come.
-    let store = LeaseHeldUntil {
-        inner: MemoryStorage::new(),
-        held: std::sync::atomic::AtomicBool::new(true),
-    };
-    let h = harness_on(store, |b| b.refresh_timeout(10 * SEC));
+    let h = harness_on(LeaseHeldElsewhere::new(), |b| b.refresh_timeout(10 * SEC));
     let engine = h.engine.clone();
     let f = h.ok("mine");
     let waiter = h
@@ -468,9 +452,7 @@ fn a_lease_granted_just_after_the_holder_stored_gives_the_holders_value() {
 
 #[test]
 fn a_stale_lookup_does_not_refresh_while_another_process_holds_the_lease() {
-    let h = harness_on(LeaseHeldElsewhere(MemoryStorage::new()), |b| {
-        b.refresh_timeout(SEC)
-    });
+    let h = harness_on(LeaseHeldElsewhere::new(), |b| b.refresh_timeout(SEC));
     h.exec.block_on(h.engine.set("k", "old")).unwrap();
     h.rt.advance(10 * SEC);
     let r = h

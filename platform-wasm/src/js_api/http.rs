@@ -3,8 +3,10 @@
 //! 9111 and RFC 5861 ([`HttpPolicy`]), and its RFC 9211 `Cache-Status`
 //! ([`CacheStatus`]), so that those rules live once, in `swre-core`.
 
-use js_sys::Float64Array;
-use swre_core::http::{CacheMode, CacheStatus, Forward, HttpPolicy, NotStored, ResponseHeaders};
+use js_sys::{Array, Float64Array};
+use swre_core::http::{
+    group_tag, string_list, CacheMode, CacheStatus, Forward, HttpPolicy, NotStored, ResponseHeaders,
+};
 use swre_core::{Detail, Status};
 use wasm_bindgen::prelude::*;
 
@@ -62,6 +64,19 @@ impl SwrEngine {
                 _ => "status",
             }),
         }
+    }
+
+    /// The engine tags of the cache groups (RFC 9875) that `field` (a
+    /// `Cache-Groups` or `Cache-Group-Invalidation` value) lists, scoped to
+    /// `origin`: none when it is absent or not a List of Strings (RFC 8941
+    /// §4.2: the whole field is then ignored).
+    #[wasm_bindgen(js_name = groupTags)]
+    pub fn group_tags(origin: &str, field: Option<String>) -> Array {
+        let tags = Array::new();
+        for group in field.as_deref().and_then(string_list).unwrap_or_default() {
+            tags.push(&JsValue::from_str(&group_tag(origin, &group)));
+        }
+        tags
     }
 
     /// The RFC 9211 `Cache-Status` member for a lookup: `status` and

@@ -53,8 +53,6 @@ const VERSION = 1;
 const baseKey = (url) => `http:GET ${url}`;
 /** The tag of every variant of `url` (set only on responses with `Vary`). */
 const urlTag = (url) => `http-url:${url}`;
-/** The tag of cache group `name` of `origin` (RFC 9875: groups are scoped to their origin). */
-const groupTag = (origin, name) => `http-group:${origin} ${name}`;
 
 /**
  * `cache.fetch`: see `index.d.ts`. `swrError(kind, message, cause)` makes the
@@ -73,7 +71,7 @@ export async function httpFetch(cache, engine, swrError, input, options) {
     const res = await o.fetch(request);
     return labelled(res, status("miss", "none", 0, Date.now(), "method", res.status, false, false));
   }
-  if (!SAFE.has(request.method)) return unsafe(cache, o, request, status);
+  if (!SAFE.has(request.method)) return unsafe(cache, engine.constructor, o, request, status);
   const requestCc = request.headers.get("cache-control") ?? "";
   if (/(^|,)\s*no-(store|cache)\b/i.test(requestCc) || request.headers.has("range")) {
     // Told not to use the store (or a part asked for): straight to the origin.
@@ -280,7 +278,8 @@ async function originFetch(engine, o, request, ctx, run) {
   const tags = [];
   if (res.headers.has("vary")) tags.push(urlTag(request.url));
   const origin = new URL(request.url).origin;
-  for (const g of structuredStrings(res.headers.get("cache-groups"))) tags.push(groupTag(origin, g));
+  // RFC 9875 groups, read and scoped to the origin by swre-core.
+  tags.push(...engine.constructor.groupTags(origin, res.headers.get("cache-groups") ?? undefined));
   if (tags.length > TAGS_HELD || tags.some((t) => TEXT_IN.encode(t).length > TAG_BYTES)) {
     // More groups, or longer names, than an entry's tags hold: stored
     // without them, a group's invalidation would miss it.
@@ -314,7 +313,7 @@ function phasesOf(engine, o, request, headers, fallback, status, now) {
  * `Cache-Group-Invalidation` names (RFC 9875); the response goes to the
  * client as it is, labelled.
  */
-async function unsafe(cache, o, request, status) {
+async function unsafe(cache, engineClass, o, request, status) {
   const res = await o.fetch(request);
   if (res.status >= 200 && res.status < 400) {
     const target = new URL(request.url);
@@ -331,28 +330,11 @@ async function unsafe(cache, o, request, status) {
     }
     const ops = [];
     for (const u of urls) ops.push(cache.delete(baseKey(u)), cache.invalidateTag(urlTag(u)));
-    for (const g of structuredStrings(res.headers.get("cache-group-invalidation"))) {
-      ops.push(cache.invalidateTag(groupTag(target.origin, g)));
-    }
+    const groups = res.headers.get("cache-group-invalidation") ?? undefined;
+    for (const tag of engineClass.groupTags(target.origin, groups)) ops.push(cache.invalidateTag(tag));
     await Promise.all(ops);
   }
   return labelled(res, status("miss", "none", 0, Date.now(), "method", res.status, false, false));
-}
-
-/** The Strings of a Structured Field List (RFC 8941: `"a", "b";p=1`); anything else is skipped. */
-export function structuredStrings(value) {
-  const out = [];
-  if (value === null || value === undefined) return out;
-  const member = /\s*"((?:[^"\\\x00-\x1f\x7f]|\\["\\])*)"(?:\s*;[^,]*)?\s*(?:,|$)/y;
-  let at = 0;
-  while (at < value.length) {
-    member.lastIndex = at;
-    const m = member.exec(value);
-    if (m === null) return []; // Not a list of strings: the whole field is ignored (RFC 8941 §4.2).
-    out.push(m[1].replace(/\\(["\\])/g, "$1"));
-    at = member.lastIndex;
-  }
-  return out;
 }
 
 /** The request's values of the headers `names` (lower case). */
