@@ -22,4 +22,5 @@ mod http_layer;
 mod model;
 mod redis;
 mod redis_faults;
+mod redis_versions;
 mod soak;

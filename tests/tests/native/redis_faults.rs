@@ -40,6 +40,7 @@ fn options(prefix: &str) -> RedisOptions {
         prefix: prefix.to_owned(),
         response_timeout: RESPONSE,
         connection_timeout: CONNECT,
+        ..RedisOptions::default()
     }
 }
 

@@ -1,36 +1,23 @@
 //! [`RedisStorage`] (feature `redis`): entries and fleet-wide refresh leases
 //! in a shared Redis.
 
+mod scripts;
+mod versioned;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Client, RedisResult, Script};
+use redis::{AsyncCommands, Client, RedisResult};
 use swre_core::{envelope, Entry, LeaseToken, Storage, StorageError, StorageErrorKind};
+
+use scripts::Scripts;
 
 /// Latest `expires_at` handed to Redis as an expiry (year 9999); later
 /// entries are stored without one (the engine still ages them).
 const MAX_PXAT: u64 = 253_402_300_799_999;
-
-/// Deletes a lease only if it still holds our token.
-const RELEASE: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
-
-/// Deletes a value unless it is the written envelope (ARGV[2]) or an
-/// envelope created after ARGV[1] (`created_at`, read little-endian at byte
-/// 14 of the header); anything that is not an envelope goes.
-const REMOVE_OLDER: &str = r#"
-local cur = redis.call("GET", KEYS[1])
-if not cur then return 0 end
-if cur == ARGV[2] then return 0 end
-if string.len(cur) >= 22 and string.sub(cur, 1, 4) == "SWRE" then
-  local created = 0
-  for i = 22, 15, -1 do created = created * 256 + string.byte(cur, i) end
-  if created > tonumber(ARGV[1]) then return 0 end
-end
-return redis.call("DEL", KEYS[1])
-"#;
 
 /// Connection options for [`RedisStorage::connect_with`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +30,11 @@ pub struct RedisOptions {
     pub response_timeout: Duration,
     /// Longest wait to (re)connect. Default 1 s.
     pub connection_timeout: Duration,
+    /// How long a deleted key's version stays behind it (a tombstone), so
+    /// a change queued elsewhere while Redis was unreachable and replayed
+    /// later is not made over the delete. A [`Backplane`](crate::Backplane)
+    /// drops queued changes older than this. Default 10 minutes.
+    pub tombstone_ttl: Duration,
 }
 
 impl Default for RedisOptions {
@@ -51,6 +43,7 @@ impl Default for RedisOptions {
             prefix: "swre".to_owned(),
             response_timeout: Duration::from_secs(1),
             connection_timeout: Duration::from_secs(1),
+            tombstone_ttl: Duration::from_secs(600),
         }
     }
 }
@@ -61,6 +54,15 @@ impl Default for RedisOptions {
 ///   Redis key's own expiry set to the entry's `expires_at` (`PXAT`), so Redis
 ///   drops entries that are gone. Anything else found there reads as a miss
 ///   and is overwritten.
+/// - Every write, delete and clear is one Lua script that also takes a
+///   version from a counter Redis keeps (`<prefix>:meta:version`) and stores
+///   it under `<prefix>:ver:<key>` (after a delete, as a tombstone for
+///   [`RedisOptions::tombstone_ttl`]; a clear's under
+///   `<prefix>:meta:cleared`). The `*_if_unchanged` methods change a key
+///   only if nothing changed it after a given version: a
+///   [`Backplane`](crate::Backplane) replays what it could not write during
+///   an outage with them. `expire` is conditional on the version it read,
+///   so a write that lands between its read and its write is kept.
 /// - [`Storage::try_lease`] is `SET <prefix>:lease:<key> <token> NX PX <ttl>`;
 ///   the release deletes the lease only while it still holds this process's
 ///   token (a Lua script), so an expired lease taken over by another process
@@ -79,8 +81,9 @@ pub struct RedisStorage {
     prefix: Arc<str>,
     token_base: Arc<str>,
     token_seq: Arc<AtomicU64>,
-    release: Script,
-    remove_older: Script,
+    scripts: Scripts,
+    observed: Arc<AtomicU64>,
+    tombstone_ms: u64,
 }
 
 impl std::fmt::Debug for RedisStorage {
@@ -149,8 +152,11 @@ impl RedisStorage {
             prefix: options.prefix.into(),
             token_base: format!("{}-{nanos:x}", std::process::id()).into(),
             token_seq: Arc::default(),
-            release: Script::new(RELEASE),
-            remove_older: Script::new(REMOVE_OLDER),
+            scripts: Scripts::new(),
+            observed: Arc::default(),
+            tombstone_ms: u64::try_from(options.tombstone_ttl.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
         })
     }
 
@@ -192,8 +198,11 @@ impl RedisStorage {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (script, lease, mut conn) =
-            (self.release.clone(), self.lease_key(key), self.conn.clone());
+        let (script, lease, mut conn) = (
+            self.scripts.release.clone(),
+            self.lease_key(key),
+            self.conn.clone(),
+        );
         runtime.spawn(async move {
             let _: Result<i64, _> = script.key(lease).arg(token).invoke_async(&mut conn).await;
         });
@@ -235,40 +244,24 @@ impl Storage for RedisStorage {
     }
 
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
-        let bytes = envelope::seal(key, &entry)?;
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.value_key(key)).arg(bytes);
-        if entry.expires_at <= MAX_PXAT {
-            cmd.arg("PXAT").arg(entry.expires_at.max(1));
-        }
-        self.retried("SET", |mut c| {
-            let cmd = &cmd;
-            async move { cmd.query_async::<()>(&mut c).await }
-        })
-        .await
+        self.write(key, &entry, None).await.map(|_| ())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        let k = self.value_key(key);
-        self.retried("DEL", |mut c| {
-            let k = &k;
-            async move { c.del::<_, ()>(k).await }
-        })
-        .await
+        self.remove(key, None).await.map(|_| ())
     }
 
     /// One script: compared and deleted atomically in Redis, so another
     /// process's newer value is never deleted.
     async fn remove_older(&self, key: &str, written: &Entry) -> Result<(), StorageError> {
-        let k = self.value_key(key);
-        let sealed = envelope::seal(key, written).unwrap_or_default();
-        let created_at = written.created_at.to_string();
-        self.retried("remove_older", |mut c| {
-            let mut invocation = self.remove_older.key(&k);
-            invocation.arg(&created_at).arg(&sealed);
-            async move { invocation.invoke_async::<i64>(&mut c).await.map(|_| ()) }
-        })
-        .await
+        self.remove_if_older(key, written).await
+    }
+
+    /// Conditional on the version read: a write that lands between this
+    /// read and its write is kept (tried three times, then that write's
+    /// entry is answered).
+    async fn expire(&self, key: &str, now: u64) -> Result<Option<Entry>, StorageError> {
+        self.expire_versioned(key, now).await
     }
 
     async fn clear(&self) -> Result<(), StorageError> {
@@ -295,7 +288,7 @@ impl Storage for RedisStorage {
                 .await?;
             }
             if next == 0 {
-                return Ok(());
+                return self.mark_cleared().await;
             }
             cursor = next;
         }
@@ -340,7 +333,7 @@ impl Storage for RedisStorage {
         let (lease, token) = (self.lease_key(key), self.token_string(token));
         let _: Result<i64, _> = self
             .retried("release", |mut c| {
-                let mut invocation = self.release.key(&lease);
+                let mut invocation = self.scripts.release.key(&lease);
                 invocation.arg(&token);
                 async move { invocation.invoke_async(&mut c).await }
             })

@@ -1,0 +1,260 @@
+//! [`RedisStorage`]'s changes that take a version (see [`scripts`](super::scripts)),
+//! and the conditional ones a [`Backplane`](crate::Backplane) replays.
+
+use std::sync::atomic::Ordering;
+
+use swre_core::storage::expire_entry;
+use swre_core::{envelope, Entry, StorageError};
+
+use super::{glob_escape, RedisStorage, MAX_PXAT};
+
+/// `since` as the scripts take it: -1 for an unconditional change.
+fn since_arg(since: Option<u64>) -> i64 {
+    since.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+impl RedisStorage {
+    /// The Redis key holding `key`'s version (or its delete's tombstone).
+    pub fn version_key(&self, key: &str) -> Vec<u8> {
+        self.namespaced("ver", key)
+    }
+
+    fn counter_key(&self) -> Vec<u8> {
+        self.namespaced("meta", "version")
+    }
+
+    fn cleared_key(&self) -> Vec<u8> {
+        self.namespaced("meta", "cleared")
+    }
+
+    /// The highest version Redis assigned to a change this storage (or a
+    /// clone of it) made; 0 before its first. Every change another instance
+    /// makes after this storage read it gets a higher one, so it is the
+    /// `since` of a change this storage could not make now and replays
+    /// later.
+    pub fn observed_version(&self) -> u64 {
+        self.observed.load(Ordering::Relaxed)
+    }
+
+    fn observe(&self, version: u64) -> u64 {
+        self.observed.fetch_max(version, Ordering::Relaxed);
+        version
+    }
+
+    /// Writes `entry` under `key` (only if unchanged after `since`, when
+    /// given); its version, or 0 when skipped.
+    pub(super) async fn write(
+        &self,
+        key: &str,
+        entry: &Entry,
+        since: Option<u64>,
+    ) -> Result<u64, StorageError> {
+        let bytes = envelope::seal(key, entry)?;
+        let expiry = if entry.expires_at <= MAX_PXAT {
+            entry.expires_at.max(1).to_string()
+        } else {
+            String::new()
+        };
+        let keys = [
+            self.value_key(key),
+            self.version_key(key),
+            self.counter_key(),
+            self.cleared_key(),
+        ];
+        let since = since_arg(since);
+        let version: u64 = self
+            .retried("SET", |mut c| {
+                let mut invocation = self.scripts.set.prepare_invoke();
+                invocation
+                    .key(&keys[..])
+                    .arg(&bytes)
+                    .arg(&expiry)
+                    .arg(since);
+                async move { invocation.invoke_async(&mut c).await }
+            })
+            .await?;
+        Ok(self.observe(version))
+    }
+
+    /// Deletes `key`'s value, leaving its version as a tombstone (only if
+    /// unchanged after `since`, when given); the version, or 0 when skipped.
+    pub(super) async fn remove(&self, key: &str, since: Option<u64>) -> Result<u64, StorageError> {
+        let keys = [
+            self.value_key(key),
+            self.version_key(key),
+            self.counter_key(),
+            self.cleared_key(),
+        ];
+        let since = since_arg(since);
+        let version: u64 = self
+            .retried("DEL", |mut c| {
+                let mut invocation = self.scripts.delete.prepare_invoke();
+                invocation.key(&keys[..]).arg(since).arg(self.tombstone_ms);
+                async move { invocation.invoke_async(&mut c).await }
+            })
+            .await?;
+        Ok(self.observe(version))
+    }
+
+    /// `Storage::remove_older` in one script.
+    pub(super) async fn remove_if_older(
+        &self,
+        key: &str,
+        written: &Entry,
+    ) -> Result<(), StorageError> {
+        let keys = [
+            self.value_key(key),
+            self.version_key(key),
+            self.counter_key(),
+        ];
+        let sealed = envelope::seal(key, written).unwrap_or_default();
+        let created_at = written.created_at.to_string();
+        let version: u64 = self
+            .retried("remove_older", |mut c| {
+                let mut invocation = self.scripts.remove_older.prepare_invoke();
+                invocation
+                    .key(&keys[..])
+                    .arg(&created_at)
+                    .arg(&sealed)
+                    .arg(self.tombstone_ms);
+                async move { invocation.invoke_async(&mut c).await }
+            })
+            .await?;
+        self.observe(version);
+        Ok(())
+    }
+
+    /// `key`'s entry and version, read together.
+    async fn read_versioned(&self, key: &str) -> Result<(Option<Entry>, u64), StorageError> {
+        let keys = [self.value_key(key), self.version_key(key)];
+        let (bytes, version): (Option<Vec<u8>>, Option<u64>) = self
+            .retried("MGET", |mut c| {
+                let keys = &keys;
+                async move {
+                    redis::cmd("MGET")
+                        .arg(&keys[..])
+                        .query_async::<(Option<Vec<u8>>, Option<u64>)>(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        let entry = bytes.and_then(|b| envelope::decode_for(key, &b));
+        Ok((entry, version.unwrap_or(0)))
+    }
+
+    /// `Storage::expire`, conditional on the version it read.
+    pub(super) async fn expire_versioned(
+        &self,
+        key: &str,
+        now: u64,
+    ) -> Result<Option<Entry>, StorageError> {
+        for _ in 0..3 {
+            let (found, version) = self.read_versioned(key).await?;
+            let Some(mut entry) = found else {
+                return Ok(None);
+            };
+            if !expire_entry(&mut entry, now) {
+                return Ok(Some(entry));
+            }
+            // A value without a version was written before versions were
+            // kept: nothing to compare with, so the write is unconditional.
+            let since = (version > 0).then_some(version);
+            if self.write(key, &entry, since).await? > 0 {
+                return Ok(Some(entry));
+            }
+        }
+        // Written again after each read: the latest write is newer than the
+        // expiry, and is what the key holds.
+        Ok(self.read_versioned(key).await?.0)
+    }
+
+    /// Records that the store was cleared (after its keys are gone).
+    pub(super) async fn mark_cleared(&self) -> Result<(), StorageError> {
+        let keys = [self.counter_key(), self.cleared_key()];
+        let version: u64 = self
+            .retried("clear", |mut c| {
+                let mut invocation = self.scripts.cleared.prepare_invoke();
+                invocation.key(&keys[..]);
+                async move { invocation.invoke_async(&mut c).await }
+            })
+            .await?;
+        self.observe(version);
+        Ok(())
+    }
+
+    /// Writes `entry` under `key` only if neither the key nor the store
+    /// (a clear) changed after version `since`; whether it wrote.
+    pub async fn set_if_unchanged(
+        &self,
+        key: &str,
+        entry: &Entry,
+        since: u64,
+    ) -> Result<bool, StorageError> {
+        Ok(self.write(key, entry, Some(since)).await? > 0)
+    }
+
+    /// Deletes `key`'s value only if neither it nor the store changed after
+    /// version `since`; whether it deleted (or found the key absent and
+    /// left a tombstone).
+    pub async fn delete_if_unchanged(&self, key: &str, since: u64) -> Result<bool, StorageError> {
+        Ok(self.remove(key, Some(since)).await? > 0)
+    }
+
+    /// Ends `key`'s fresh phase at `now` only if neither it nor the store
+    /// changed after version `since`; whether the key is now expired (or
+    /// absent).
+    pub async fn expire_if_unchanged(
+        &self,
+        key: &str,
+        now: u64,
+        since: u64,
+    ) -> Result<bool, StorageError> {
+        let (found, _) = self.read_versioned(key).await?;
+        let Some(mut entry) = found else {
+            return Ok(true);
+        };
+        if !expire_entry(&mut entry, now) {
+            return Ok(true);
+        }
+        self.set_if_unchanged(key, &entry, since).await
+    }
+
+    /// Deletes every value that nothing changed after version `since` (a
+    /// clear that could not be made when it was asked for, made later
+    /// without undoing newer writes); how many it deleted.
+    pub async fn clear_unchanged_since(&self, since: u64) -> Result<u64, StorageError> {
+        let values = self.namespaced("v", "");
+        let pattern = format!("{}:v:*", glob_escape(&self.prefix));
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500);
+            let (next, keys): (u64, Vec<Vec<u8>>) = self
+                .retried("SCAN", |mut c| {
+                    let scan = &scan;
+                    async move { scan.query_async(&mut c).await }
+                })
+                .await?;
+            for raw in keys {
+                let Some(key) = raw
+                    .strip_prefix(values.as_slice())
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                else {
+                    continue;
+                };
+                if self.remove(key, Some(since)).await? > 0 {
+                    deleted += 1;
+                }
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+}
