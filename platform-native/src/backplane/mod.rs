@@ -2,6 +2,8 @@
 //! instances coherent over Redis pub/sub.
 
 mod message;
+mod pending;
+mod replay;
 mod stats;
 mod subscriber;
 
@@ -15,10 +17,13 @@ use redis::Client;
 use swre_core::{
     Entry, LeaseToken, MemoryStorage, Storage, StorageError, StorageErrorKind, Tiered,
 };
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::redis_storage::{error as redis_error, io};
+use crate::RedisStorage;
 use message::{Kind, Message};
+use pending::{Change, Pending, Queued};
 pub use stats::BackplaneStats;
 use stats::Counters;
 
@@ -35,6 +40,11 @@ pub struct BackplaneOptions {
     pub response_timeout: Duration,
     /// Longest wait to (re)connect. Default 1 s.
     pub connection_timeout: Duration,
+    /// Most keys whose change (or message) waits to be replayed while Redis
+    /// cannot be reached. A change of a key not yet queued, once full, is
+    /// dropped and counted, and the replay then tells every instance to
+    /// empty its L1. Default 10,000.
+    pub max_pending: usize,
 }
 
 impl Default for BackplaneOptions {
@@ -43,6 +53,7 @@ impl Default for BackplaneOptions {
             channel: "swre:backplane".to_owned(),
             response_timeout: Duration::from_secs(1),
             connection_timeout: Duration::from_secs(1),
+            max_pending: 10_000,
         }
     }
 }
@@ -76,39 +87,109 @@ impl Default for BackplaneOptions {
 ///   as the engine reads tag records from L2 (`get_shared`) on every hit of
 ///   a tagged entry.
 ///
-/// **Not yet handled: gaps.** When the pub/sub connection drops (Redis
-/// restarted, a network cut) the task ends (`subscription_lost`) and is not
-/// restarted: every change published from then on is missed, and this
-/// instance's L1 copies stay as they are until they expire. Likewise a
-/// change whose publish failed is not sent again. Reconnection, replay and
-/// distrust of L1 after a gap are the next step (issue 19, item 2); until
-/// then, keep L1's fresh phase short where staleness after an outage
-/// matters.
+/// **Gaps and recovery.** When Redis cannot be reached:
+///
+/// - A change L2 did not take (`set`, `delete`, `expire`, `clear` failing
+///   as unavailable) is still made in L1, returned as the error it is, and
+///   queued with the highest version this instance had seen Redis assign
+///   ([`RedisStorage::observed_version`]); a message that could not be
+///   published is queued too. The queue holds one item per key (the newest
+///   change wins), at most [`BackplaneOptions::max_pending`] keys; a clear
+///   supersedes everything queued before it.
+/// - A task replays the queue as soon as Redis answers (tried every 100 ms,
+///   backing off to 2 s): each change only if nothing changed the key (or
+///   cleared the store) after its version ([`RedisStorage::set_if_unchanged`]
+///   and the like), so it never overwrites a newer change another instance
+///   made during the gap; a change skipped that way drops this instance's
+///   L1 copy instead. A change made is published. Changes older than the
+///   store's [`tombstone_ttl`](crate::RedisOptions::tombstone_ttl) are
+///   dropped (a delete made elsewhere may no longer be visible), and so is
+///   this instance's L1 copy of them.
+/// - When the subscription drops, the task listening to it subscribes
+///   again (every 50 ms, backing off to 2 s) and then empties this
+///   instance's L1: it cannot know what it missed, so every copy from
+///   before the gap goes and the next read of each key finds L2.
+///
+/// All of it is counted in [`stats`](Self::stats). During the gap itself
+/// an instance keeps answering from its L1 (it cannot hear of other
+/// instances' changes until the subscription is back).
 ///
 /// [`RedisStorage`]: crate::RedisStorage
-pub struct Backplane<L1 = MemoryStorage, L2 = crate::RedisStorage> {
-    store: Arc<Tiered<L1, L2>>,
-    publisher: ConnectionManager,
+pub struct Backplane<L1 = MemoryStorage> {
+    store: Arc<Tiered<L1, RedisStorage>>,
+    publisher: Arc<Publisher>,
+    wake_replay: Arc<Notify>,
+    subscriber: JoinHandle<()>,
+    replayer: JoinHandle<()>,
+}
+
+/// What sends messages and queues what could not be sent or written;
+/// shared with the replay task.
+pub(crate) struct Publisher {
+    conn: ConnectionManager,
     channel: Arc<str>,
     instance: u64,
     seq: AtomicU64,
-    counters: Arc<Counters>,
-    subscriber: JoinHandle<()>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) pending: Pending,
 }
 
-impl<L1, L2> std::fmt::Debug for Backplane<L1, L2> {
+impl<L1> std::fmt::Debug for Backplane<L1> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Backplane")
-            .field("channel", &self.channel)
-            .field("instance", &format_args!("{:016x}", self.instance))
-            .field("stats", &self.counters.snapshot())
+            .field("channel", &self.publisher.channel)
+            .field(
+                "instance",
+                &format_args!("{:016x}", self.publisher.instance),
+            )
+            .field("stats", &self.publisher.counters.snapshot())
             .finish_non_exhaustive()
     }
 }
 
-impl<L1: Storage, L2: Storage> Backplane<L1, L2> {
+impl Publisher {
+    /// Publishes `kind` of `key` (empty for a clear); whether it was sent.
+    pub(crate) async fn send(&self, kind: Kind, key: &str) -> bool {
+        let message = Message {
+            kind,
+            origin: self.instance,
+            seq: self.seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1),
+            at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0),
+            key,
+        };
+        let mut conn = self.conn.clone();
+        let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            .arg(&*self.channel)
+            .arg(message.encode())
+            .query_async(&mut conn)
+            .await;
+        match sent {
+            Ok(_) => {
+                Counters::bump(&self.counters.published);
+                true
+            }
+            Err(_) => {
+                Counters::bump(&self.counters.publish_errors);
+                false
+            }
+        }
+    }
+
+    /// Counts what queueing did.
+    fn queued(&self, queued: Queued) {
+        match queued {
+            Queued::Yes => Counters::bump(&self.counters.queued),
+            Queued::Overflow => Counters::bump(&self.counters.overflowed),
+        }
+    }
+}
+
+impl<L1: Storage> Backplane<L1> {
     /// `store` with a backplane on the Redis at `url`, default options.
-    pub async fn connect(url: &str, store: Tiered<L1, L2>) -> Result<Self, StorageError> {
+    pub async fn connect(url: &str, store: Tiered<L1, RedisStorage>) -> Result<Self, StorageError> {
         Self::connect_with(url, store, BackplaneOptions::default()).await
     }
 
@@ -131,7 +212,7 @@ impl<L1: Storage, L2: Storage> Backplane<L1, L2> {
     /// ```
     pub async fn connect_with(
         url: &str,
-        store: Tiered<L1, L2>,
+        store: Tiered<L1, RedisStorage>,
         options: BackplaneOptions,
     ) -> Result<Self, StorageError> {
         if options.channel.is_empty() {
@@ -156,100 +237,109 @@ impl<L1: Storage, L2: Storage> Backplane<L1, L2> {
             .get_connection_manager_with_config(config)
             .await
             .map_err(io("connect"))?;
-        let subscribe = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(options.channel.as_str()).await?;
-            Ok::<_, redis::RedisError>(pubsub.into_on_message())
-        };
-        let stream = tokio::time::timeout(options.connection_timeout, subscribe)
-            .await
-            .map_err(|_| {
-                StorageError::new(StorageErrorKind::Unavailable, "redis SUBSCRIBE: timed out")
-            })?
-            .map_err(io("SUBSCRIBE"))?;
+        let stream =
+            subscriber::subscribe(&client, &options.channel, options.connection_timeout).await?;
         let store = Arc::new(store);
         let counters = Arc::new(Counters::default());
-        let instance = instance_id();
-        let subscriber = runtime.spawn(subscriber::run(
-            stream,
+        let channel: Arc<str> = options.channel.into();
+        let publisher = Arc::new(Publisher {
+            conn: publisher,
+            channel: channel.clone(),
+            instance: instance_id(),
+            seq: AtomicU64::new(0),
+            counters: counters.clone(),
+            pending: Pending::new(options.max_pending),
+        });
+        let wake_replay = Arc::new(Notify::new());
+        let listener = subscriber::Listener {
+            store: store.clone(),
+            client,
+            channel,
+            instance: publisher.instance,
+            counters,
+            wake_replay: wake_replay.clone(),
+            connection_timeout: options.connection_timeout,
+        };
+        let subscriber = runtime.spawn(listener.run(stream));
+        let max_age = store.l2().tombstone_ttl();
+        let replayer = runtime.spawn(replay::run(
             store.clone(),
-            instance,
-            counters.clone(),
+            publisher.clone(),
+            wake_replay.clone(),
+            max_age,
         ));
         Ok(Self {
             store,
             publisher,
-            channel: options.channel.into(),
-            instance,
-            seq: AtomicU64::new(0),
-            counters,
+            wake_replay,
             subscriber,
+            replayer,
         })
     }
 
     /// The wrapped store.
-    pub fn tiered(&self) -> &Tiered<L1, L2> {
+    pub fn tiered(&self) -> &Tiered<L1, RedisStorage> {
         &self.store
     }
 
     /// This instance's id, as its messages carry it.
     pub fn instance_id(&self) -> u64 {
-        self.instance
+        self.publisher.instance
     }
 
     /// The channel it publishes on and listens to.
     pub fn channel(&self) -> &str {
-        &self.channel
+        &self.publisher.channel
     }
 
-    /// What it has published and received so far.
+    /// What it has published, received, queued and replayed so far.
     pub fn stats(&self) -> BackplaneStats {
-        self.counters.snapshot()
+        let mut stats = self.publisher.counters.snapshot();
+        stats.pending = self.publisher.pending.len() as u64;
+        stats
     }
 
     /// Tells the other instances about a change of `key` (empty for a
-    /// clear); a failure is counted, never returned.
+    /// clear); one that cannot be sent is queued to be sent again.
     async fn publish(&self, kind: Kind, key: &str) {
-        let message = Message {
-            kind,
-            origin: self.instance,
-            seq: self.seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1),
-            at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-                .unwrap_or(0),
-            key,
-        };
-        let mut conn = self.publisher.clone();
-        let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-            .arg(&*self.channel)
-            .arg(message.encode())
-            .query_async(&mut conn)
-            .await;
-        match sent {
-            Ok(_) => Counters::bump(&self.counters.published),
-            Err(_) => Counters::bump(&self.counters.publish_errors),
+        if !self.publisher.send(kind, key).await {
+            let queued = self.publisher.pending.notice(key, kind);
+            self.publisher.queued(queued);
+            self.wake_replay.notify_one();
         }
     }
 
-    /// `result`, after publishing `kind` of `key` if it is a success.
-    async fn published<T>(
+    /// `result`: published if it is a success; `change` queued (on the
+    /// version last seen) if L2 could not be reached.
+    async fn settled<T>(
         &self,
-        kind: Kind,
         key: &str,
+        change: impl FnOnce() -> Option<Change>,
+        kind: Kind,
         result: Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        if result.is_ok() {
-            self.publish(kind, key).await;
+        match &result {
+            Ok(_) => self.publish(kind, key).await,
+            Err(e) if e.kind() == StorageErrorKind::Unavailable => {
+                if let Some(change) = change() {
+                    let since = self.store.l2().observed_version();
+                    let queued = self.publisher.pending.change(key, change, since);
+                    self.publisher.queued(queued);
+                    self.wake_replay.notify_one();
+                }
+            }
+            Err(_) => {}
         }
         result
     }
 }
 
-/// Stops the subscriber task (and closes its connection).
-impl<L1, L2> Drop for Backplane<L1, L2> {
+/// Stops the subscriber and replay tasks (and closes the subscription's
+/// connection). What is still queued is dropped.
+impl<L1> Drop for Backplane<L1> {
     fn drop(&mut self) {
         self.subscriber.abort();
+        self.replayer.abort();
     }
 }
 
@@ -268,14 +358,15 @@ fn instance_id() -> u64 {
     h.finish()
 }
 
-impl<L1: Storage, L2: Storage> Storage for Backplane<L1, L2> {
+impl<L1: Storage> Storage for Backplane<L1> {
     async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
         self.store.get(key).await
     }
 
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
-        let written = self.store.set(key, entry).await;
-        self.published(Kind::Set, key, written).await
+        let written = self.store.set(key, entry.clone()).await;
+        self.settled(key, || Some(Change::Set(entry)), Kind::Set, written)
+            .await
     }
 
     #[inline]
@@ -303,22 +394,38 @@ impl<L1: Storage, L2: Storage> Storage for Backplane<L1, L2> {
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         let deleted = self.store.delete(key).await;
-        self.published(Kind::Delete, key, deleted).await
+        self.settled(key, || Some(Change::Delete), Kind::Delete, deleted)
+            .await
     }
 
     async fn remove_older(&self, key: &str, written: &Entry) -> Result<(), StorageError> {
         let removed = self.store.remove_older(key, written).await;
-        self.published(Kind::Delete, key, removed).await
+        // After a write L2 did not take: the queued write (of this entry)
+        // stands; otherwise the removal is queued.
+        let queued_write = removed.is_err() && self.publisher.pending.holds_write_of(key, written);
+        let change = || (!queued_write).then_some(Change::Delete);
+        self.settled(key, change, Kind::Delete, removed).await
     }
 
     async fn expire(&self, key: &str, now: u64) -> Result<Option<Entry>, StorageError> {
         let expired = self.store.expire(key, now).await;
-        self.published(Kind::Expire, key, expired).await
+        self.settled(key, || Some(Change::Expire(now)), Kind::Expire, expired)
+            .await
     }
 
     async fn clear(&self) -> Result<(), StorageError> {
+        let since = self.store.l2().observed_version();
         let cleared = self.store.clear().await;
-        self.published(Kind::Clear, "", cleared).await
+        match &cleared {
+            Ok(()) => self.publish(Kind::Clear, "").await,
+            Err(e) if e.kind() == StorageErrorKind::Unavailable => {
+                self.publisher.pending.clear(since);
+                Counters::bump(&self.publisher.counters.queued);
+                self.wake_replay.notify_one();
+            }
+            Err(_) => {}
+        }
+        cleared
     }
 
     async fn try_lease(

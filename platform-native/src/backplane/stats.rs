@@ -27,9 +27,34 @@ pub struct BackplaneStats {
     pub malformed: u64,
     /// Other instances' changes whose L1 removal failed.
     pub apply_errors: u64,
-    /// Times the subscription ended (its connection dropped): from then on
-    /// no change from another instance is received (not reconnected yet).
+    /// Times the subscription ended (its connection dropped): until it is
+    /// back, no change from another instance is received.
     pub subscription_lost: u64,
+    /// Times it subscribed again after losing the subscription.
+    pub resubscribed: u64,
+    /// Times L1 was emptied because changes may have been missed (after
+    /// each new subscription).
+    pub l1_emptied: u64,
+    /// Changes and messages queued because Redis could not be reached
+    /// (a change of a key already queued counts again).
+    pub queued: u64,
+    /// Changes dropped because the queue was full (every instance is then
+    /// told to empty its L1).
+    pub overflowed: u64,
+    /// Queued changes made in Redis once it answered again.
+    pub replayed: u64,
+    /// Queued changes not made because another instance changed the key
+    /// (or cleared the store) meanwhile: its change is newer.
+    pub replay_skipped: u64,
+    /// Queued changes dropped unmade because they were older than the
+    /// store's `tombstone_ttl`.
+    pub replay_dropped: u64,
+    /// Queued changes Redis refused for another reason than being
+    /// unreachable (dropped).
+    pub replay_errors: u64,
+    /// Keys with work queued now; a queued clear, or a queued notice that
+    /// every L1 be emptied, counts as one more.
+    pub pending: u64,
 }
 
 /// The live counters behind [`BackplaneStats`], shared with the subscriber
@@ -44,6 +69,14 @@ pub(crate) struct Counters {
     pub(crate) malformed: AtomicU64,
     pub(crate) apply_errors: AtomicU64,
     pub(crate) subscription_lost: AtomicU64,
+    pub(crate) resubscribed: AtomicU64,
+    pub(crate) l1_emptied: AtomicU64,
+    pub(crate) queued: AtomicU64,
+    pub(crate) overflowed: AtomicU64,
+    pub(crate) replayed: AtomicU64,
+    pub(crate) replay_skipped: AtomicU64,
+    pub(crate) replay_dropped: AtomicU64,
+    pub(crate) replay_errors: AtomicU64,
 }
 
 impl Counters {
@@ -64,6 +97,15 @@ impl Counters {
             malformed: read(&self.malformed),
             apply_errors: read(&self.apply_errors),
             subscription_lost: read(&self.subscription_lost),
+            resubscribed: read(&self.resubscribed),
+            l1_emptied: read(&self.l1_emptied),
+            queued: read(&self.queued),
+            overflowed: read(&self.overflowed),
+            replayed: read(&self.replayed),
+            replay_skipped: read(&self.replay_skipped),
+            replay_dropped: read(&self.replay_dropped),
+            replay_errors: read(&self.replay_errors),
+            pending: 0,
         }
     }
 }

@@ -1,45 +1,109 @@
-//! The task that applies other instances' changes to this one's L1.
+//! The task that applies other instances' changes to this one's L1, and
+//! subscribes again when the subscription drops.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use redis::aio::PubSubStream;
-use swre_core::{Storage, Tiered};
+use redis::Client;
+use swre_core::{Storage, StorageError, StorageErrorKind, Tiered};
+use tokio::sync::Notify;
 
 use super::message::{Kind, Message};
 use super::stats::Counters;
+use crate::redis_storage::io;
+use crate::RedisStorage;
 
-/// Reads `stream` until it ends (the connection dropped) or the task is
-/// aborted (the backplane dropped): each other instance's change drops the
-/// key's L1 copy in `store` (empties L1 for a clear), so the next read
-/// finds L2. Never panics on what it receives: a message it cannot read is
-/// counted and ignored.
-pub(crate) async fn run<L1: Storage, L2: Storage>(
-    mut stream: PubSubStream,
-    store: Arc<Tiered<L1, L2>>,
-    instance: u64,
-    counters: Arc<Counters>,
-) {
-    while let Some(msg) = stream.next().await {
-        Counters::bump(&counters.received);
-        let Some(message) = Message::decode(msg.get_payload_bytes()) else {
-            Counters::bump(&counters.malformed);
-            continue;
-        };
-        if message.origin == instance {
-            Counters::bump(&counters.ignored_own);
-            continue;
-        }
-        // A set, delete or expire elsewhere: L2 holds what the key is now
-        // (an expired entry included), so dropping the copy is enough.
-        let applied = match message.kind {
-            Kind::Set | Kind::Delete | Kind::Expire => store.remove_from_l1(message.key).await,
-            Kind::Clear => store.clear_l1().await,
-        };
-        match applied {
-            Ok(()) => Counters::bump(&counters.applied),
-            Err(_) => Counters::bump(&counters.apply_errors),
+/// A subscription to `channel`, within `timeout`.
+pub(crate) async fn subscribe(
+    client: &Client,
+    channel: &str,
+    timeout: Duration,
+) -> Result<PubSubStream, StorageError> {
+    let subscribe = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok::<_, redis::RedisError>(pubsub.into_on_message())
+    };
+    tokio::time::timeout(timeout, subscribe)
+        .await
+        .map_err(|_| {
+            StorageError::new(StorageErrorKind::Unavailable, "redis SUBSCRIBE: timed out")
+        })?
+        .map_err(io("SUBSCRIBE"))
+}
+
+/// What the listening task needs.
+pub(crate) struct Listener<L1> {
+    pub(crate) store: Arc<Tiered<L1, RedisStorage>>,
+    pub(crate) client: Client,
+    pub(crate) channel: Arc<str>,
+    pub(crate) instance: u64,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) wake_replay: Arc<Notify>,
+    pub(crate) connection_timeout: Duration,
+}
+
+impl<L1: Storage> Listener<L1> {
+    /// Listens on `stream`; when it ends (the connection dropped) subscribes
+    /// again, backing off from 50 ms to 2 s, then empties L1 (it cannot know
+    /// what it missed meanwhile) and wakes the replay. Runs until aborted
+    /// (the backplane dropped).
+    pub(crate) async fn run(self, mut stream: PubSubStream) {
+        loop {
+            self.listen(&mut stream).await;
+            Counters::bump(&self.counters.subscription_lost);
+            let mut delay = Duration::from_millis(50);
+            stream = loop {
+                match subscribe(&self.client, &self.channel, self.connection_timeout).await {
+                    Ok(s) => break s,
+                    Err(_) => {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(2));
+                    }
+                }
+            };
+            Counters::bump(&self.counters.resubscribed);
+            // Every copy in L1 is from before the gap or during it: any may
+            // be one another instance changed unheard. Emptied after the
+            // subscription is back, so no change is missed in between.
+            match self.store.clear_l1().await {
+                Ok(()) => Counters::bump(&self.counters.l1_emptied),
+                Err(_) => Counters::bump(&self.counters.apply_errors),
+            }
+            self.wake_replay.notify_one();
         }
     }
-    Counters::bump(&counters.subscription_lost);
+
+    /// Applies each other instance's change until `stream` ends. Never
+    /// panics on what it receives: a message it cannot read is counted and
+    /// ignored.
+    async fn listen(&self, stream: &mut PubSubStream) {
+        while let Some(msg) = stream.next().await {
+            let counters = &self.counters;
+            Counters::bump(&counters.received);
+            let Some(message) = Message::decode(msg.get_payload_bytes()) else {
+                Counters::bump(&counters.malformed);
+                continue;
+            };
+            if message.origin == self.instance {
+                Counters::bump(&counters.ignored_own);
+                continue;
+            }
+            // A set, delete or expire elsewhere: L2 holds what the key is
+            // now (an expired entry included), so dropping the copy is
+            // enough.
+            let applied = match message.kind {
+                Kind::Set | Kind::Delete | Kind::Expire => {
+                    self.store.remove_from_l1(message.key).await
+                }
+                Kind::Clear => self.store.clear_l1().await,
+            };
+            match applied {
+                Ok(()) => Counters::bump(&counters.applied),
+                Err(_) => Counters::bump(&counters.apply_errors),
+            }
+        }
+    }
 }

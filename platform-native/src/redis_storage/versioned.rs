@@ -19,6 +19,12 @@ impl RedisStorage {
         self.namespaced("ver", key)
     }
 
+    /// How long a deleted key's version stays as a tombstone
+    /// ([`RedisOptions::tombstone_ttl`](crate::RedisOptions::tombstone_ttl)).
+    pub fn tombstone_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.tombstone_ms)
+    }
+
     fn counter_key(&self) -> Vec<u8> {
         self.namespaced("meta", "version")
     }

@@ -9,6 +9,7 @@
 )]
 
 mod backplane;
+mod backplane_recovery;
 mod common;
 mod crash;
 mod faults;
@@ -20,6 +21,7 @@ mod go_port;
 mod go_port_breaker;
 mod http_layer;
 mod model;
+mod proxy;
 mod redis;
 mod redis_faults;
 mod redis_versions;
