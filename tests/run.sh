@@ -93,7 +93,10 @@ step "benchmarks build (they are run by benches/run.sh, never timed here)"
 cargo build -q -p swre-benches --all-targets
 
 step "native tests (unit, integration, doc; property tests, fuzz corpus, fault injection, short soak)"
-cargo test --workspace
+cargo test --workspace -- --skip fleet::three_processes
+
+step "fleet: three processes on one redis-server (burst, invalidation lag, kill -9 of Redis); figures printed"
+cargo test -q -p swre-tests --test native fleet::three_processes -- --nocapture
 
 step "deterministic simulation: 100,000 seeded runs of the engine (release build)"
 cargo test --release -p swre-core --test sim

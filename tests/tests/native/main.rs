@@ -16,6 +16,7 @@ mod faults;
 mod file_storage;
 mod finished_calls;
 mod first_use;
+mod fleet;
 mod fuzz_corpus;
 mod go_port;
 mod go_port_breaker;
