@@ -320,7 +320,7 @@ impl<L1: Storage> Backplane<L1> {
     ) -> Result<T, StorageError> {
         match &result {
             Ok(_) => self.publish(kind, key).await,
-            Err(e) if e.kind() == StorageErrorKind::Unavailable => {
+            Err(e) if retryable(e.kind()) => {
                 if let Some(change) = change() {
                     let since = self.store.l2().observed_version();
                     let queued = self.publisher.pending.change(key, change, since);
@@ -341,6 +341,14 @@ impl<L1> Drop for Backplane<L1> {
         self.subscriber.abort();
         self.replayer.abort();
     }
+}
+
+/// Whether a change that failed with `kind` may succeed later: Redis
+/// unreachable, or an I/O failure (the connection failing while it
+/// reconnects reads as either). Anything else (a key or value Redis
+/// refuses) would fail again.
+pub(crate) fn retryable(kind: StorageErrorKind) -> bool {
+    matches!(kind, StorageErrorKind::Unavailable | StorageErrorKind::Io)
 }
 
 /// A random id for this instance: std's `RandomState` is keyed from the
@@ -418,7 +426,7 @@ impl<L1: Storage> Storage for Backplane<L1> {
         let cleared = self.store.clear().await;
         match &cleared {
             Ok(()) => self.publish(Kind::Clear, "").await,
-            Err(e) if e.kind() == StorageErrorKind::Unavailable => {
+            Err(e) if retryable(e.kind()) => {
                 self.publisher.pending.clear(since);
                 Counters::bump(&self.publisher.counters.queued);
                 self.wake_replay.notify_one();

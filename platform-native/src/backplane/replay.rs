@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use swre_core::{Storage, StorageErrorKind, Tiered};
+use swre_core::{Storage, Tiered};
 use tokio::sync::Notify;
 
 use super::message::Kind;
 use super::pending::{Change, Item};
 use super::stats::Counters;
-use super::Publisher;
+use super::{retryable, Publisher};
 use crate::RedisStorage;
 
 /// How a replay went.
@@ -66,7 +66,7 @@ async fn replay<L1: Storage>(
         } else {
             match store.l2().clear_unchanged_since(clear.since).await {
                 Ok(_) => Counters::bump(&counters.replayed),
-                Err(e) if e.kind() == StorageErrorKind::Unavailable => {
+                Err(e) if retryable(e.kind()) => {
                     publisher.pending.restore(batch);
                     return Outcome::Unreachable;
                 }
@@ -151,7 +151,7 @@ async fn replay_item<L1: Storage>(
             Counters::bump(&counters.replay_skipped);
             let _ = store.remove_from_l1(key).await;
         }
-        Err(e) if e.kind() == StorageErrorKind::Unavailable => return Err(()),
+        Err(e) if retryable(e.kind()) => return Err(()),
         Err(_) => {
             Counters::bump(&counters.replay_errors);
             let _ = store.remove_from_l1(key).await;

@@ -1,6 +1,7 @@
 //! One instance of a fleet, for the multi-process test: an engine over
-//! `Backplane<Tiered<MemoryStorage, RedisStorage>>`, whose upstream is a
-//! counting server on loopback (one line `key` in, one line `value` out).
+//! `Backplane<Tiered<MemoryStorage, RedisStorage>>`, with early refresh from
+//! half the fresh phase on, whose upstream is a counting server on loopback
+//! (one line `key` in, one line `value` out).
 //!
 //! Usage: `fleet_node REDIS_URL PREFIX UPSTREAM_PORT`. Reads one command per
 //! line on stdin and answers each with one line on stdout (times are the
@@ -15,7 +16,7 @@
 //!   something other than `OLD` (looking every millisecond), or `timeout`
 //! - `invalidate KEY`, `invalidate_tag TAG`, `clear` → `done TIME` (or
 //!   `error MESSAGE`)
-//! - `stats` → `stats resubscribed=N pending=N replayed=N replay_skipped=N`
+//! - `stats` → `stats NAME=N …`: the backplane's recovery counters
 //! - `quit` → exits
 
 #![allow(
@@ -27,8 +28,8 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use swre_native::{
-    Backplane, BackplaneOptions, CacheTtl, CallOptions, Engine, MemoryStorage, RedisOptions,
-    RedisStorage, Status, Tiered, TokioRuntime,
+    Backplane, BackplaneOptions, CacheTtl, CallOptions, EarlyRefresh, Engine, MemoryStorage,
+    RedisOptions, RedisStorage, Status, Tiered, TokioRuntime,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -150,6 +151,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Duration::from_secs(60),
             Duration::from_secs(60),
         ))
+        // A fresh hit past half the fresh phase refreshes early.
+        .early_refresh(EarlyRefresh::Threshold(0.5))
         .build()?;
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
@@ -170,8 +173,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ["stats"] => {
                 let s = node.storage().stats();
                 format!(
-                    "stats resubscribed={} pending={} replayed={} replay_skipped={}",
-                    s.resubscribed, s.pending, s.replayed, s.replay_skipped
+                    "stats resubscribed={} pending={} queued={} replayed={} replay_skipped={} replay_errors={} replay_dropped={}",
+                    s.resubscribed, s.pending, s.queued, s.replayed, s.replay_skipped, s.replay_errors, s.replay_dropped
                 )
             }
             ["quit"] => break,

@@ -244,6 +244,24 @@ async fn three_processes_share_one_upstream_call_and_stay_coherent_through_a_red
         upstream.calls("warm") - 1
     );
 
+    // Early refresh: fresh hits past half the fresh phase refresh ahead of
+    // expiry, once across the fleet.
+    let _ = burst(&mut nodes, "early", 10, 2_000).await;
+    calls_reach(&upstream, "early", 1, Duration::ZERO).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    upstream.bump();
+    let [hits, _, _, errors] = burst(&mut nodes, "early", 100, 2_000).await;
+    assert_eq!(
+        (hits, errors),
+        (300, 0),
+        "fresh hits, each may start a refresh"
+    );
+    calls_reach(&upstream, "early", 2, Duration::from_millis(500)).await;
+    println!(
+        "fleet: fresh burst of 300 past the early-refresh threshold: {} early refresh call(s) in all",
+        upstream.calls("early") - 1
+    );
+
     // Invalidation: no other process answers the old value more than
     // MAX_LAG after `invalidate` returned on one.
     upstream.set_delay(0);
@@ -319,6 +337,12 @@ async fn three_processes_share_one_upstream_call_and_stay_coherent_through_a_red
     assert!(
         recovered < Duration::from_secs(5),
         "recovery took {recovered:?}"
+    );
+    let s = nodes[0].stats().await;
+    assert_eq!(
+        (s["replayed"], s["replay_skipped"], s["replay_errors"]),
+        (2, 0, 0),
+        "node 0 replayed its delete of r and its write of w: {s:?}"
     );
     // None serves what it held before the outage as fresh: each emptied its
     // L1 and reads Redis (restarted empty, or holding node 0's replay).
