@@ -126,18 +126,7 @@ cargo run -q -p swre-native --example quickstart -- "${TMPDIR:-/tmp}/swre-quicks
 step "axum_cache example: the tower layer in front of an axum route, over real HTTP on loopback"
 cargo run -q -p swre-native --features tower --example axum_cache
 
-step "fleet example: two engines on a redis-server started here on a free loopback port"
-redis_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-redis_dir=$(mktemp -d)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$redis_dir" >/dev/null &
-redis_pid=$!
-trap 'kill "$redis_pid" 2>/dev/null || true; rm -rf "$redis_dir"' EXIT
-for _ in $(seq 1 100); do
-  redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
-  sleep 0.1
-done
-cargo run -q -p swre-native --features redis --example fleet -- "redis://127.0.0.1:$redis_port/"
-kill "$redis_pid" 2>/dev/null || true
-wait "$redis_pid" 2>/dev/null || true
+step "fleet example: three instances with a backplane, on a redis-server the example starts on a free loopback port"
+cargo run -q -p swre-native --features redis --example fleet
 
 step "all checks passed"
