@@ -139,7 +139,7 @@ async fn run<S, R, C, J, F>(
                 false
             }
             Ok(None) => {
-                bump(&shared.counters().lease_waits);
+                shared.lease_wait();
                 true
             }
             Err(_) => false,

@@ -266,6 +266,15 @@ impl<S, R, C> Shared<S, R, C> {
         }
     }
 
+    /// Another process holds the key's refresh lease: this call waits for its
+    /// value rather than calling upstream.
+    pub(crate) fn lease_wait(&self) {
+        bump(&self.counters.lease_waits);
+        if let Some(m) = &self.metrics {
+            m.lease_wait();
+        }
+    }
+
     pub(crate) fn upstream_outcome(&self, outcome: UpstreamOutcome, elapsed: Duration) {
         if let Some(m) = &self.metrics {
             m.upstream(outcome, elapsed);

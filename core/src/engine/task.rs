@@ -343,7 +343,7 @@ where
     {
         Step::Done(Ok(Some(token))) => ticket.hold_lease(token),
         Step::Done(Ok(None)) => {
-            bump(&shared.counters().lease_waits);
+            shared.lease_wait();
             event_debug!("another process holds the refresh lease; waiting for its value");
             match await_other_process(&ticket, seen, Some(timeout), deadline.as_mut(), abort).await
             {
