@@ -123,6 +123,9 @@ step "JS package: Node tests, workerd (Miniflare), the demo page in Chromium, an
 step "quickstart (the README's main job)"
 cargo run -q -p swre-native --example quickstart -- "${TMPDIR:-/tmp}/swre-quickstart-ci"
 
+step "prometheus example: the engine's metrics through the metrics facade, rendered as Prometheus text"
+cargo run -q -p swre-native --features metrics --example prometheus
+
 step "axum_cache example: the tower layer in front of an axum route, over real HTTP on loopback"
 cargo run -q -p swre-native --features tower --example axum_cache
 

@@ -125,6 +125,21 @@ pub enum BreakerState {
     HalfOpen,
 }
 
+impl BreakerState {
+    /// The lower-case name (`"closed"`, `"open"`, `"half_open"`).
+    ///
+    /// ```
+    /// assert_eq!(swre_core::BreakerState::HalfOpen.as_str(), "half_open");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
 /// Which breaker changed state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BreakerScope {
@@ -132,6 +147,20 @@ pub enum BreakerScope {
     Global,
     /// A per-key breaker.
     Key,
+}
+
+impl BreakerScope {
+    /// The lower-case name (`"global"`, `"key"`).
+    ///
+    /// ```
+    /// assert_eq!(swre_core::BreakerScope::Key.as_str(), "key");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerScope::Global => "global",
+            BreakerScope::Key => "key",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

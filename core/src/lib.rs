@@ -55,6 +55,7 @@ mod sync;
 pub mod tags;
 mod throttle;
 mod time;
+mod trace;
 mod wait;
 
 #[cfg(feature = "testing")]
@@ -86,3 +87,4 @@ pub use sync::{MaybeSend, MaybeSync};
 pub use tags::{TagError, TagNames, TagStamp, Tags};
 pub use throttle::FailSafeThrottle;
 pub use time::{Clock, ManualClock, Timer};
+pub use trace::key_hash;

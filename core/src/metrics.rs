@@ -20,6 +20,23 @@ pub enum UpstreamOutcome {
     Abandoned,
 }
 
+impl UpstreamOutcome {
+    /// The lower-case name (`"success"`, `"error"`, `"timeout"`, `"abandoned"`),
+    /// as metrics exporters and spans label it.
+    ///
+    /// ```
+    /// assert_eq!(swre_core::UpstreamOutcome::Timeout.as_str(), "timeout");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamOutcome::Success => "success",
+            UpstreamOutcome::Error => "error",
+            UpstreamOutcome::Timeout => "timeout",
+            UpstreamOutcome::Abandoned => "abandoned",
+        }
+    }
+}
+
 /// Which storage operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StorageOp {
@@ -29,6 +46,21 @@ pub enum StorageOp {
     Set,
     /// A delete.
     Delete,
+}
+
+impl StorageOp {
+    /// The lower-case name (`"get"`, `"set"`, `"delete"`).
+    ///
+    /// ```
+    /// assert_eq!(swre_core::StorageOp::Set.as_str(), "set");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageOp::Get => "get",
+            StorageOp::Set => "set",
+            StorageOp::Delete => "delete",
+        }
+    }
 }
 
 /// Receives engine events; every method has an empty default.
@@ -72,6 +104,10 @@ pub trait Metrics: MaybeSend + MaybeSync + 'static {
     fn storage_error(&self, op: StorageOp) {
         let _ = op;
     }
+    /// An upstream call was not made here because another process held the
+    /// key's fleet-wide refresh lease: the call waits for that process's
+    /// value instead (counted in `Stats::lease_waits` too).
+    fn lease_wait(&self) {}
 }
 
 /// Metrics that go nowhere (the default).
@@ -100,5 +136,8 @@ impl<M: Metrics> Metrics for alloc::sync::Arc<M> {
     }
     fn storage_error(&self, op: StorageOp) {
         (**self).storage_error(op)
+    }
+    fn lease_wait(&self) {
+        (**self).lease_wait()
     }
 }

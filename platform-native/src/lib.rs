@@ -63,6 +63,7 @@ mod backplane;
 mod file;
 #[cfg(feature = "tower")]
 pub mod http_layer;
+pub mod observe;
 #[cfg(feature = "redis")]
 mod redis_storage;
 mod runtime;
@@ -70,6 +71,8 @@ mod runtime;
 #[cfg(feature = "redis")]
 pub use backplane::{Backplane, BackplaneOptions, BackplaneStats};
 pub use file::{Durability, FileOptions, FileStorage, Maintenance};
+#[cfg(feature = "metrics")]
+pub use observe::MetricsFacade;
 #[cfg(feature = "redis")]
 pub use redis_storage::{RedisOptions, RedisStorage};
 pub use runtime::{CoarseClock, SystemClock, TokioRuntime};

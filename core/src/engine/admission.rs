@@ -108,7 +108,7 @@ where
 {
     match shared.breaker().try_acquire(key, now) {
         Some((permit, transitions)) => {
-            shared.report_transitions(transitions);
+            shared.report_transitions(key, transitions);
             claims.permit = Some(permit);
         }
         None => {

@@ -35,6 +35,7 @@ use crate::sync::{MaybeSend, MaybeSync};
 use crate::tags::fence::Change;
 use crate::tags::Tags;
 use crate::time::duration_ms;
+use crate::trace::{CallEnd, CallSpan};
 
 /// What a batch fetch answered: a value (or, for typed batches, an encoding
 /// error) per key it returned.
@@ -68,13 +69,14 @@ pub(crate) fn spawn<S, R, C, J, F>(
     if members.is_empty() {
         return;
     }
-    shared.runtime().spawn(run(
-        shared.clone(),
-        members,
-        job,
-        opts,
-        FetchStart::now(shared),
-    ));
+    let started = FetchStart::now(shared);
+    let runtime = shared.runtime();
+    let span = CallSpan::batch(members.len(), started.at(), runtime);
+    let call = run(shared.clone(), members, job, opts, started);
+    runtime.spawn(async move {
+        let end = span.instrument(call).await;
+        span.end(end);
+    });
 }
 
 /// The error of a key the batch fetch returned no value for.
@@ -88,7 +90,8 @@ async fn run<S, R, C, J, F>(
     job: J,
     opts: CallOptions,
     started: FetchStart,
-) where
+) -> CallEnd
+where
     S: Storage,
     R: Runtime,
     C: MaybeSend + MaybeSync + 'static,
@@ -125,7 +128,7 @@ async fn run<S, R, C, J, F>(
     match within(reread, deadline.as_mut(), abort).await {
         Step::Done(_) => {}
         Step::Late => return give_up(&members, &late),
-        Step::Aborted => return,
+        Step::Aborted => return CallEnd::Shutdown,
     }
     // Done keys leave now: their tickets give back what they hold.
     members.retain(|m| !m.ticket.flight().is_complete());
@@ -139,7 +142,7 @@ async fn run<S, R, C, J, F>(
                 false
             }
             Ok(None) => {
-                bump(&shared.counters().lease_waits);
+                shared.lease_wait();
                 true
             }
             Err(_) => false,
@@ -148,11 +151,11 @@ async fn run<S, R, C, J, F>(
     let elsewhere = match within(leases, deadline.as_mut(), abort).await {
         Step::Done(v) => v,
         Step::Late => return give_up(&members, &late),
-        Step::Aborted => return,
+        Step::Aborted => return CallEnd::Shutdown,
     };
     // "Shutdown is final": past the grace period no fetch starts.
     if shared.is_aborted() {
-        return;
+        return CallEnd::Shutdown;
     }
     let (to_fetch, others): (Vec<_>, Vec<_>) = members
         .iter()
@@ -161,9 +164,15 @@ async fn run<S, R, C, J, F>(
     let to_fetch: Vec<&Member<S, R, C>> = to_fetch.into_iter().map(|(m, _)| m).collect();
 
     let answered = AtomicBool::new(false);
+    let waiting = !others.is_empty();
     let call = async {
         let Some(first) = to_fetch.first() else {
-            return;
+            // Every key left was stored meanwhile, here or by another process.
+            return if waiting {
+                CallEnd::SharedFromStore
+            } else {
+                CallEnd::Shared
+            };
         };
         bump(&shared.counters().upstream_calls);
         bump(&shared.counters().batch_calls);
@@ -194,6 +203,7 @@ async fn run<S, R, C, J, F>(
                     settle(shared, m, value, &opts, took, stamped, &late)
                 }))
                 .await;
+                CallEnd::Success
             }
             Err(e) => {
                 if let Error::Upstream(_) = e {
@@ -201,6 +211,7 @@ async fn run<S, R, C, J, F>(
                     shared.upstream_outcome(UpstreamOutcome::Error, elapsed);
                 }
                 fail_all(&to_fetch, &e, now);
+                CallEnd::Error
             }
         }
     };
@@ -214,23 +225,26 @@ async fn run<S, R, C, J, F>(
             m.ticket.leave_table();
         }
     }));
-    match within(join(call, waits), deadline.as_mut(), abort).await {
-        Step::Done(_) => {}
+    let end = match within(join(call, waits), deadline.as_mut(), abort).await {
+        Step::Done((end, _)) => end,
         Step::Late => {
+            let mut end = CallEnd::GaveUp;
             if !answered.load(Ordering::Acquire) {
                 if let Some(first) = to_fetch.first() {
                     let now = shared.now();
                     bump(&shared.counters().upstream_timeouts);
                     shared.upstream_outcome(UpstreamOutcome::Timeout, first.ticket.elapsed(now));
                     fail_all(&to_fetch, &late, now);
+                    end = CallEnd::Timeout;
                 }
             }
             // Keys storing, or waiting on another process.
             give_up(&members, &late);
+            end
         }
         // The tickets' drops report the abandoned call as a shutdown.
-        Step::Aborted => return,
-    }
+        Step::Aborted => return CallEnd::Shutdown,
+    };
     for m in &members {
         m.ticket.leave_table();
     }
@@ -242,6 +256,7 @@ async fn run<S, R, C, J, F>(
     let releases = pin!(join_all(releases));
     let sleep = pin!(shared.runtime().sleep(timeout));
     let _ = select(releases, sleep).await;
+    end
 }
 
 /// The answer's value for each key of `to_fetch`, in order: the first one
@@ -357,7 +372,7 @@ where
 
 /// Ends every key still without a result with `error` (not upstream's
 /// failure: the re-read, a lease, a store or another process was too slow).
-fn give_up<S, R, C>(members: &[Member<S, R, C>], error: &Error)
+fn give_up<S, R, C>(members: &[Member<S, R, C>], error: &Error) -> CallEnd
 where
     S: Storage,
     R: Runtime,
@@ -368,4 +383,5 @@ where
             m.ticket.give_up(error.clone());
         }
     }
+    CallEnd::GaveUp
 }

@@ -18,7 +18,7 @@ use crate::breaker::{Breaker, BreakerState, Transitions};
 use crate::entry::{CacheTtl, Entry};
 use crate::error::{Error, KeyError, StorageError};
 use crate::flight::{Claims, Flight, FlightTable};
-use crate::log::{event_info, event_warn};
+use crate::log::{event_debug, event_info, event_warn};
 use crate::metrics::{Metrics, StorageOp, UpstreamOutcome};
 use crate::negative::NegativeCache;
 use crate::phase::Status;
@@ -239,15 +239,34 @@ impl<S, R, C> Shared<S, R, C> {
         }
     }
 
-    pub(crate) fn report_transitions(&self, transitions: Transitions) {
+    /// Counts and reports the breaker transitions an event of `key` made.
+    pub(crate) fn report_transitions(&self, key: &str, transitions: Transitions) {
+        // Named only in `tracing` events, by its hash.
+        #[cfg(not(feature = "tracing"))]
+        let _ = key;
         for (scope, state) in transitions.into_iter().flatten() {
             match state {
                 BreakerState::Open => {
                     bump(&self.counters.breaker_opened);
-                    event_warn!("circuit breaker ({:?}) opened", scope);
+                    event_warn!(
+                        name: "swre.breaker.transition",
+                        { scope = scope.as_str(), state = "open", key_hash = %crate::trace::KeyHash::of(key) },
+                        "circuit breaker ({:?}) opened",
+                        scope
+                    );
                 }
-                BreakerState::Closed => event_info!("circuit breaker ({:?}) closed", scope),
-                BreakerState::HalfOpen => {}
+                BreakerState::Closed => event_info!(
+                    name: "swre.breaker.transition",
+                    { scope = scope.as_str(), state = "closed", key_hash = %crate::trace::KeyHash::of(key) },
+                    "circuit breaker ({:?}) closed",
+                    scope
+                ),
+                BreakerState::HalfOpen => event_info!(
+                    name: "swre.breaker.transition",
+                    { scope = scope.as_str(), state = "half_open", key_hash = %crate::trace::KeyHash::of(key) },
+                    "circuit breaker ({:?}) half-open: trial calls pass",
+                    scope
+                ),
             }
             if let Some(m) = &self.metrics {
                 m.breaker(scope, state);
@@ -266,6 +285,20 @@ impl<S, R, C> Shared<S, R, C> {
         }
     }
 
+    /// Another process holds the key's refresh lease: this call waits for its
+    /// value rather than calling upstream.
+    pub(crate) fn lease_wait(&self) {
+        bump(&self.counters.lease_waits);
+        event_debug!(
+            name: "swre.lease.wait",
+            {},
+            "another process holds the refresh lease; waiting for its value"
+        );
+        if let Some(m) = &self.metrics {
+            m.lease_wait();
+        }
+    }
+
     pub(crate) fn upstream_outcome(&self, outcome: UpstreamOutcome, elapsed: Duration) {
         if let Some(m) = &self.metrics {
             m.upstream(outcome, elapsed);
@@ -280,7 +313,12 @@ impl<S, R, C> Shared<S, R, C> {
             Ok(e) => e,
             Err(e) => {
                 self.storage_error(StorageOp::Get);
-                event_warn!("storage read failed, served as a miss: {}", e);
+                event_warn!(
+                    name: "swre.storage.error",
+                    { operation = "get" },
+                    "storage read failed, served as a miss: {}",
+                    e
+                );
                 None
             }
         }

@@ -8,12 +8,12 @@ use core::time::Duration;
 
 use futures::future::{select, Either};
 
-use super::ticket::Ticket;
+use super::ticket::{Kind, Ticket};
 use crate::bytes::Bytes;
 use crate::entry::{CacheTtl, Entry};
 use crate::error::Error;
 use crate::error::StorageError;
-use crate::log::{event_debug, event_warn};
+use crate::log::event_warn;
 use crate::metrics::{StorageOp, UpstreamOutcome};
 use crate::phase::Phase;
 use crate::runtime::Runtime;
@@ -22,6 +22,7 @@ use crate::storage::{LeaseToken, Storage};
 use crate::sync::{MaybeSend, MaybeSync};
 use crate::tags::fence::Change;
 use crate::tags::{TagNames, Tags};
+use crate::trace::{CallEnd, CallSpan};
 use crate::wait::Latch;
 
 /// What an upstream call produced: a value (or "not modified"), the TTL
@@ -120,7 +121,7 @@ pub(crate) struct Call<J> {
     pub(crate) started: FetchStart,
 }
 
-/// Spawns the call on the engine's runtime.
+/// Spawns the call on the engine's runtime, inside its span.
 pub(crate) fn spawn<S, R, C, J>(ticket: Ticket<S, R, C>, call: Call<J>)
 where
     S: Storage,
@@ -129,7 +130,12 @@ where
     J: Job,
 {
     let runtime = ticket.shared().runtime().clone();
-    runtime.spawn(run(ticket, call));
+    let background = ticket.kind() == Kind::Refresh;
+    let span = CallSpan::call(ticket.key(), background, ticket.started_ms(), &runtime);
+    runtime.spawn(async move {
+        let end = span.instrument(run(ticket, call)).await;
+        span.end(end);
+    });
 }
 
 /// How a bounded step ended.
@@ -261,7 +267,12 @@ where
             }
             Err(e) => {
                 shared.storage_error(StorageOp::Set);
-                event_warn!("tag records unavailable, the value was not stored: {}", e);
+                event_warn!(
+                    name: "swre.storage.error",
+                    { operation = "set" },
+                    "tag records unavailable, the value was not stored: {}",
+                    e
+                );
                 change = Change::Hard;
             }
         }
@@ -295,7 +306,7 @@ pub(crate) fn stored_since(found: &Entry, seen: Option<&Entry>, now: u64) -> boo
     Phase::of(Some(found), now) == Phase::Fresh && seen.is_none_or(|s| times(s) != times(found))
 }
 
-async fn run<S, R, C, J>(ticket: Ticket<S, R, C>, call: Call<J>)
+async fn run<S, R, C, J>(ticket: Ticket<S, R, C>, call: Call<J>) -> CallEnd
 where
     S: Storage,
     R: Runtime,
@@ -321,15 +332,16 @@ where
     // upstream, so a stampede makes exactly one call.
     match within(shared.read_shared(key), deadline.as_mut(), abort).await {
         Step::Done(Some(e)) if stored_since(&e, seen, shared.now()) => {
-            return ticket.share_stored(e);
+            ticket.share_stored(e);
+            return CallEnd::Shared;
         }
         // A tagged entry gone since the lookup read it was invalidated (by
         // tag, or removed): the fetch is not told it, nor may "not
         // modified" bring it back.
         Step::Done(None) if seen.is_some_and(|s| !s.tags.is_empty()) => seen = None,
         Step::Done(_) => {}
-        Step::Late => return ticket.give_up(late),
-        Step::Aborted => return,
+        Step::Late => return give_up(&ticket, late),
+        Step::Aborted => return CallEnd::Shutdown,
     }
 
     // Fleet-wide: one process per key calls upstream. A store that cannot
@@ -343,11 +355,13 @@ where
     {
         Step::Done(Ok(Some(token))) => ticket.hold_lease(token),
         Step::Done(Ok(None)) => {
-            bump(&shared.counters().lease_waits);
-            event_debug!("another process holds the refresh lease; waiting for its value");
+            shared.lease_wait();
             match await_other_process(&ticket, seen, Some(timeout), deadline.as_mut(), abort).await
             {
-                Step::Done(Awaited::Stored(e)) => return ticket.share_stored(e),
+                Step::Done(Awaited::Stored(e)) => {
+                    ticket.share_stored(e);
+                    return CallEnd::SharedFromStore;
+                }
                 // The holder is gone without a value this call can use
                 // (it failed, or what it stored was removed since): this
                 // call fetches, holding the lease now.
@@ -356,35 +370,39 @@ where
                         ticket.hold_lease(token);
                     }
                 }
-                Step::Late => return ticket.give_up(late),
-                Step::Aborted => return,
+                Step::Late => return give_up(&ticket, late),
+                Step::Aborted => return CallEnd::Shutdown,
             }
         }
         Step::Done(Err(_)) => {}
-        Step::Late => return ticket.give_up(late),
-        Step::Aborted => return,
+        Step::Late => return give_up(&ticket, late),
+        Step::Aborted => return CallEnd::Shutdown,
     }
 
     // "Shutdown is final": past the grace period no fetch starts.
     if shared.is_aborted() {
-        return;
+        return CallEnd::Shutdown;
     }
     bump(&shared.counters().upstream_calls);
     let started = call.started;
     let outcome = within(call.job.call(seen), deadline.as_mut(), abort).await;
     let now = shared.now();
     let elapsed = ticket.elapsed(now);
-    match outcome {
+    let end = match outcome {
         Step::Done(Ok(produced)) => {
             shared.upstream_outcome(UpstreamOutcome::Success, elapsed);
             let (value, ttl) = (produced.value, produced.ttl);
             let names = tag_names(produced.tags, seen);
             if let Err(e) = names.check() {
-                return ticket.fail(Error::InvalidTag(e), now, seen);
+                ticket.fail(Error::InvalidTag(e), now, seen);
+                return CallEnd::Rejected;
             }
             let mut entry = match entry_of(&shared, key, value, ttl, call.ttl, seen, now) {
                 Ok(entry) => entry,
-                Err(e) => return ticket.fail(e, now, seen),
+                Err(e) => {
+                    ticket.fail(e, now, seen);
+                    return CallEnd::Rejected;
+                }
             };
             ticket.succeed();
             entry.fetch_ms = fetch_estimate(elapsed, seen);
@@ -395,8 +413,8 @@ where
                 let tagged = tag_entry(&shared, &mut entry, &names, started, None);
                 match within(tagged, deadline.as_mut(), abort).await {
                     Step::Done(may_store) => may_store,
-                    Step::Late => return ticket.give_up(late),
-                    Step::Aborted => return,
+                    Step::Late => return give_up(&ticket, late),
+                    Step::Aborted => return CallEnd::Shutdown,
                 }
             } else {
                 false
@@ -405,9 +423,12 @@ where
             // no caller then reads an older value than one handed out.
             match store(&ticket, entry.clone(), write, deadline.as_mut()).await {
                 Step::Done(()) => ticket.deliver(entry),
+                // The value was fetched, but not handed out: the call
+                // succeeded upstream all the same.
                 Step::Late => ticket.give_up(late),
-                Step::Aborted => return,
+                Step::Aborted => return CallEnd::Shutdown,
             }
+            CallEnd::Success
         }
         Step::Done(Err(e)) => {
             if let Error::Upstream(_) = e {
@@ -415,15 +436,17 @@ where
                 shared.upstream_outcome(UpstreamOutcome::Error, elapsed);
             }
             ticket.fail(e, now, seen);
+            CallEnd::Error
         }
         Step::Late => {
             bump(&shared.counters().upstream_timeouts);
             shared.upstream_outcome(UpstreamOutcome::Timeout, elapsed);
             ticket.fail(late, now, seen);
+            CallEnd::Timeout
         }
         // The ticket's drop reports the abandoned call as a shutdown.
-        Step::Aborted => return,
-    }
+        Step::Aborted => return CallEnd::Shutdown,
+    };
     ticket.leave_table();
     if let Some(token) = ticket.take_lease() {
         // Bounded by its own timer, not by shutdown: a lease left behind
@@ -432,6 +455,18 @@ where
         let sleep = pin!(shared.runtime().sleep(timeout));
         let _ = select(release, sleep).await;
     }
+    end
+}
+
+/// Ends the call without a value to hand out ([`Ticket::give_up`]).
+fn give_up<S, R, C>(ticket: &Ticket<S, R, C>, error: Error) -> CallEnd
+where
+    S: Storage,
+    R: Runtime,
+    C: MaybeSend + MaybeSync + 'static,
+{
+    ticket.give_up(error);
+    CallEnd::GaveUp
 }
 
 /// What waiting on another process's lease ends with.
@@ -549,7 +584,12 @@ where
             Step::Done(Ok(())) => return Step::Done(()),
             Step::Done(Err(e)) => {
                 shared.storage_error(StorageOp::Set);
-                event_warn!("storage write failed, the value was still returned: {}", e);
+                event_warn!(
+                    name: "swre.storage.error",
+                    { operation = "set" },
+                    "storage write failed, the value was still returned: {}",
+                    e
+                );
             }
             Step::Late => {
                 shared.storage_error(StorageOp::Set);

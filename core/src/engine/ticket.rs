@@ -86,6 +86,16 @@ where
         &self.flight
     }
 
+    /// What the call is for.
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// When (by the clock) the call was admitted.
+    pub(crate) fn started_ms(&self) -> u64 {
+        self.started_ms
+    }
+
     /// Time since admission, by the wall clock (for metrics only).
     pub(crate) fn elapsed(&self, now: u64) -> Duration {
         Duration::from_millis(now.saturating_sub(self.started_ms))
@@ -114,7 +124,7 @@ where
         }
         if let Some(p) = self.take_permit() {
             self.shared
-                .report_transitions(self.shared.breaker().success(&self.key, p));
+                .report_transitions(&self.key, self.shared.breaker().success(&self.key, p));
         }
         if self.shared.cfg().negative_ttl.is_some() {
             self.shared.negatives().remove(&self.key);
@@ -159,11 +169,14 @@ where
         if let Some(p) = self.take_permit() {
             if counts {
                 let breaker = self.shared.breaker();
-                self.shared.report_transitions(if global {
-                    breaker.failure(&self.key, p, now)
-                } else {
-                    breaker.key_failure(&self.key, p, now)
-                });
+                self.shared.report_transitions(
+                    &self.key,
+                    if global {
+                        breaker.failure(&self.key, p, now)
+                    } else {
+                        breaker.key_failure(&self.key, p, now)
+                    },
+                );
             } else {
                 self.shared.breaker().abandon(&self.key, p);
             }

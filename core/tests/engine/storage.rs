@@ -380,6 +380,41 @@ fn a_holder_that_ends_without_a_value_hands_the_lease_to_a_waiting_miss() {
     assert_eq!(h.engine.stats().lease_waits, 1);
 }
 
+#[test]
+fn a_lease_wait_is_told_to_metrics_once_per_call() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    #[derive(Default)]
+    struct Waits(AtomicUsize);
+    impl swre_core::Metrics for Waits {
+        fn lease_wait(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let waits = std::sync::Arc::new(Waits::default());
+    let h = harness_on(LeaseHeldElsewhere::new(), |b| {
+        b.refresh_timeout(10 * SEC).metrics(waits.clone())
+    });
+    let engine = h.engine.clone();
+    let f = h.ok("mine");
+    let waiter = h
+        .exec
+        .spawn(async move { engine.get_or_fetch("k", f).await });
+    // Several polls of the store while the lease is held: one wait.
+    for _ in 0..5 {
+        h.rt.advance(core::time::Duration::from_millis(100));
+        h.exec.run_until_stalled();
+    }
+    assert_eq!(waits.0.load(Ordering::SeqCst), 1);
+    h.engine.storage().held.store(false, Ordering::SeqCst);
+    h.rt.advance(SEC);
+    h.exec.run_until_stalled();
+    assert!(waiter.try_take().expect("answered").is_ok());
+    assert_eq!(
+        (waits.0.load(Ordering::SeqCst), h.engine.stats().lease_waits),
+        (1, 1)
+    );
+}
+
 /// A store whose lease holder stores its value and lets the lease go just
 /// before the waiter's second request for it (the gap between its read and
 /// its lease request).
