@@ -7,6 +7,7 @@ mod replay;
 mod stats;
 mod subscriber;
 
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,6 +46,16 @@ pub struct BackplaneOptions {
     /// dropped and counted, and the replay then tells every instance to
     /// empty its L1. Default 10,000.
     pub max_pending: usize,
+    /// Most bytes of values that queued writes may hold (a write that would
+    /// go over it is dropped, as when `max_pending` is reached). Default
+    /// 64 MiB.
+    pub max_pending_bytes: usize,
+    /// How often the subscription's connection is checked with a `PING`
+    /// (answered within `response_timeout`, or the connection counts as
+    /// lost and is replaced): a connection that died silently (a network
+    /// partition, a NAT's idle timeout) would otherwise never end, and every
+    /// other instance's change would be missed. Default 1 s.
+    pub heartbeat: Duration,
 }
 
 impl Default for BackplaneOptions {
@@ -54,6 +65,8 @@ impl Default for BackplaneOptions {
             response_timeout: Duration::from_secs(1),
             connection_timeout: Duration::from_secs(1),
             max_pending: 10_000,
+            max_pending_bytes: 64 << 20,
+            heartbeat: Duration::from_secs(1),
         }
     }
 }
@@ -89,36 +102,51 @@ impl Default for BackplaneOptions {
 ///
 /// **Gaps and recovery.** When Redis cannot be reached:
 ///
-/// - A change L2 did not take (`set`, `delete`, `expire`, `clear` failing
-///   as unavailable) is still made in L1, returned as the error it is, and
-///   queued with the highest version this instance had seen Redis assign
-///   ([`RedisStorage::observed_version`]); a message that could not be
-///   published is queued too. The queue holds one item per key (the newest
-///   change wins), at most [`BackplaneOptions::max_pending`] keys; a clear
-///   supersedes everything queued before it.
+/// - A change L2 did not take (`set`, `delete`, `expire`, `remove_older`,
+///   `clear` failing as unavailable or with an I/O error) is still made in
+///   L1, returned as the error it is, and queued; a message that could not
+///   be published is queued too. Each change runs in a task of its own, so
+///   a caller that stops waiting (a deadline) never leaves it unpublished
+///   or unqueued. The queue holds one item per key (the newest change
+///   wins), at most [`BackplaneOptions::max_pending`] keys and
+///   [`BackplaneOptions::max_pending_bytes`] of values; when full, a new
+///   write is dropped, an invalidation takes a queued write's place (or,
+///   with none left, the queue becomes a clear), and every instance is
+///   told to empty its L1 once Redis answers. A clear supersedes
+///   everything queued before it.
 /// - A task replays the queue as soon as Redis answers (tried every 100 ms,
-///   backing off to 2 s): each change only if nothing changed the key (or
-///   cleared the store) after its version ([`RedisStorage::set_if_unchanged`]
-///   and the like), so it never overwrites a newer change another instance
-///   made during the gap; a change skipped that way drops this instance's
-///   L1 copy instead. A change made is published. Changes older than the
-///   store's [`tombstone_ttl`](crate::RedisOptions::tombstone_ttl) are
-///   dropped (a delete made elsewhere may no longer be visible), and so is
-///   this instance's L1 copy of them.
-/// - When the subscription drops, the task listening to it subscribes
-///   again (every 50 ms, backing off to 2 s) and then empties this
+///   backing off to 1 s). A write is made only if nothing changed the key,
+///   or cleared the store, after the version this instance had seen
+///   ([`RedisStorage::set_if_unchanged`], on [`RedisStorage::observed_version`]
+///   as it was just before the write failed; the counter is read at each
+///   heartbeat), and not after Redis lost its history (a restart without
+///   data): so it never overwrites a newer change another instance made
+///   during the gap. A write skipped that way, or older than the store's
+///   [`tombstone_ttl`](crate::RedisOptions::tombstone_ttl), drops this
+///   instance's L1 copy instead. Invalidations (deletes, expiries, clears)
+///   are made whatever happened since: over a newer write they cost a fetch
+///   again, while left unmade they would leave old data served. A tag
+///   record's write that cannot be made deletes the record (the tag's
+///   entries are then invalid). Each change made is published, and this
+///   instance's own L1 copy of it dropped.
+/// - The task listening to the subscription pings its connection every
+///   [`BackplaneOptions::heartbeat`]; when the subscription ends or a ping
+///   goes unanswered (a connection that died silently), it subscribes
+///   again (every 50 ms, backing off to 500 ms) and then empties this
 ///   instance's L1: it cannot know what it missed, so every copy from
 ///   before the gap goes and the next read of each key finds L2.
 ///
 /// All of it is counted in [`stats`](Self::stats). During the gap itself
 /// an instance keeps answering from its L1 (it cannot hear of other
-/// instances' changes until the subscription is back).
+/// instances' changes until the subscription is back). Dropping the
+/// backplane drops what is still queued.
 ///
 /// [`RedisStorage`]: crate::RedisStorage
 pub struct Backplane<L1 = MemoryStorage> {
     store: Arc<Tiered<L1, RedisStorage>>,
     publisher: Arc<Publisher>,
     wake_replay: Arc<Notify>,
+    runtime: tokio::runtime::Handle,
     subscriber: JoinHandle<()>,
     replayer: JoinHandle<()>,
 }
@@ -187,7 +215,7 @@ impl Publisher {
     }
 }
 
-impl<L1: Storage> Backplane<L1> {
+impl<L1: Storage + 'static> Backplane<L1> {
     /// `store` with a backplane on the Redis at `url`, default options.
     pub async fn connect(url: &str, store: Tiered<L1, RedisStorage>) -> Result<Self, StorageError> {
         Self::connect_with(url, store, BackplaneOptions::default()).await
@@ -248,7 +276,7 @@ impl<L1: Storage> Backplane<L1> {
             instance: instance_id(),
             seq: AtomicU64::new(0),
             counters: counters.clone(),
-            pending: Pending::new(options.max_pending),
+            pending: Pending::new(options.max_pending, options.max_pending_bytes),
         });
         let wake_replay = Arc::new(Notify::new());
         let listener = subscriber::Listener {
@@ -259,6 +287,8 @@ impl<L1: Storage> Backplane<L1> {
             counters,
             wake_replay: wake_replay.clone(),
             connection_timeout: options.connection_timeout,
+            heartbeat: options.heartbeat,
+            ping_timeout: options.response_timeout,
         };
         let subscriber = runtime.spawn(listener.run(stream));
         let max_age = store.l2().tombstone_ttl();
@@ -272,6 +302,7 @@ impl<L1: Storage> Backplane<L1> {
             store,
             publisher,
             wake_replay,
+            runtime,
             subscriber,
             replayer,
         })
@@ -299,38 +330,56 @@ impl<L1: Storage> Backplane<L1> {
         stats
     }
 
-    /// Tells the other instances about a change of `key` (empty for a
-    /// clear); one that cannot be sent is queued to be sent again.
-    async fn publish(&self, kind: Kind, key: &str) {
-        if !self.publisher.send(kind, key).await {
-            let queued = self.publisher.pending.notice(key, kind);
-            self.publisher.queued(queued);
-            self.wake_replay.notify_one();
-        }
-    }
-
-    /// `result`: published if it is a success; `change` queued (on the
-    /// version last seen) if L2 could not be reached.
-    async fn settled<T>(
-        &self,
-        key: &str,
-        change: impl FnOnce() -> Option<Change>,
-        kind: Kind,
-        result: Result<T, StorageError>,
-    ) -> Result<T, StorageError> {
-        match &result {
-            Ok(_) => self.publish(kind, key).await,
-            Err(e) if retryable(e.kind()) => {
-                if let Some(change) = change() {
-                    let since = self.store.l2().observed_version();
-                    let queued = self.publisher.pending.change(key, change, since);
-                    self.publisher.queued(queued);
-                    self.wake_replay.notify_one();
+    /// Runs `op` (a change of `key` in the store, answering its result
+    /// and what to queue if Redis could not take it) and settles it in a
+    /// task of its own: published when made, queued when Redis could not be
+    /// reached. Dropping the caller's future (a deadline) then never leaves
+    /// a change made in Redis unpublished, nor one it refused unqueued. The
+    /// version a queued write is conditional on is read before the change
+    /// is tried: a write another instance makes while it fails gets a
+    /// higher one.
+    async fn detached<T, F, Fut>(&self, key: &str, kind: Kind, op: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Tiered<L1, RedisStorage>>, Arc<str>) -> Fut + Send + 'static,
+        Fut: Future<Output = (Result<T, StorageError>, Option<Change>)> + Send + 'static,
+    {
+        let since = self.store.l2().observed_version();
+        let (store, publisher, wake) = (
+            self.store.clone(),
+            self.publisher.clone(),
+            self.wake_replay.clone(),
+        );
+        let key: Arc<str> = key.into();
+        let task = self.runtime.spawn(async move {
+            let (result, change) = op(store, key.clone()).await;
+            match &result {
+                Ok(_) => {
+                    if !publisher.send(kind, &key).await {
+                        publisher.queued(publisher.pending.notice(&key, kind));
+                        wake.notify_one();
+                    }
                 }
+                Err(e) if retryable(e.kind()) => {
+                    if kind == Kind::Clear {
+                        publisher.pending.clear();
+                        Counters::bump(&publisher.counters.queued);
+                    } else if let Some(change) = change {
+                        publisher.queued(publisher.pending.change(&key, change, since));
+                    }
+                    wake.notify_one();
+                }
+                Err(_) => {}
             }
-            Err(_) => {}
+            result
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) => Err(StorageError::new(
+                StorageErrorKind::Other,
+                format!("backplane: the change's task ended without an answer: {e}"),
+            )),
         }
-        result
     }
 }
 
@@ -366,15 +415,17 @@ fn instance_id() -> u64 {
     h.finish()
 }
 
-impl<L1: Storage> Storage for Backplane<L1> {
+impl<L1: Storage + 'static> Storage for Backplane<L1> {
     async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
         self.store.get(key).await
     }
 
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
-        let written = self.store.set(key, entry.clone()).await;
-        self.settled(key, || Some(Change::Set(entry)), Kind::Set, written)
-            .await
+        self.detached(key, Kind::Set, |store, key| async move {
+            let written = store.set(&key, entry.clone()).await;
+            (written, Some(Change::Set(entry)))
+        })
+        .await
     }
 
     #[inline]
@@ -401,39 +452,37 @@ impl<L1: Storage> Storage for Backplane<L1> {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        let deleted = self.store.delete(key).await;
-        self.settled(key, || Some(Change::Delete), Kind::Delete, deleted)
-            .await
+        self.detached(key, Kind::Delete, |store, key| async move {
+            (store.delete(&key).await, Some(Change::Delete))
+        })
+        .await
     }
 
     async fn remove_older(&self, key: &str, written: &Entry) -> Result<(), StorageError> {
-        let removed = self.store.remove_older(key, written).await;
-        // After a write L2 did not take: the queued write (of this entry)
-        // stands; otherwise the removal is queued.
-        let queued_write = removed.is_err() && self.publisher.pending.holds_write_of(key, written);
-        let change = || (!queued_write).then_some(Change::Delete);
-        self.settled(key, change, Kind::Delete, removed).await
+        let written = written.clone();
+        let publisher = self.publisher.clone();
+        self.detached(key, Kind::Delete, |store, key| async move {
+            let removed = store.remove_older(&key, &written).await;
+            // After a write L2 did not take: the queued write (of this
+            // entry) stands; otherwise the removal is queued.
+            let queued_write = removed.is_err() && publisher.pending.holds_write_of(&key, &written);
+            (removed, (!queued_write).then_some(Change::Delete))
+        })
+        .await
     }
 
     async fn expire(&self, key: &str, now: u64) -> Result<Option<Entry>, StorageError> {
-        let expired = self.store.expire(key, now).await;
-        self.settled(key, || Some(Change::Expire(now)), Kind::Expire, expired)
-            .await
+        self.detached(key, Kind::Expire, move |store, key| async move {
+            (store.expire(&key, now).await, Some(Change::Expire(now)))
+        })
+        .await
     }
 
     async fn clear(&self) -> Result<(), StorageError> {
-        let since = self.store.l2().observed_version();
-        let cleared = self.store.clear().await;
-        match &cleared {
-            Ok(()) => self.publish(Kind::Clear, "").await,
-            Err(e) if retryable(e.kind()) => {
-                self.publisher.pending.clear(since);
-                Counters::bump(&self.publisher.counters.queued);
-                self.wake_replay.notify_one();
-            }
-            Err(_) => {}
-        }
-        cleared
+        self.detached("", Kind::Clear, |store, _| async move {
+            (store.clear().await, None)
+        })
+        .await
     }
 
     async fn try_lease(

@@ -22,13 +22,11 @@ pub(crate) enum Change {
 }
 
 impl Change {
-    /// The message that tells other instances about it.
-    pub(crate) fn kind(&self) -> Kind {
-        match self {
-            Change::Set(_) => Kind::Set,
-            Change::Delete => Kind::Delete,
-            Change::Expire(_) => Kind::Expire,
-        }
+    /// Whether it may be dropped when the queue is full: a write of a
+    /// user's key (the worst is a fetch again). An invalidation (delete,
+    /// expiry, a tag record's write) may not: dropped, old data would stay.
+    fn droppable(&self, key: &str) -> bool {
+        matches!(self, Change::Set(_)) && !reserved(key)
     }
 }
 
@@ -46,17 +44,20 @@ pub(crate) struct Item {
     pub(crate) at: Instant,
 }
 
-/// A clear that L2 did not take.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Clear {
-    pub(crate) since: u64,
-    pub(crate) at: Instant,
+impl Item {
+    fn bytes(&self) -> usize {
+        match &self.change {
+            Some(Change::Set(e)) => e.value.len(),
+            _ => 0,
+        }
+    }
 }
 
 /// Everything queued, taken at once for a replay.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
-    pub(crate) clear: Option<Clear>,
+    /// A clear L2 did not take.
+    pub(crate) clear: bool,
     /// A clear notice to publish (other instances empty their L1): a clear
     /// whose publish failed, or changes dropped because the queue was full.
     pub(crate) clear_notice: bool,
@@ -65,17 +66,61 @@ pub(crate) struct Batch {
 
 impl Batch {
     pub(crate) fn is_empty(&self) -> bool {
-        self.clear.is_none() && !self.clear_notice && self.items.is_empty()
+        !self.clear && !self.clear_notice && self.items.is_empty()
     }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    clear: Option<Clear>,
+    clear: bool,
     clear_notice: bool,
     items: HashMap<String, Item>,
+    /// Bytes of the values of queued writes.
+    bytes: usize,
     /// How much of the queue a replay has taken and not finished.
     in_flight: usize,
+    /// The writes a replay has taken and not finished (values are shared,
+    /// not copied): a removal that follows a write Redis did not take must
+    /// still see that write while it is being replayed.
+    flying: HashMap<String, Entry>,
+}
+
+impl Inner {
+    fn remove(&mut self, key: &str) -> Option<Item> {
+        let item = self.items.remove(key)?;
+        self.bytes -= item.bytes();
+        Some(item)
+    }
+
+    fn insert(&mut self, key: String, item: Item) {
+        self.bytes += item.bytes();
+        if let Some(old) = self.items.insert(key, item) {
+            self.bytes -= old.bytes();
+        }
+    }
+
+    /// Drops one queued write of a user's key (to make room for an
+    /// invalidation); whether there was one.
+    fn evict_a_write(&mut self) -> bool {
+        let victim = self
+            .items
+            .iter()
+            .find(|(k, i)| matches!(i.change, Some(Change::Set(_))) && !reserved(k))
+            .map(|(k, _)| k.clone());
+        match victim {
+            Some(k) => {
+                self.remove(&k);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Whether `key` is the engine's (a tag record): a write of it is an
+/// invalidation, never dropped to make room.
+pub(crate) fn reserved(key: &str) -> bool {
+    key.starts_with(swre_core::tags::record::RESERVED_PREFIX)
 }
 
 /// The queue. Its lock is held only to insert or take, never across an
@@ -84,6 +129,7 @@ struct Inner {
 pub(crate) struct Pending {
     inner: Mutex<Inner>,
     max: usize,
+    max_bytes: usize,
 }
 
 /// What queueing did.
@@ -91,16 +137,19 @@ pub(crate) struct Pending {
 pub(crate) enum Queued {
     /// Queued (or merged into the key's item).
     Yes,
-    /// The queue was full: dropped, and other instances will be told to
-    /// empty their L1 instead.
+    /// The queue was full: a write dropped (this one, or a queued one to
+    /// make room for an invalidation), or everything queued replaced by a
+    /// clear (no write left to drop). Other instances will be told to
+    /// empty their L1.
     Overflow,
 }
 
 impl Pending {
-    pub(crate) fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize, max_bytes: usize) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
             max: max.max(1),
+            max_bytes,
         }
     }
 
@@ -114,77 +163,100 @@ impl Pending {
     /// included; a clear, or a clear notice, counts as one more.
     pub(crate) fn len(&self) -> usize {
         let inner = self.lock();
-        inner.items.len()
-            + usize::from(inner.clear.is_some() || inner.clear_notice)
-            + inner.in_flight
+        inner.items.len() + usize::from(inner.clear || inner.clear_notice) + inner.in_flight
     }
 
     /// Queues `change` of `key`, replacing what was queued for it.
     pub(crate) fn change(&self, key: &str, change: Change, since: u64) -> Queued {
-        self.put(key, since, |item| {
-            item.change = Some(change);
-            item.notice = None;
-        })
+        let mut inner = self.lock();
+        let item = Item {
+            change: Some(change),
+            notice: None,
+            since,
+            at: Instant::now(),
+        };
+        self.admit(&mut inner, key.to_owned(), item)
+    }
+
+    /// Puts `item` under `key`, within the bounds.
+    fn admit(&self, inner: &mut Inner, key: String, item: Item) -> Queued {
+        let previous = inner.remove(&key);
+        let item = match previous {
+            // A message waiting for the key is carried by the change.
+            Some(old) if item.change.is_none() => Item {
+                notice: item.notice.or(old.notice),
+                ..old
+            },
+            _ => item,
+        };
+        let fits = |inner: &Inner| {
+            inner.items.len() + inner.in_flight < self.max
+                && inner.bytes + item.bytes() <= self.max_bytes
+        };
+        if fits(inner) {
+            inner.insert(key, item);
+            return Queued::Yes;
+        }
+        inner.clear_notice = true;
+        let droppable = item.change.as_ref().is_none_or(|c| c.droppable(&key));
+        if droppable {
+            return Queued::Overflow;
+        }
+        while !fits(inner) && inner.evict_a_write() {}
+        if fits(inner) {
+            inner.insert(key, item);
+        } else {
+            // Only invalidations queued, and no room for one more: a clear
+            // stands for all of them.
+            inner.items.clear();
+            inner.bytes = 0;
+            inner.clear = true;
+        }
+        Queued::Overflow
     }
 
     /// Queues a message about `key` that could not be published; a clear's
     /// (empty `key`) becomes a clear notice.
     pub(crate) fn notice(&self, key: &str, kind: Kind) -> Queued {
+        let mut inner = self.lock();
         if kind == Kind::Clear {
-            self.lock().clear_notice = true;
+            inner.clear_notice = true;
             return Queued::Yes;
         }
-        self.put(key, 0, |item| {
-            if item.change.is_none() {
-                item.notice = Some(kind);
-            }
-        })
+        let item = Item {
+            change: None,
+            notice: Some(kind),
+            since: 0,
+            at: Instant::now(),
+        };
+        self.admit(&mut inner, key.to_owned(), item)
     }
 
-    /// Whether `key`'s queued change is the write of `entry`.
+    /// After this instance's replayed write of `key` got `version`: a
+    /// change of the key queued since is conditional on at least it (its
+    /// own replay must not block it).
+    pub(crate) fn raise(&self, key: &str, version: u64) {
+        if let Some(item) = self.lock().items.get_mut(key) {
+            item.since = item.since.max(version);
+        }
+    }
+
+    /// Whether `key`'s queued change (or the one a replay is making) is the
+    /// write of `entry`.
     pub(crate) fn holds_write_of(&self, key: &str, entry: &Entry) -> bool {
+        let inner = self.lock();
         matches!(
-            self.lock().items.get(key),
+            inner.items.get(key),
             Some(Item { change: Some(Change::Set(e)), .. }) if e == entry
-        )
+        ) || inner.flying.get(key) == Some(entry)
     }
 
     /// Queues a clear: everything queued before it is superseded.
-    pub(crate) fn clear(&self, since: u64) {
+    pub(crate) fn clear(&self) {
         let mut inner = self.lock();
         inner.items.clear();
-        inner.clear = Some(Clear {
-            since,
-            at: Instant::now(),
-        });
-    }
-
-    fn put(&self, key: &str, since: u64, apply: impl FnOnce(&mut Item)) -> Queued {
-        let mut inner = self.lock();
-        let full = inner.items.len() + inner.in_flight >= self.max;
-        match inner.items.get_mut(key) {
-            Some(item) => {
-                apply(item);
-                item.since = item.since.max(since);
-                item.at = Instant::now();
-                Queued::Yes
-            }
-            None if full => {
-                inner.clear_notice = true;
-                Queued::Overflow
-            }
-            None => {
-                let mut item = Item {
-                    change: None,
-                    notice: None,
-                    since,
-                    at: Instant::now(),
-                };
-                apply(&mut item);
-                inner.items.insert(key.to_owned(), item);
-                Queued::Yes
-            }
-        }
+        inner.bytes = 0;
+        inner.clear = true;
     }
 
     /// Everything queued, leaving the queue empty, and counted as in
@@ -192,18 +264,28 @@ impl Pending {
     pub(crate) fn take(&self) -> Batch {
         let mut inner = self.lock();
         let batch = Batch {
-            clear: inner.clear.take(),
+            clear: std::mem::take(&mut inner.clear),
             clear_notice: std::mem::take(&mut inner.clear_notice),
             items: inner.items.drain().collect(),
         };
-        inner.in_flight =
-            batch.items.len() + usize::from(batch.clear.is_some() || batch.clear_notice);
+        inner.bytes = 0;
+        inner.flying = batch
+            .items
+            .iter()
+            .filter_map(|(k, i)| match &i.change {
+                Some(Change::Set(e)) => Some((k.clone(), e.clone())),
+                _ => None,
+            })
+            .collect();
+        inner.in_flight = batch.items.len() + usize::from(batch.clear || batch.clear_notice);
         batch
     }
 
     /// The replay of what [`take`](Self::take) took is over.
     pub(crate) fn finish(&self) {
-        self.lock().in_flight = 0;
+        let mut inner = self.lock();
+        inner.in_flight = 0;
+        inner.flying.clear();
     }
 
     /// Puts back what a replay could not do yet, unless newer work for the
@@ -211,7 +293,8 @@ impl Pending {
     pub(crate) fn restore(&self, batch: Batch) {
         let mut inner = self.lock();
         inner.in_flight = 0;
-        if inner.clear.is_some() {
+        inner.flying.clear();
+        if inner.clear {
             // A clear queued during the replay supersedes the rest of it.
             inner.clear_notice |= batch.clear_notice;
             return;
@@ -219,11 +302,9 @@ impl Pending {
         inner.clear = batch.clear;
         inner.clear_notice |= batch.clear_notice;
         for (key, item) in batch.items {
-            if inner.items.len() >= self.max && !inner.items.contains_key(&key) {
-                inner.clear_notice = true;
-                continue;
+            if !inner.items.contains_key(&key) {
+                self.admit(&mut inner, key, item);
             }
-            inner.items.entry(key).or_insert(item);
         }
     }
 }
@@ -237,9 +318,13 @@ mod tests {
         Entry::new(v.to_owned(), 1_000, CacheTtl::default())
     }
 
+    fn pending(max: usize) -> Pending {
+        Pending::new(max, usize::MAX)
+    }
+
     #[test]
     fn the_newest_change_of_a_key_wins_and_keys_are_not_repeated() {
-        let p = Pending::new(10);
+        let p = pending(10);
         assert_eq!(p.change("k", Change::Set(entry("1")), 5), Queued::Yes);
         assert_eq!(p.notice("k", Kind::Set), Queued::Yes);
         assert_eq!(p.change("k", Change::Set(entry("2")), 7), Queued::Yes);
@@ -253,47 +338,92 @@ mod tests {
         assert_eq!(item.change, Some(Change::Set(entry("2"))));
         assert_eq!(item.notice, None, "the change's replay publishes it");
         assert_eq!(item.since, 7);
+        assert_eq!(p.len(), 1, "in flight until the replay finishes");
+        p.finish();
         assert!(p.take().is_empty());
     }
 
     #[test]
-    fn a_full_queue_drops_new_keys_and_asks_for_a_clear_notice() {
-        let p = Pending::new(2);
+    fn a_full_queue_drops_new_writes_and_asks_for_a_clear_notice() {
+        let p = pending(2);
         assert_eq!(p.change("a", Change::Delete, 1), Queued::Yes);
-        assert_eq!(p.change("b", Change::Delete, 1), Queued::Yes);
-        assert_eq!(p.change("c", Change::Delete, 1), Queued::Overflow);
+        assert_eq!(p.change("b", Change::Set(entry("b")), 1), Queued::Yes);
+        assert_eq!(p.change("c", Change::Set(entry("c")), 1), Queued::Overflow);
         // A key already queued is still updated.
-        assert_eq!(p.change("a", Change::Expire(9), 2), Queued::Yes);
+        assert_eq!(p.change("b", Change::Set(entry("b2")), 2), Queued::Yes);
         let batch = p.take();
         assert_eq!(batch.items.len(), 2);
         assert!(batch.clear_notice);
+        assert!(!batch.clear);
+    }
+
+    #[test]
+    fn an_invalidation_takes_the_place_of_a_queued_write() {
+        let p = pending(2);
+        p.change("w", Change::Set(entry("w")), 1);
+        p.change("d", Change::Delete, 1);
+        assert_eq!(p.change("e", Change::Expire(5), 1), Queued::Overflow);
+        let tag = "\0swre:tag:t";
+        assert_eq!(p.change(tag, Change::Set(entry("r")), 1), Queued::Overflow);
+        let batch = p.take();
+        assert!(
+            batch.clear,
+            "no write left to drop: a clear stands for them"
+        );
+        assert!(batch.items.is_empty());
+    }
+
+    #[test]
+    fn an_invalidation_evicts_a_write_before_it_escalates() {
+        let p = pending(2);
+        p.change("w", Change::Set(entry("w")), 1);
+        p.change("d", Change::Delete, 1);
+        assert_eq!(p.change("e", Change::Expire(5), 1), Queued::Overflow);
+        let mut keys: Vec<String> = p.take().items.into_iter().map(|(k, _)| k).collect();
+        keys.sort();
+        assert_eq!(keys, ["d", "e"]);
+    }
+
+    #[test]
+    fn the_bytes_of_queued_writes_are_bounded() {
+        let p = Pending::new(100, 5);
+        assert_eq!(p.change("a", Change::Set(entry("abc")), 1), Queued::Yes);
+        assert_eq!(
+            p.change("b", Change::Set(entry("abc")), 1),
+            Queued::Overflow
+        );
+        // Replacing a write frees its bytes.
+        assert_eq!(p.change("a", Change::Set(entry("abcde")), 1), Queued::Yes);
+        assert_eq!(p.change("c", Change::Delete, 1), Queued::Yes);
     }
 
     #[test]
     fn a_clear_supersedes_what_was_queued_before_it() {
-        let p = Pending::new(10);
+        let p = pending(10);
         p.change("a", Change::Delete, 1);
-        p.clear(3);
+        p.clear();
         p.change("b", Change::Set(entry("b")), 4);
         let batch = p.take();
-        assert_eq!(batch.clear.map(|c| c.since), Some(3));
+        assert!(batch.clear);
         assert_eq!(batch.items.len(), 1);
         assert_eq!(batch.items[0].0, "b");
     }
 
     #[test]
-    fn restored_work_never_replaces_newer_work() {
-        let p = Pending::new(10);
+    fn restored_work_never_replaces_newer_work_and_a_replay_raises_since() {
+        let p = pending(10);
         p.change("a", Change::Set(entry("old")), 1);
         let batch = p.take();
         p.change("a", Change::Set(entry("new")), 2);
+        p.raise("a", 9);
         p.restore(batch);
         assert!(p.holds_write_of("a", &entry("new")));
         let batch = p.take();
-        p.clear(5);
+        assert_eq!(batch.items[0].1.since, 9);
+        p.clear();
         p.restore(batch);
         let batch = p.take();
         assert!(batch.items.is_empty(), "the clear supersedes it");
-        assert_eq!(batch.clear.map(|c| c.since), Some(5));
+        assert!(batch.clear);
     }
 }

@@ -1,16 +1,17 @@
 //! The task that replays what the backplane queued while Redis could not be
-//! reached: each change conditional on the version Redis had assigned when
-//! it failed, so it never overwrites a newer change another instance made
-//! meanwhile, then published like any change.
+//! reached, then publishes it like any change: each write conditional on
+//! the version Redis had assigned when it failed, so it never overwrites a
+//! newer change another instance made meanwhile; invalidations (deletes,
+//! expiries, clears) unconditionally.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use swre_core::{Storage, Tiered};
+use swre_core::{Storage, StorageErrorKind, Tiered};
 use tokio::sync::Notify;
 
 use super::message::Kind;
-use super::pending::{Change, Item};
+use super::pending::{reserved, Change, Item};
 use super::stats::Counters;
 use super::{retryable, Publisher};
 use crate::RedisStorage;
@@ -25,7 +26,7 @@ enum Outcome {
 
 /// Replays the queue whenever it is told to (something was queued, or the
 /// subscription came back) and, while it is not empty, at intervals backing
-/// off from 100 ms to 2 s. Ends when the backplane is dropped (aborted).
+/// off from 100 ms to 1 s. Ends when the backplane is dropped (aborted).
 pub(crate) async fn run<L1: Storage>(
     store: Arc<Tiered<L1, RedisStorage>>,
     publisher: Arc<Publisher>,
@@ -43,7 +44,7 @@ pub(crate) async fn run<L1: Storage>(
         }
         match replay(&store, &publisher, max_age).await {
             Outcome::Done => delay = Duration::from_millis(100),
-            Outcome::Unreachable => delay = (delay * 2).min(Duration::from_secs(2)),
+            Outcome::Unreachable => delay = (delay * 2).min(Duration::from_secs(1)),
         }
     }
 }
@@ -60,22 +61,21 @@ async fn replay<L1: Storage>(
         return Outcome::Done;
     }
     let counters = &publisher.counters;
-    if let Some(clear) = batch.clear {
-        if clear.at.elapsed() > max_age {
-            Counters::bump(&counters.replay_dropped);
-        } else {
-            match store.l2().clear_unchanged_since(clear.since).await {
-                Ok(_) => Counters::bump(&counters.replayed),
-                Err(e) if retryable(e.kind()) => {
-                    publisher.pending.restore(batch);
-                    return Outcome::Unreachable;
-                }
-                Err(_) => Counters::bump(&counters.replay_errors),
+    if batch.clear {
+        // Unconditional, as any invalidation: made over a newer write, it
+        // costs a fetch; not made, old data would stay.
+        match store.l2().clear().await {
+            Ok(()) => {
+                Counters::bump(&counters.replayed);
+                let _ = store.clear_l1().await;
             }
+            Err(e) if retryable(e.kind()) => {
+                publisher.pending.restore(batch);
+                return Outcome::Unreachable;
+            }
+            Err(_) => Counters::bump(&counters.replay_errors),
         }
-        // Made, or not to be made: either way the other instances empty
-        // their L1 (this one's L1 was emptied when the clear was asked for).
-        batch.clear = None;
+        batch.clear = false;
         batch.clear_notice = true;
     }
     if batch.clear_notice {
@@ -85,77 +85,121 @@ async fn replay<L1: Storage>(
         }
         batch.clear_notice = false;
     }
+    let mut later = Vec::new();
     while let Some((key, item)) = batch.items.pop() {
         match replay_item(store, publisher, &key, &item, max_age).await {
-            Ok(()) => {}
-            Err(()) => {
+            Step::Done => {}
+            Step::Later => later.push((key, item)),
+            Step::Unreachable => {
                 batch.items.push((key, item));
+                batch.items.append(&mut later);
                 publisher.pending.restore(batch);
                 return Outcome::Unreachable;
             }
         }
     }
-    publisher.pending.finish();
-    Outcome::Done
+    if later.is_empty() {
+        publisher.pending.finish();
+        Outcome::Done
+    } else {
+        batch.items = later;
+        publisher.pending.restore(batch);
+        Outcome::Unreachable
+    }
 }
 
-/// One key's queued work; `Err` when Redis could not be reached (the item
-/// is then queued again).
+/// How one item's replay went.
+enum Step {
+    /// Made, skipped or dropped: nothing left to do.
+    Done,
+    /// Failed in a way that may pass (an I/O error): tried again later,
+    /// while the rest of the pass goes on.
+    Later,
+    /// Redis could not be reached: the pass stops.
+    Unreachable,
+}
+
+/// One key's queued work.
 async fn replay_item<L1: Storage>(
     store: &Tiered<L1, RedisStorage>,
     publisher: &Publisher,
     key: &str,
     item: &Item,
     max_age: Duration,
-) -> Result<(), ()> {
+) -> Step {
     let counters = &publisher.counters;
     let Some(change) = &item.change else {
         // Only a message to send again.
         let kind = item.notice.unwrap_or(Kind::Delete);
         return if publisher.send(kind, key).await {
-            Ok(())
+            Step::Done
         } else {
-            Err(())
+            Step::Unreachable
         };
     };
-    if item.at.elapsed() > max_age {
-        // Older than a delete's tombstone: a delete made elsewhere meanwhile
-        // may no longer be visible, so it is not made. This instance's L1
-        // copy (of a write Redis never took) goes, so it answers what the
-        // rest of the fleet does.
-        Counters::bump(&counters.replay_dropped);
-        let _ = store.remove_from_l1(key).await;
-        return Ok(());
-    }
     let l2 = store.l2();
     let made = match change {
-        Change::Set(entry) => l2.set_if_unchanged(key, entry, item.since).await,
-        Change::Delete => l2.delete_if_unchanged(key, item.since).await,
-        Change::Expire(now) => l2.expire_if_unchanged(key, *now, item.since).await,
+        Change::Set(entry) => {
+            if reserved(key) {
+                // A tag record: written if nothing changed it since; if
+                // something did, the order of the two operations is not
+                // known, so the record goes (every entry of the tag is
+                // then invalid: a fetch again, never an entry kept valid).
+                match l2.set_if_unchanged(key, entry, item.since).await {
+                    Ok(Some(_)) => Ok(Kind::Set),
+                    Ok(None) => l2.delete(key).await.map(|()| Kind::Delete),
+                    Err(e) => Err(e),
+                }
+            } else if item.at.elapsed() > max_age {
+                // Older than a delete's tombstone: a delete made elsewhere
+                // meanwhile may no longer be visible, so it is not made,
+                // and this instance's copy (of a write Redis never took)
+                // goes, so it answers what the rest of the fleet does.
+                Counters::bump(&counters.replay_dropped);
+                let _ = store.remove_from_l1(key).await;
+                return Step::Done;
+            } else {
+                match l2.set_if_unchanged(key, entry, item.since).await {
+                    Ok(Some(version)) => {
+                        publisher.pending.raise(key, version);
+                        Ok(Kind::Set)
+                    }
+                    Ok(None) => {
+                        // Another instance changed the key (or cleared the
+                        // store, or Redis lost its history) after this
+                        // instance last saw a version: that change may be
+                        // newer, and this instance's copy goes.
+                        Counters::bump(&counters.replay_skipped);
+                        let _ = store.remove_from_l1(key).await;
+                        return Step::Done;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+        // Invalidations are made whatever happened since: over a newer
+        // write they cost a fetch; not made, old data would stay.
+        Change::Delete => l2.delete(key).await.map(|()| Kind::Delete),
+        Change::Expire(now) => l2.expire(key, *now).await.map(|_| Kind::Expire),
     };
     match made {
-        Ok(true) => {
+        Ok(kind) => {
             Counters::bump(&counters.replayed);
-            if !publisher.send(change.kind(), key).await {
-                publisher.pending.notice(key, change.kind());
-            }
-            if let Change::Expire(now) = change {
-                // L1's copy, if any, is expired too (it was when the change
-                // was first made; a fill since may have brought it back).
-                let _ = store.l1().expire(key, *now).await;
-            }
-        }
-        Ok(false) => {
-            // Another instance changed the key after this one's change
-            // failed: its change is newer, and this instance's L1 copy goes.
-            Counters::bump(&counters.replay_skipped);
+            // This instance's copy goes too: a read between Redis coming
+            // back and this replay may have filled it from Redis's older
+            // state (its own message is ignored).
             let _ = store.remove_from_l1(key).await;
+            if !publisher.send(kind, key).await {
+                publisher.pending.notice(key, kind);
+            }
+            Step::Done
         }
-        Err(e) if retryable(e.kind()) => return Err(()),
+        Err(e) if e.kind() == StorageErrorKind::Unavailable => Step::Unreachable,
+        Err(e) if retryable(e.kind()) => Step::Later,
         Err(_) => {
             Counters::bump(&counters.replay_errors);
             let _ = store.remove_from_l1(key).await;
+            Step::Done
         }
     }
-    Ok(())
 }

@@ -32,22 +32,28 @@ pub struct BackplaneStats {
     pub subscription_lost: u64,
     /// Times it subscribed again after losing the subscription.
     pub resubscribed: u64,
+    /// Pings of the subscription's connection that went unanswered (each
+    /// counts as a lost subscription too).
+    pub heartbeat_failures: u64,
     /// Times L1 was emptied because changes may have been missed (after
     /// each new subscription).
     pub l1_emptied: u64,
     /// Changes and messages queued because Redis could not be reached
     /// (a change of a key already queued counts again).
     pub queued: u64,
-    /// Changes dropped because the queue was full (every instance is then
-    /// told to empty its L1).
+    /// Times the queue was full: a write dropped (the new one, or a queued
+    /// one to make room for an invalidation), or the queue replaced by a
+    /// clear when it held only invalidations. Every instance is then told
+    /// to empty its L1.
     pub overflowed: u64,
     /// Queued changes made in Redis once it answered again.
     pub replayed: u64,
-    /// Queued changes not made because another instance changed the key
-    /// (or cleared the store) meanwhile: its change is newer.
+    /// Queued writes not made because the key was changed (or the store
+    /// cleared, or Redis lost its history) after the version this instance
+    /// had seen when the write failed: the other change may be newer.
     pub replay_skipped: u64,
-    /// Queued changes dropped unmade because they were older than the
-    /// store's `tombstone_ttl`.
+    /// Queued writes dropped unmade because they were older than the
+    /// store's `tombstone_ttl` (invalidations are made whatever their age).
     pub replay_dropped: u64,
     /// Queued changes Redis refused for another reason than being
     /// unreachable (dropped).
@@ -70,6 +76,7 @@ pub(crate) struct Counters {
     pub(crate) apply_errors: AtomicU64,
     pub(crate) subscription_lost: AtomicU64,
     pub(crate) resubscribed: AtomicU64,
+    pub(crate) heartbeat_failures: AtomicU64,
     pub(crate) l1_emptied: AtomicU64,
     pub(crate) queued: AtomicU64,
     pub(crate) overflowed: AtomicU64,
@@ -98,6 +105,7 @@ impl Counters {
             apply_errors: read(&self.apply_errors),
             subscription_lost: read(&self.subscription_lost),
             resubscribed: read(&self.resubscribed),
+            heartbeat_failures: read(&self.heartbeat_failures),
             l1_emptied: read(&self.l1_emptied),
             queued: read(&self.queued),
             overflowed: read(&self.overflowed),

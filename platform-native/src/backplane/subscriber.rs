@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use redis::aio::PubSubStream;
+use redis::aio::{PubSubSink, PubSubStream};
 use redis::Client;
 use swre_core::{Storage, StorageError, StorageErrorKind, Tiered};
 use tokio::sync::Notify;
@@ -15,16 +15,19 @@ use super::stats::Counters;
 use crate::redis_storage::io;
 use crate::RedisStorage;
 
+/// A subscription: the half that sends (pings) and the messages.
+pub(crate) type Subscription = (PubSubSink, PubSubStream);
+
 /// A subscription to `channel`, within `timeout`.
 pub(crate) async fn subscribe(
     client: &Client,
     channel: &str,
     timeout: Duration,
-) -> Result<PubSubStream, StorageError> {
+) -> Result<Subscription, StorageError> {
     let subscribe = async {
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(channel).await?;
-        Ok::<_, redis::RedisError>(pubsub.into_on_message())
+        Ok::<_, redis::RedisError>(pubsub.split())
     };
     tokio::time::timeout(timeout, subscribe)
         .await
@@ -43,28 +46,30 @@ pub(crate) struct Listener<L1> {
     pub(crate) counters: Arc<Counters>,
     pub(crate) wake_replay: Arc<Notify>,
     pub(crate) connection_timeout: Duration,
+    pub(crate) heartbeat: Duration,
+    pub(crate) ping_timeout: Duration,
 }
 
 impl<L1: Storage> Listener<L1> {
-    /// Listens on `stream`; when it ends (the connection dropped) subscribes
-    /// again, backing off from 50 ms to 2 s, then empties L1 (it cannot know
-    /// what it missed meanwhile) and wakes the replay. Runs until aborted
-    /// (the backplane dropped).
-    pub(crate) async fn run(self, mut stream: PubSubStream) {
+    /// Listens on the subscription; when it ends (or stops answering
+    /// pings) subscribes again, backing off from 50 ms to 500 ms, then
+    /// empties L1 (it cannot know what it missed meanwhile) and wakes the
+    /// replay. Runs until aborted (the backplane dropped).
+    pub(crate) async fn run(self, mut subscription: Subscription) {
         loop {
-            self.listen(&mut stream).await;
+            self.listen(&mut subscription).await;
             Counters::bump(&self.counters.subscription_lost);
+            crate::observe::backplane_gap(crate::observe::BackplaneGap::Disconnected);
             let mut delay = Duration::from_millis(50);
-            stream = loop {
+            subscription = loop {
                 match subscribe(&self.client, &self.channel, self.connection_timeout).await {
                     Ok(s) => break s,
                     Err(_) => {
                         tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(2));
+                        delay = (delay * 2).min(Duration::from_millis(500));
                     }
                 }
             };
-            Counters::bump(&self.counters.resubscribed);
             // Every copy in L1 is from before the gap or during it: any may
             // be one another instance changed unheard. Emptied after the
             // subscription is back, so no change is missed in between.
@@ -72,15 +77,41 @@ impl<L1: Storage> Listener<L1> {
                 Ok(()) => Counters::bump(&self.counters.l1_emptied),
                 Err(_) => Counters::bump(&self.counters.apply_errors),
             }
+            Counters::bump(&self.counters.resubscribed);
             self.wake_replay.notify_one();
         }
     }
 
-    /// Applies each other instance's change until `stream` ends. Never
-    /// panics on what it receives: a message it cannot read is counted and
-    /// ignored.
-    async fn listen(&self, stream: &mut PubSubStream) {
-        while let Some(msg) = stream.next().await {
+    /// Applies each other instance's change until the stream ends or a
+    /// ping goes unanswered. Never panics on what it receives: a message
+    /// it cannot read is counted and ignored.
+    async fn listen(&self, (sink, stream): &mut Subscription) {
+        let mut next_ping = tokio::time::Instant::now() + self.heartbeat;
+        loop {
+            let msg = {
+                let received = std::pin::pin!(stream.next());
+                let beat = std::pin::pin!(tokio::time::sleep_until(next_ping));
+                match futures::future::select(received, beat).await {
+                    futures::future::Either::Left((msg, _)) => msg,
+                    futures::future::Either::Right(((), _)) => {
+                        next_ping = tokio::time::Instant::now() + self.heartbeat;
+                        let ping = sink.ping::<redis::Value>();
+                        match tokio::time::timeout(self.ping_timeout, ping).await {
+                            Ok(Ok(_)) => {
+                                // Keeps the version a failed write is
+                                // conditional on recent.
+                                let _ = self.store.l2().refresh_observed_version().await;
+                                continue;
+                            }
+                            _ => {
+                                Counters::bump(&self.counters.heartbeat_failures);
+                                return;
+                            }
+                        }
+                    }
+                }
+            };
+            let Some(msg) = msg else { return };
             let counters = &self.counters;
             Counters::bump(&counters.received);
             let Some(message) = Message::decode(msg.get_payload_bytes()) else {

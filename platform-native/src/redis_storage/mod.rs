@@ -58,11 +58,13 @@ impl Default for RedisOptions {
 ///   version from a counter Redis keeps (`<prefix>:meta:version`) and stores
 ///   it under `<prefix>:ver:<key>` (after a delete, as a tombstone for
 ///   [`RedisOptions::tombstone_ttl`]; a clear's under
-///   `<prefix>:meta:cleared`). The `*_if_unchanged` methods change a key
-///   only if nothing changed it after a given version: a
-///   [`Backplane`](crate::Backplane) replays what it could not write during
-///   an outage with them. `expire` is conditional on the version it read,
-///   so a write that lands between its read and its write is kept.
+///   `<prefix>:meta:cleared`). [`set_if_unchanged`](Self::set_if_unchanged)
+///   writes only if nothing changed the key or cleared the store after a
+///   given version: a [`Backplane`](crate::Backplane) replays the writes it
+///   could not make during an outage with it. `expire` is conditional on
+///   the version it read, so a write that lands between its read and its
+///   write is kept. `clear` deletes the values (`<prefix>:v:*`) and keeps
+///   leases, versions and the counter.
 /// - [`Storage::try_lease`] is `SET <prefix>:lease:<key> <token> NX PX <ttl>`;
 ///   the release deletes the lease only while it still holds this process's
 ///   token (a Lua script), so an expired lease taken over by another process
@@ -147,7 +149,7 @@ impl RedisStorage {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        Ok(Self {
+        let storage = Self {
             conn,
             prefix: options.prefix.into(),
             token_base: format!("{}-{nanos:x}", std::process::id()).into(),
@@ -157,7 +159,9 @@ impl RedisStorage {
             tombstone_ms: u64::try_from(options.tombstone_ttl.as_millis())
                 .unwrap_or(u64::MAX)
                 .max(1),
-        })
+        };
+        storage.refresh_observed_version().await?;
+        Ok(storage)
     }
 
     /// The Redis key holding `key`'s value.
@@ -244,11 +248,11 @@ impl Storage for RedisStorage {
     }
 
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
-        self.write(key, &entry, None).await.map(|_| ())
+        self.write(key, &entry, None, false).await.map(|_| ())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        self.remove(key, None).await.map(|_| ())
+        self.remove(key).await
     }
 
     /// One script: compared and deleted atomically in Redis, so another
@@ -264,34 +268,11 @@ impl Storage for RedisStorage {
         self.expire_versioned(key, now).await
     }
 
+    /// Deletes every value under the prefix (`SCAN` and `DEL`), after
+    /// recording the clear's version; leases, versions and the counter
+    /// stay (see the type's docs).
     async fn clear(&self) -> Result<(), StorageError> {
-        let pattern = format!("{}:*", glob_escape(&self.prefix));
-        let mut cursor: u64 = 0;
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(500);
-            let (next, keys): (u64, Vec<Vec<u8>>) = self
-                .retried("SCAN", |mut c| {
-                    let scan = &scan;
-                    async move { scan.query_async(&mut c).await }
-                })
-                .await?;
-            if !keys.is_empty() {
-                self.retried("DEL", |mut c| {
-                    let keys = &keys;
-                    async move { c.del::<_, ()>(keys).await }
-                })
-                .await?;
-            }
-            if next == 0 {
-                return self.mark_cleared().await;
-            }
-            cursor = next;
-        }
+        self.clear_values().await
     }
 
     async fn try_lease(

@@ -33,6 +33,10 @@ impl RedisStorage {
         self.namespaced("meta", "cleared")
     }
 
+    fn epoch_key(&self) -> Vec<u8> {
+        self.namespaced("meta", "epoch")
+    }
+
     /// The highest version Redis assigned to a change this storage (or a
     /// clone of it) made; 0 before its first. Every change another instance
     /// makes after this storage read it gets a higher one, so it is the
@@ -42,18 +46,38 @@ impl RedisStorage {
         self.observed.load(Ordering::Relaxed)
     }
 
+    /// Reads the counter Redis takes versions from, so that
+    /// [`observed_version`](Self::observed_version) is at least what it was
+    /// then: a write that fails later is replayed unless the key changed
+    /// after this read, rather than after this storage's last own change.
+    /// Done at connection and, by a [`Backplane`](crate::Backplane), once
+    /// per heartbeat.
+    pub async fn refresh_observed_version(&self) -> Result<u64, StorageError> {
+        let keys = [self.counter_key(), self.epoch_key()];
+        let current: u64 = self
+            .retried("observe", |mut c| {
+                let mut invocation = self.scripts.observe.prepare_invoke();
+                invocation.key(&keys[..]);
+                async move { invocation.invoke_async(&mut c).await }
+            })
+            .await?;
+        Ok(self.observe(current))
+    }
+
     fn observe(&self, version: u64) -> u64 {
         self.observed.fetch_max(version, Ordering::Relaxed);
         version
     }
 
-    /// Writes `entry` under `key` (only if unchanged after `since`, when
-    /// given); its version, or 0 when skipped.
+    /// Writes `entry` under `key` (when `since` is given, only if the key
+    /// is unchanged after it, and with `store_wide` also the store); its
+    /// version, or 0 when skipped.
     pub(super) async fn write(
         &self,
         key: &str,
         entry: &Entry,
         since: Option<u64>,
+        store_wide: bool,
     ) -> Result<u64, StorageError> {
         let bytes = envelope::seal(key, entry)?;
         let expiry = if entry.expires_at <= MAX_PXAT {
@@ -66,8 +90,10 @@ impl RedisStorage {
             self.version_key(key),
             self.counter_key(),
             self.cleared_key(),
+            self.epoch_key(),
         ];
         let since = since_arg(since);
+        let scope = if store_wide { "1" } else { "0" };
         let version: u64 = self
             .retried("SET", |mut c| {
                 let mut invocation = self.scripts.set.prepare_invoke();
@@ -75,31 +101,31 @@ impl RedisStorage {
                     .key(&keys[..])
                     .arg(&bytes)
                     .arg(&expiry)
-                    .arg(since);
+                    .arg(since)
+                    .arg(scope);
                 async move { invocation.invoke_async(&mut c).await }
             })
             .await?;
         Ok(self.observe(version))
     }
 
-    /// Deletes `key`'s value, leaving its version as a tombstone (only if
-    /// unchanged after `since`, when given); the version, or 0 when skipped.
-    pub(super) async fn remove(&self, key: &str, since: Option<u64>) -> Result<u64, StorageError> {
+    /// Deletes `key`'s value, leaving its version as a tombstone.
+    pub(super) async fn remove(&self, key: &str) -> Result<(), StorageError> {
         let keys = [
             self.value_key(key),
             self.version_key(key),
             self.counter_key(),
-            self.cleared_key(),
+            self.epoch_key(),
         ];
-        let since = since_arg(since);
         let version: u64 = self
             .retried("DEL", |mut c| {
                 let mut invocation = self.scripts.delete.prepare_invoke();
-                invocation.key(&keys[..]).arg(since).arg(self.tombstone_ms);
+                invocation.key(&keys[..]).arg(self.tombstone_ms);
                 async move { invocation.invoke_async(&mut c).await }
             })
             .await?;
-        Ok(self.observe(version))
+        self.observe(version);
+        Ok(())
     }
 
     /// `Storage::remove_older` in one script.
@@ -112,6 +138,7 @@ impl RedisStorage {
             self.value_key(key),
             self.version_key(key),
             self.counter_key(),
+            self.epoch_key(),
         ];
         let sealed = envelope::seal(key, written).unwrap_or_default();
         let created_at = written.created_at.to_string();
@@ -164,8 +191,10 @@ impl RedisStorage {
             }
             // A value without a version was written before versions were
             // kept: nothing to compare with, so the write is unconditional.
+            // Conditional on the key alone: a clear since would have
+            // deleted it, and the read found it.
             let since = (version > 0).then_some(version);
-            if self.write(key, &entry, since).await? > 0 {
+            if self.write(key, &entry, since, false).await? > 0 {
                 return Ok(Some(entry));
             }
         }
@@ -174,9 +203,9 @@ impl RedisStorage {
         Ok(self.read_versioned(key).await?.0)
     }
 
-    /// Records that the store was cleared (after its keys are gone).
+    /// Records that the store is cleared (before its values go).
     pub(super) async fn mark_cleared(&self) -> Result<(), StorageError> {
-        let keys = [self.counter_key(), self.cleared_key()];
+        let keys = [self.counter_key(), self.cleared_key(), self.epoch_key()];
         let version: u64 = self
             .retried("clear", |mut c| {
                 let mut invocation = self.scripts.cleared.prepare_invoke();
@@ -188,51 +217,26 @@ impl RedisStorage {
         Ok(())
     }
 
-    /// Writes `entry` under `key` only if neither the key nor the store
-    /// (a clear) changed after version `since`; whether it wrote.
+    /// Writes `entry` under `key` only if neither the key nor the store (a
+    /// clear) changed after version `since`, and `since` is from the
+    /// history Redis holds (not from before a restart without data); the
+    /// write's version, or `None` when it was not made.
     pub async fn set_if_unchanged(
         &self,
         key: &str,
         entry: &Entry,
         since: u64,
-    ) -> Result<bool, StorageError> {
-        Ok(self.write(key, entry, Some(since)).await? > 0)
+    ) -> Result<Option<u64>, StorageError> {
+        let version = self.write(key, entry, Some(since), true).await?;
+        Ok((version > 0).then_some(version))
     }
 
-    /// Deletes `key`'s value only if neither it nor the store changed after
-    /// version `since`; whether it deleted (or found the key absent and
-    /// left a tombstone).
-    pub async fn delete_if_unchanged(&self, key: &str, since: u64) -> Result<bool, StorageError> {
-        Ok(self.remove(key, Some(since)).await? > 0)
-    }
-
-    /// Ends `key`'s fresh phase at `now` only if neither it nor the store
-    /// changed after version `since`; whether the key is now expired (or
-    /// absent).
-    pub async fn expire_if_unchanged(
-        &self,
-        key: &str,
-        now: u64,
-        since: u64,
-    ) -> Result<bool, StorageError> {
-        let (found, _) = self.read_versioned(key).await?;
-        let Some(mut entry) = found else {
-            return Ok(true);
-        };
-        if !expire_entry(&mut entry, now) {
-            return Ok(true);
-        }
-        self.set_if_unchanged(key, &entry, since).await
-    }
-
-    /// Deletes every value that nothing changed after version `since` (a
-    /// clear that could not be made when it was asked for, made later
-    /// without undoing newer writes); how many it deleted.
-    pub async fn clear_unchanged_since(&self, since: u64) -> Result<u64, StorageError> {
-        let values = self.namespaced("v", "");
+    /// Deletes every value (`<prefix>:v:*`), after recording the clear's
+    /// version; versions, tombstones, leases and the counter stay.
+    pub(super) async fn clear_values(&self) -> Result<(), StorageError> {
+        self.mark_cleared().await?;
         let pattern = format!("{}:v:*", glob_escape(&self.prefix));
         let mut cursor: u64 = 0;
-        let mut deleted = 0;
         loop {
             let mut scan = redis::cmd("SCAN");
             scan.arg(cursor)
@@ -246,19 +250,20 @@ impl RedisStorage {
                     async move { scan.query_async(&mut c).await }
                 })
                 .await?;
-            for raw in keys {
-                let Some(key) = raw
-                    .strip_prefix(values.as_slice())
-                    .and_then(|k| std::str::from_utf8(k).ok())
-                else {
-                    continue;
-                };
-                if self.remove(key, Some(since)).await? > 0 {
-                    deleted += 1;
-                }
+            if !keys.is_empty() {
+                self.retried("DEL", |mut c| {
+                    let keys = &keys;
+                    async move {
+                        redis::cmd("DEL")
+                            .arg(&keys[..])
+                            .query_async::<()>(&mut c)
+                            .await
+                    }
+                })
+                .await?;
             }
             if next == 0 {
-                return Ok(deleted);
+                return Ok(());
             }
             cursor = next;
         }

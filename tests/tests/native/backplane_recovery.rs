@@ -23,13 +23,25 @@ fn options(prefix: &str, max_pending: usize) -> BackplaneOptions {
         connection_timeout: Duration::from_millis(500),
         response_timeout: Duration::from_secs(3),
         max_pending,
+        ..BackplaneOptions::default()
     }
 }
 
 /// An instance whose Redis (entries and messages) is at `url`.
 async fn instance(url: &str, prefix: &str, max_pending: usize) -> Backplane {
+    split_instance(url, url, prefix, options(prefix, max_pending)).await
+}
+
+/// An instance whose entries are in the Redis at `store`, its messages
+/// through `bus` (the same server, through a proxy or not).
+async fn split_instance(
+    store: &str,
+    bus: &str,
+    prefix: &str,
+    options: BackplaneOptions,
+) -> Backplane {
     let l2 = swre_native::RedisStorage::connect_with(
-        url,
+        store,
         RedisOptions {
             prefix: prefix.to_owned(),
             connection_timeout: Duration::from_millis(500),
@@ -39,13 +51,9 @@ async fn instance(url: &str, prefix: &str, max_pending: usize) -> Backplane {
     )
     .await
     .expect("connect to redis");
-    Backplane::connect_with(
-        url,
-        Tiered::new(MemoryStorage::new(), l2),
-        options(prefix, max_pending),
-    )
-    .await
-    .expect("backplane connects")
+    Backplane::connect_with(bus, Tiered::new(MemoryStorage::new(), l2), options)
+        .await
+        .expect("backplane connects")
 }
 
 fn entry(v: &str) -> Entry {
@@ -146,27 +154,109 @@ async fn changes_made_while_cut_off_are_replayed_unless_another_instance_changed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clear_made_while_cut_off_keeps_writes_made_elsewhere_meanwhile() {
+async fn invalidations_made_while_cut_off_are_made_whatever_happened_since() {
     let server = RedisServer::start();
     let proxy = Proxy::start(server.port()).await;
-    let a = instance(&proxy.url(), "clr", 100).await;
-    let b = instance(&server.url(), "clr", 100).await;
-    a.set("old", entry("old")).await.unwrap();
-    a.set("later", entry("later-0")).await.unwrap();
+    // A never writes: its only changes are invalidations.
+    let a = instance(&proxy.url(), "inv", 100).await;
+    let b = instance(&server.url(), "inv", 100).await;
+    b.set("k", entry("old")).await.unwrap();
+    b.set("e", entry("old")).await.unwrap();
+    b.set("other", entry("other")).await.unwrap();
+    proxy.cut();
+    assert!(a.delete("k").await.is_err());
+    assert!(a.expire("e", SystemClock.now_ms()).await.is_err());
+    b.set("other", entry("other-b")).await.unwrap();
+    proxy.restore();
+    until(
+        "invalidations replayed",
+        || a.stats(),
+        || async { a.stats().pending == 0 && a.stats().replayed == 2 },
+    )
+    .await;
+    let l2 = b.tiered().l2();
+    assert_eq!(read(l2, "k").await, None, "the delete was made");
+    let e = l2.get("e").await.unwrap().expect("an expired entry stays");
+    assert!(e.fresh_until <= SystemClock.now_ms(), "the expiry was made");
+    until(
+        "B's copies dropped",
+        || b.stats(),
+        || async { in_l1(&b, "k").await.is_none() && in_l1(&b, "e").await.is_none() },
+    )
+    .await;
+    assert_eq!(read(&b, "k").await, None);
+    assert_eq!(read(&b, "other").await.as_deref(), Some("other-b"));
+
+    // A clear likewise, over a write made elsewhere during the gap (which
+    // then costs a fetch again, never old data kept).
     proxy.cut();
     assert!(a.clear().await.is_err());
-    assert_eq!(in_l1(&a, "old").await, None, "L1 is cleared at once");
     b.set("later", entry("later-b")).await.unwrap();
     proxy.restore();
     until(
         "clear replayed",
         || a.stats(),
+        || async { a.stats().pending == 0 && a.stats().replayed == 3 },
+    )
+    .await;
+    assert_eq!(read(l2, "other").await, None);
+    assert_eq!(read(l2, "later").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_drops_the_copy_a_read_put_in_l1_before_it() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port()).await;
+    // A's entries through the proxy, its messages direct.
+    let a = split_instance(&proxy.url(), &server.url(), "own", options("own", 100)).await;
+    a.set("k", entry("old")).await.unwrap();
+    proxy.cut();
+    assert!(a.delete("k").await.is_err());
+    assert_eq!(in_l1(&a, "k").await, None);
+    proxy.restore();
+    // A read before the replay may find Redis's old entry and fill L1.
+    let _ = a.get("k").await;
+    until(
+        "delete replayed",
+        || a.stats(),
         || async { a.stats().pending == 0 && a.stats().replayed == 1 },
     )
     .await;
-    let l2 = b.tiered().l2();
-    assert_eq!(read(l2, "old").await, None);
-    assert_eq!(read(l2, "later").await.as_deref(), Some("later-b"));
+    assert_eq!(in_l1(&a, "k").await, None);
+    assert_eq!(read(&a, "k").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_subscription_is_found_by_its_heartbeat_and_replaced() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port()).await;
+    let quick = BackplaneOptions {
+        heartbeat: Duration::from_millis(100),
+        response_timeout: Duration::from_millis(300),
+        connection_timeout: Duration::from_millis(300),
+        ..options("hole", 100)
+    };
+    // A's messages through the proxy, its entries direct.
+    let a = split_instance(&server.url(), &proxy.url(), "hole", quick).await;
+    let quiet = server.storage("hole").await; // writes without telling anyone
+    a.set("k", entry("v1")).await.unwrap();
+    proxy.black_hole();
+    until(
+        "ping unanswered",
+        || a.stats(),
+        || async { a.stats().heartbeat_failures >= 1 },
+    )
+    .await;
+    quiet.set("k", entry("v2")).await.unwrap();
+    proxy.restore();
+    until(
+        "subscribed again, L1 emptied",
+        || a.stats(),
+        || async { a.stats().resubscribed >= 1 },
+    )
+    .await;
+    assert!(a.stats().l1_emptied >= 1);
+    assert_eq!(read(&a, "k").await.as_deref(), Some("v2"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,6 +321,7 @@ async fn redis_killed_and_restarted_empty_recovers_without_restarting_instances(
 
     server.stop(); // SIGKILL: no data kept
     assert!(a.set("during", entry("during-a")).await.is_err());
+    assert!(a.delete("k").await.is_err());
     server.launch();
     let took = until(
         "both resubscribed, A's write replayed",
@@ -245,9 +336,13 @@ async fn redis_killed_and_restarted_empty_recovers_without_restarting_instances(
     // served as if it were still shared.
     assert_eq!(in_l1(&b, "k").await, None);
     assert_eq!(read(&b, "k").await, None);
-    // A's write made during the outage reached Redis.
-    assert_eq!(read(&b, "during").await.as_deref(), Some("during-a"));
-    assert_eq!(a.stats().replayed, 1);
+    // A's delete is made; its write is not: Redis lost the history it was
+    // conditional on (a delete of the key elsewhere, before the restart,
+    // would be lost with it), and A's own copy goes.
+    let s = a.stats();
+    assert_eq!((s.replayed, s.replay_skipped), (1, 1), "{s:?}");
+    assert_eq!(read(&b, "during").await, None);
+    assert_eq!(read(&a, "during").await, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

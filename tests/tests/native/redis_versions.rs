@@ -1,6 +1,8 @@
 //! RedisStorage's versions, assigned by Redis, and the conditional changes a
 //! backplane replays with them, on a real redis-server.
 
+use std::time::Duration;
+
 use swre_native::{Clock, Entry, RedisStorage, Storage, SystemClock};
 
 use crate::common::*;
@@ -22,10 +24,12 @@ async fn value(store: &RedisStorage, key: &str) -> Option<String> {
 async fn every_change_takes_a_higher_version_from_redis() {
     let server = RedisServer::start();
     let (a, b) = (server.storage("ver").await, server.storage("ver").await);
-    assert_eq!(a.observed_version(), 0);
+    // Read at connection: the counter, created then from Redis's clock.
+    let connected = a.observed_version();
+    assert!(connected > 1_000_000_000_000_000, "{connected}");
     a.set("k", entry("1")).await.unwrap();
     let first = a.observed_version();
-    assert!(first > 0);
+    assert_eq!(first, connected + 1);
     b.set("k", entry("2")).await.unwrap();
     assert!(b.observed_version() > first, "b's write is after a's");
     assert_eq!(a.observed_version(), first, "a saw only its own change");
@@ -39,6 +43,15 @@ async fn every_change_takes_a_higher_version_from_redis() {
     assert!(stored > first && stored < a.observed_version());
 }
 
+/// Whether a conditional write was made.
+async fn wrote(store: &RedisStorage, key: &str, v: &str, since: u64) -> bool {
+    store
+        .set_if_unchanged(key, &entry(v), since)
+        .await
+        .unwrap()
+        .is_some()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conditional_write_is_skipped_after_another_instances_change() {
     let server = RedisServer::start();
@@ -46,68 +59,64 @@ async fn a_conditional_write_is_skipped_after_another_instances_change() {
     a.set("k", entry("a1")).await.unwrap();
     let since = a.observed_version();
 
-    // Nothing changed the key since: written.
-    assert!(a.set_if_unchanged("k", &entry("a2"), since).await.unwrap());
+    // Nothing changed the key since: written, with a higher version.
+    let made = a.set_if_unchanged("k", &entry("a2"), since).await.unwrap();
+    assert!(made.is_some_and(|v| v > since));
     assert_eq!(value(&a, "k").await.as_deref(), Some("a2"));
     let since = a.observed_version();
 
     // Another instance wrote it: skipped, its value kept.
     b.set("k", entry("b1")).await.unwrap();
-    assert!(!a.set_if_unchanged("k", &entry("a3"), since).await.unwrap());
+    assert!(!wrote(&a, "k", "a3", since).await);
     assert_eq!(value(&a, "k").await.as_deref(), Some("b1"));
-    assert!(!a.delete_if_unchanged("k", since).await.unwrap());
-    assert_eq!(value(&a, "k").await.as_deref(), Some("b1"));
-    assert!(!a
-        .expire_if_unchanged("k", SystemClock.now_ms(), since)
-        .await
-        .unwrap());
 
     // Another instance deleted it: the tombstone keeps the delete.
     let since = b.observed_version();
     b.delete("k").await.unwrap();
-    assert!(!a.set_if_unchanged("k", &entry("a4"), since).await.unwrap());
+    assert!(!wrote(&a, "k", "a4", since).await);
     assert_eq!(value(&a, "k").await, None);
 
-    // A key never written is unchanged since any version.
-    assert!(a.set_if_unchanged("fresh", &entry("f"), 0).await.unwrap());
+    // A key never written is unchanged since any version of this history.
+    assert!(wrote(&a, "fresh", "f", since).await);
     assert_eq!(value(&a, "fresh").await.as_deref(), Some("f"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clear_elsewhere_stops_every_older_conditional_change() {
+async fn a_clear_elsewhere_stops_every_older_conditional_write_and_keeps_the_rest() {
     let server = RedisServer::start();
     let (a, b) = (server.storage("clr").await, server.storage("clr").await);
     a.set("x", entry("x")).await.unwrap();
-    a.set("y", entry("y")).await.unwrap();
     let since = a.observed_version();
+    let lease = Duration::from_secs(30);
+    assert!(a.try_lease("x", lease).await.unwrap().is_some());
     b.clear().await.unwrap();
-    assert!(!a.set_if_unchanged("x", &entry("x2"), since).await.unwrap());
-    assert!(!a.set_if_unchanged("new", &entry("n"), since).await.unwrap());
+    assert!(
+        b.observed_version() > since,
+        "versions go on across a clear"
+    );
+    assert!(!wrote(&a, "x", "x2", since).await);
+    assert!(!wrote(&a, "new", "n", since).await);
     assert_eq!(value(&a, "x").await, None);
     assert_eq!(value(&a, "new").await, None);
-    // After the clear, changes are conditional on the new versions.
+    // The lease is not the clear's to drop: a fetch in flight keeps it.
+    assert!(b.try_lease("x", lease).await.unwrap().is_none());
+    // After the clear, writes are conditional on the new versions, and
+    // expire (conditional on the key alone) works.
     b.set("z", entry("z")).await.unwrap();
     let since = b.observed_version();
-    assert!(b.set_if_unchanged("z", &entry("z2"), since).await.unwrap());
+    assert!(wrote(&b, "z", "z2", since).await);
+    let now = SystemClock.now_ms();
+    let expired = b.expire("z", now).await.unwrap().unwrap();
+    assert!(expired.fresh_until <= now.max(expired.created_at));
+    assert_eq!(
+        b.get("z").await.unwrap().unwrap().fresh_until,
+        expired.fresh_until,
+        "the expiry is stored"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_clear_deletes_only_what_nothing_changed_since() {
-    let server = RedisServer::start();
-    let (a, b) = (server.storage("late").await, server.storage("late").await);
-    for k in ["p", "q", "r"] {
-        a.set(k, entry(k)).await.unwrap();
-    }
-    let since = a.observed_version();
-    b.set("q", entry("q-newer")).await.unwrap();
-    assert_eq!(a.clear_unchanged_since(since).await.unwrap(), 2);
-    assert_eq!(value(&a, "p").await, None);
-    assert_eq!(value(&a, "q").await.as_deref(), Some("q-newer"));
-    assert_eq!(value(&a, "r").await, None);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn versions_after_a_restart_without_data_are_above_those_before() {
+async fn after_a_restart_without_data_no_write_from_before_is_replayed() {
     let mut server = RedisServer::start();
     let a = server.storage("restart").await;
     for i in 0..50 {
@@ -118,22 +127,16 @@ async fn versions_after_a_restart_without_data_are_above_those_before() {
     server.launch();
     let b = server.storage("restart").await;
     b.set("k0", entry("after")).await.unwrap();
-    assert!(
-        b.observed_version() > before,
-        "{} after a restart, {before} before",
-        b.observed_version()
-    );
-    // So a change queued before the restart is not made over one after it.
-    assert!(!a
-        .set_if_unchanged("k0", &entry("queued"), before)
-        .await
-        .unwrap());
+    assert!(b.observed_version() > before, "versions keep growing");
+    // Redis lost the history `before` belongs to (a delete made before the
+    // restart, say): no write conditional on it is made, on any key.
+    assert!(!wrote(&a, "k0", "queued", before).await);
+    assert!(!wrote(&a, "k1", "queued", before).await);
     assert_eq!(value(&b, "k0").await.as_deref(), Some("after"));
-    // And one on a key nobody wrote since is.
-    assert!(a
-        .set_if_unchanged("k1", &entry("queued"), before)
-        .await
-        .unwrap());
+    assert_eq!(value(&b, "k1").await, None);
+    // Writes conditional on the new history are.
+    let now = b.observed_version();
+    assert!(wrote(&b, "k2", "new", now).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
