@@ -130,6 +130,6 @@ step "axum_cache example: the tower layer in front of an axum route, over real H
 cargo run -q -p swre-native --features tower --example axum_cache
 
 step "fleet example: three instances with a backplane, on a redis-server the example starts on a free loopback port"
-cargo run -q -p swre-native --features redis --example fleet
+cargo run -q -p swre-native --features redis,metrics --example fleet
 
 step "all checks passed"

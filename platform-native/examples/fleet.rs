@@ -4,13 +4,15 @@
 //! upstream call, and an invalidation on one reaches the others' memory.
 //!
 //! ```text
-//! cargo run -p swre-native --features redis --example fleet
-//! cargo run -p swre-native --features redis --example fleet -- redis://127.0.0.1:6379/
+//! cargo run -p swre-native --features redis,metrics --example fleet
+//! cargo run -p swre-native --features redis,metrics --example fleet -- redis://127.0.0.1:6379/
 //! ```
 //!
 //! Without a URL it starts a `redis-server` of its own on a free loopback
 //! port (and stops it when done); with one, it uses that Redis under a key
-//! prefix of its own, which it clears when done.
+//! prefix of its own, which it clears when done. At the end it prints the
+//! three instances' metrics in Prometheus text, labelled by instance, as a
+//! scrape of each would show them.
 
 #![allow(
     clippy::std_instead_of_core,
@@ -23,9 +25,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use metrics_exporter_prometheus::PrometheusBuilder;
 use swre_native::{
-    Backplane, BackplaneOptions, CacheTtl, Engine, MemoryStorage, RedisOptions, RedisStorage,
-    Status, Storage, Tiered, TokioRuntime,
+    Backplane, BackplaneOptions, CacheTtl, Engine, MemoryStorage, MetricsFacade, RedisOptions,
+    RedisStorage, Status, Storage, Tiered, TokioRuntime,
 };
 
 type Instance = Engine<Backplane, TokioRuntime>;
@@ -75,7 +78,11 @@ fn start_redis() -> Result<(OwnRedis, String), Box<dyn std::error::Error>> {
     Ok((server, format!("redis://127.0.0.1:{port}/")))
 }
 
-async fn instance(url: &str, prefix: &str) -> Result<Instance, Box<dyn std::error::Error>> {
+async fn instance(
+    url: &str,
+    prefix: &str,
+    n: usize,
+) -> Result<Instance, Box<dyn std::error::Error>> {
     let l2 = RedisStorage::connect_with(
         url,
         RedisOptions {
@@ -100,6 +107,7 @@ async fn instance(url: &str, prefix: &str) -> Result<Instance, Box<dyn std::erro
     );
     Ok(Engine::builder(backplane, TokioRuntime::new())
         .ttl(ttl)
+        .metrics(MetricsFacade::with_labels([("instance", n.to_string())]))
         .build()?)
 }
 
@@ -113,9 +121,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let prefix = format!("swre-fleet-demo-{}", std::process::id());
+    // The recorder first: each engine's metrics register with it when made.
+    let prometheus = PrometheusBuilder::new()
+        .with_recommended_naming(true)
+        .install_recorder()?;
     let mut fleet = Vec::new();
-    for _ in 0..3 {
-        fleet.push(instance(&url, &prefix).await?);
+    for n in 0..3 {
+        fleet.push(instance(&url, &prefix, n).await?);
     }
     println!(
         "three instances, each memory in front of {url} (key prefix {prefix}), with a backplane"
@@ -190,7 +202,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             s.upstream_calls, s.lease_waits, b.published, b.applied, b.queued
         );
     }
+    println!("\nmetrics (Prometheus text):");
+    let text = prometheus.render();
+    for line in text.lines().filter(|l| !l.trim_end().ends_with(" 0")) {
+        println!("{line}");
+    }
     fleet[0].storage().tiered().l2().clear().await?;
+    if !text.contains("swre_upstream_calls_total") {
+        return Err("the metrics lack swre_upstream_calls_total".into());
+    }
     if calls != 1 {
         return Err(
             format!("expected exactly one upstream call for the burst, saw {calls}").into(),
