@@ -12,6 +12,7 @@
 // Tagged entries are never answered here: their tags' epochs are the
 // engine's to check (the table flags them).
 
+import { blank, INVALID, NO_STORE, NOT_MODIFIED } from "./answer.js";
 import { httpFetch } from "./http.js";
 import { RESERVED_PREFIX, Table } from "./table.js";
 
@@ -227,14 +228,14 @@ export function define(load, { keepAlive = false } = {}) {
      * The function the engine calls for an upstream fetch, with the value it
      * holds for the key and when that was fetched: it calls `fetcher` with
      * its context and returns (or resolves to) the answer the engine reads
-     * (`platform-wasm/src/js_api/fetch.rs`), or rejects with what the
-     * fetcher threw.
+     * (answer.js, `platform-wasm/src/js_api/fetch.rs`), or rejects with what
+     * the fetcher threw.
      */
     #fetch(fetcher) {
       // The engine admits the call as it is made: its deadline runs from now.
       const deadline = Date.now() + this.#timeout;
       return (staleValue, staleCreatedAt) => {
-        const answer = [undefined, 0, -1, undefined, -1, -1];
+        const answer = blank();
         const context = new FetchContext(staleValue, staleCreatedAt, deadline, answer);
         let out;
         try {
@@ -553,16 +554,6 @@ function guarded(options) {
   }
   return o;
 }
-
-// The answer a fetch gives the engine: `[value, flags, fresh]` (read by
-// platform-wasm/src/js_api/fetch.rs). A context's setter writes its slot or
-// flag; a setter added later takes the next slot.
-/** `ctx.noStore()` was called. */
-const NO_STORE = 1;
-/** The fetcher returned `ctx.notModified()`. */
-const NOT_MODIFIED = 2;
-/** The fetcher misused its context: `answer[0]` is the message. */
-const INVALID = 4;
 
 /** What `ctx.notModified()` returns, for the fetcher to return. */
 const NOT_MODIFIED_ANSWER = Object.freeze({ [Symbol.toStringTag]: "SwrNotModified" });
