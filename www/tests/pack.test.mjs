@@ -1,7 +1,7 @@
 // The packed package as a user gets it: `npm pack` of www/package installed
 // into a fresh temp project, then used in seven settings: a Node script, a
 // Worker bundled as wrangler bundles it and run in workerd (also with the
-// `swre/coordinator` Durable Object), a Chromium page
+// `swre/coordinator` Durable Object, as its README shows), a Chromium page
 // (import map, no bundler), a module worker, a module service worker, an
 // esbuild bundle (the `swre/inline` entry) and a Vite build. No `.wasm` is
 // ever copied by hand.
@@ -15,7 +15,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { build as esbuild } from "esbuild";
 import { build as viteBuild } from "vite";
-import { Miniflare } from "miniflare";
+import { Miniflare, Response as MiniflareResponse } from "miniflare";
 import { chromium } from "playwright-core";
 import { bundleWorker } from "./bundle-worker.mjs";
 import { CHROMIUM } from "./chromium.mjs";
@@ -132,6 +132,41 @@ export default {
     const second = await (await mf.dispatchFetch("http://w.test/a")).json();
     assert.deepEqual(first, ["miss", "from origin", 1]);
     assert.deepEqual(second, ["hit", "from origin", 0]);
+  } finally {
+    await mf.dispose();
+    await rm(bundle.dir, { recursive: true, force: true });
+  }
+});
+
+test("Workers: the README's coordinator example, from the tarball, bound as its wrangler.toml says", async () => {
+  const readme = await readFile(path.join(www, "package", "README.md"), "utf8");
+  const section = readme.slice(readme.indexOf("## Across Workers isolates"));
+  const code = /```js\n([\s\S]*?)```/.exec(section)[1];
+  const toml = /```toml\n([\s\S]*?)```/.exec(section)[1];
+  for (const line of ['name = "SWRE_COORDINATOR"', 'class_name = "SwrCoordinator"', 'new_sqlite_classes = ["SwrCoordinator"]', 'binding = "KV"']) {
+    assert.ok(toml.includes(line), `the wrangler.toml has ${line}`);
+  }
+  await write({ "readme-coordinated.mjs": code });
+  const bundle = await bundleWorker(path.join(project, "readme-coordinated.mjs"));
+  let calls = 0;
+  const mf = new Miniflare({
+    modulesRoot: bundle.modulesRoot,
+    modules: bundle.modules,
+    compatibilityDate: "2025-06-01",
+    kvNamespaces: ["KV"],
+    durableObjects: { SWRE_COORDINATOR: { className: "SwrCoordinator", useSQLite: true } },
+    outboundService: (request) => {
+      calls++;
+      return new MiniflareResponse(`origin says ${new URL(request.url).pathname}`);
+    },
+  });
+  try {
+    for (const want of ["miss", "hit"]) {
+      const res = await mf.dispatchFetch("http://w.test/item/7");
+      assert.equal(res.headers.get("x-cache"), want);
+      assert.equal(await res.text(), "origin says /item/7");
+    }
+    assert.equal(calls, 1);
   } finally {
     await mf.dispose();
     await rm(bundle.dir, { recursive: true, force: true });
