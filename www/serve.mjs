@@ -24,6 +24,7 @@ const allowed = new Set([
   "package/src/cache.js",
   "package/src/table.js",
   "package/src/http.js",
+  "package/src/answer.js",
   "package/wasm/swre.js",
   "package/wasm/swre_bg.wasm",
   "sw.html",

@@ -67,6 +67,40 @@ export interface SwrOptions {
    * "early-refresh" when it started one.
    */
   earlyRefresh?: { beta: number } | { threshold: number };
+  /**
+   * Cloudflare Workers: coalesces upstream calls across isolates through the `SwrCoordinator`
+   * Durable Object (`swre/coordinator`): the upstream call of a key asks the key's object for a
+   * lease; one isolate calls the origin and the others are handed its result (value or error),
+   * bounded by `refreshTimeout`. A lease whose holder died ends at its deadline, and a waiter
+   * takes it over. A coordinator that cannot be reached (a throw, no answer within 1 s) makes
+   * the call go to the origin as without it (one call per key per isolate), counted as
+   * `coordinatorUnavailable`. Hits never touch it. Keys are coordinated by the cache's `name`
+   * and the key, spread over `buckets` objects (default 32; the same in every Worker sharing
+   * them); values (or origin error responses) over `maxValueBytes` (default 1 MiB) are not
+   * handed through, and waiters call the origin themselves. `undefined` (a missing binding):
+   * no coordinator. `getMany` is not coordinated.
+   */
+  coordinator?: SwrCoordinatorNamespace | { namespace: SwrCoordinatorNamespace; buckets?: number; maxValueBytes?: number };
+}
+
+/** A Durable Object namespace binding (`env.SWRE_COORDINATOR`) of the `SwrCoordinator` class. */
+export interface SwrCoordinatorNamespace {
+  idFromName(name: string): unknown;
+  get(id: unknown): unknown;
+}
+
+/** Counters `stats()` adds when the cache was opened with a `coordinator` (absent otherwise). */
+export interface SwrCoordinatorStats {
+  /** Upstream calls made here holding the key's lease (takeovers included). */
+  coordinatorLeases?: number;
+  /** Upstream calls answered by another isolate's result, without calling the origin here. */
+  coordinatorShared?: number;
+  /** Leases taken over from a holder that died or gave up at its deadline. */
+  coordinatorTakeovers?: number;
+  /** Upstream calls made here because the holder's value was over `maxValueBytes`. */
+  coordinatorUnshared?: number;
+  /** Upstream calls made here because the coordinator could not be reached. */
+  coordinatorUnavailable?: number;
 }
 
 /**
@@ -319,8 +353,8 @@ export declare class SwrCache {
   clear(): Promise<void>;
   /** Resolves when every background refresh running now has finished. */
   pending(): Promise<void>;
-  /** Counters since the cache was opened. */
-  stats(): SwrStats;
+  /** Counters since the cache was opened (and the coordinator's, with one). */
+  stats(): SwrStats & SwrCoordinatorStats;
   /** Frees the cache; later calls reject with kind "closed". */
   close(): void;
 }

@@ -1,5 +1,6 @@
 // Bundles a Worker the way wrangler does: esbuild with the `workerd` and
-// `worker` conditions, `.wasm` imports kept as separate compiled modules.
+// `worker` conditions, `.wasm` imports kept as separate compiled modules,
+// `cloudflare:` imports left to the runtime.
 // Resolves to Miniflare `modules` / `modulesRoot` options.
 import { build } from "esbuild";
 import { mkdtemp, copyFile, writeFile } from "node:fs/promises";
@@ -16,6 +17,8 @@ export async function bundleWorker(entry, { nodePaths = [] } = {}) {
     platform: "neutral",
     conditions: ["workerd", "worker", "browser"],
     mainFields: ["module", "main"],
+    // The runtime's own modules (`cloudflare:workers`), as wrangler leaves them.
+    external: ["cloudflare:*"],
     nodePaths,
     write: false,
     logLevel: "silent",

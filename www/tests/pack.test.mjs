@@ -1,6 +1,7 @@
 // The packed package as a user gets it: `npm pack` of www/package installed
 // into a fresh temp project, then used in seven settings: a Node script, a
-// Worker bundled as wrangler bundles it and run in workerd, a Chromium page
+// Worker bundled as wrangler bundles it and run in workerd (also with the
+// `swre/coordinator` Durable Object, as its README shows), a Chromium page
 // (import map, no bundler), a module worker, a module service worker, an
 // esbuild bundle (the `swre/inline` entry) and a Vite build. No `.wasm` is
 // ever copied by hand.
@@ -14,7 +15,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { build as esbuild } from "esbuild";
 import { build as viteBuild } from "vite";
-import { Miniflare } from "miniflare";
+import { Miniflare, Response as MiniflareResponse } from "miniflare";
 import { chromium } from "playwright-core";
 import { bundleWorker } from "./bundle-worker.mjs";
 import { CHROMIUM } from "./chromium.mjs";
@@ -97,7 +98,7 @@ async function inChromium(rel) {
 test("the tarball holds the entry points, the types and the module, and nothing else", async () => {
   const pkg = path.join(project, "node_modules", "swre");
   const files = (await readdir(pkg, { recursive: true })).sort();
-  for (const f of ["index.d.ts", "package.json", "src/cache.js", "src/node.js", "src/web.js", "src/workerd.js", "src/inline.js", "wasm/swre.js", "wasm/swre_bg.wasm", "wasm/stats.d.ts"]) {
+  for (const f of ["index.d.ts", "coordinator.d.ts", "package.json", "src/cache.js", "src/node.js", "src/web.js", "src/workerd.js", "src/inline.js", "src/coordinator.js", "wasm/swre.js", "wasm/swre_bg.wasm", "wasm/stats.d.ts"]) {
     assert.ok(files.includes(f), `${f} is missing from the package`);
   }
   assert.ok(!files.some((f) => f.endsWith(".rs") || f.includes("tests")), files.join(", "));
@@ -131,6 +132,75 @@ export default {
     const second = await (await mf.dispatchFetch("http://w.test/a")).json();
     assert.deepEqual(first, ["miss", "from origin", 1]);
     assert.deepEqual(second, ["hit", "from origin", 0]);
+  } finally {
+    await mf.dispose();
+    await rm(bundle.dir, { recursive: true, force: true });
+  }
+});
+
+test("Workers: the README's coordinator example, from the tarball, bound as its wrangler.toml says", async () => {
+  const readme = await readFile(path.join(www, "package", "README.md"), "utf8");
+  const section = readme.slice(readme.indexOf("## Across Workers isolates"));
+  const code = /```js\n([\s\S]*?)```/.exec(section)[1];
+  const toml = /```toml\n([\s\S]*?)```/.exec(section)[1];
+  for (const line of ['name = "SWRE_COORDINATOR"', 'class_name = "SwrCoordinator"', 'new_sqlite_classes = ["SwrCoordinator"]', 'binding = "KV"']) {
+    assert.ok(toml.includes(line), `the wrangler.toml has ${line}`);
+  }
+  await write({ "readme-coordinated.mjs": code });
+  const bundle = await bundleWorker(path.join(project, "readme-coordinated.mjs"));
+  let calls = 0;
+  const mf = new Miniflare({
+    modulesRoot: bundle.modulesRoot,
+    modules: bundle.modules,
+    compatibilityDate: "2025-06-01",
+    kvNamespaces: ["KV"],
+    durableObjects: { SWRE_COORDINATOR: { className: "SwrCoordinator", useSQLite: true } },
+    outboundService: (request) => {
+      calls++;
+      return new MiniflareResponse(`origin says ${new URL(request.url).pathname}`);
+    },
+  });
+  try {
+    for (const want of ["miss", "hit"]) {
+      const res = await mf.dispatchFetch("http://w.test/item/7");
+      assert.equal(res.headers.get("x-cache"), want);
+      assert.equal(await res.text(), "origin says /item/7");
+    }
+    assert.equal(calls, 1);
+  } finally {
+    await mf.dispose();
+    await rm(bundle.dir, { recursive: true, force: true });
+  }
+});
+
+test("Workers: SwrCoordinator from swre/coordinator counts its lease, and a hit never asks it", async () => {
+  await write({
+    "coordinated-worker.mjs": `import { SwrCache } from "swre";
+export { SwrCoordinator } from "swre/coordinator";
+let cache;
+export default {
+  async fetch(request, env, ctx) {
+    cache ??= SwrCache.open({ storage: "cache", name: "pack-coordinated", coordinator: env.SWRE_COORDINATOR });
+    const c = await cache;
+    const r = await c.get(new URL(request.url).pathname, () => "from origin", { waitUntil: ctx.waitUntil.bind(ctx) });
+    const s = c.stats();
+    return Response.json([r.status, r.value, s.coordinatorLeases, s.coordinatorUnavailable]);
+  },
+};
+`,
+  });
+  const bundle = await bundleWorker(path.join(project, "coordinated-worker.mjs"));
+  const mf = new Miniflare({
+    modulesRoot: bundle.modulesRoot,
+    modules: bundle.modules,
+    compatibilityDate: "2025-06-01",
+    durableObjects: { SWRE_COORDINATOR: "SwrCoordinator" },
+  });
+  try {
+    const first = await (await mf.dispatchFetch("http://w.test/a")).json();
+    const second = await (await mf.dispatchFetch("http://w.test/a")).json();
+    assert.deepEqual(first, ["miss", "from origin", 1, 0]);
+    assert.deepEqual(second, ["hit", "from origin", 1, 0], "a hit never asks the coordinator");
   } finally {
     await mf.dispose();
     await rm(bundle.dir, { recursive: true, force: true });
@@ -218,6 +288,7 @@ test("Vite build: the module is emitted as an asset from new URL(…, import.met
 test("TypeScript: a strict consumer type-checks against the packed types", async () => {
   await write({
     "ts/consumer.ts": `import { SwrCache, type SwrStats, type SwrValue } from "swre";
+import type { SwrCoordinator } from "swre/coordinator";
 type User = { id: number; at: Date; tags: Map<string, number> };
 export async function main(): Promise<string> {
   const cache = await SwrCache.open({ fresh: 1_000, maxBytes: 1 << 20, storage: "memory" });
@@ -255,7 +326,14 @@ export async function main(): Promise<string> {
   await cache.getMany(["d"], (keys) => keys.map((k): [string, string] => [k, "v"]));
   await cache.clear();
   cache.close();
-  return at + id + bytes.length + stats.flightsTakenOver + html + when + firstKey;
+  // A Durable Object namespace as @cloudflare/workers-types declares one.
+  type Id = { readonly name?: string; equals(other: Id): boolean };
+  const namespace = {} as { idFromName(name: string): Id; get(id: Id, options?: { locationHint?: string }): { id: Id } };
+  const coordinated = await SwrCache.open({ coordinator: namespace });
+  const tuned = await SwrCache.open({ name: "other", coordinator: { namespace, buckets: 64, maxValueBytes: 4 << 20 } });
+  const shared: number = (coordinated.stats().coordinatorShared ?? 0) + (tuned.stats().coordinatorLeases ?? 0);
+  const held = (null as unknown as SwrCoordinator | null)?.inspect();
+  return at + id + bytes.length + stats.flightsTakenOver + html + when + firstKey + shared + (held?.flights ?? 0);
 }
 `,
   });

@@ -36,7 +36,10 @@ pub(crate) struct Options {
     pub(crate) early_refresh: Option<EarlyRefresh>,
 }
 
-const KNOWN: [&str; 15] = [
+/// Every option `SwrCache.open` takes, named in the message for an unknown
+/// one. `coordinator` is the façade's (`www/package/src/coordinated.js`),
+/// which takes it out before the engine reads the rest.
+const KNOWN: [&str; 16] = [
     "name",
     "storage",
     "fresh",
@@ -52,6 +55,7 @@ const KNOWN: [&str; 15] = [
     "failSafeThrottle",
     "softTimeout",
     "earlyRefresh",
+    "coordinator",
 ];
 
 const THROTTLE_KNOWN: [&str; 2] = ["base", "max"];

@@ -11,7 +11,11 @@
 // arrive while one is in flight join it (one engine call for a stampede).
 // Tagged entries are never answered here: their tags' epochs are the
 // engine's to check (the table flags them).
+// With a `coordinator` (Workers), each upstream call the engine makes first
+// asks a Durable Object for the key's lease, and may be answered by another
+// isolate's call (coordinated.js); hits never do.
 
+import { blank, INVALID, NO_STORE, NOT_MODIFIED } from "./answer.js";
 import { httpFetch } from "./http.js";
 import { RESERVED_PREFIX, Table } from "./table.js";
 
@@ -89,16 +93,19 @@ export function define(load, { keepAlive = false } = {}) {
     /** The memory tier the engine stores into (table.js). */
     #table;
     #timeout;
+    /** The coordinator across isolates (coordinated.js), if one was given. */
+    #coordination;
     /** Lookups answered here (hits) or by joining another call: counted here. */
     #counts = { hits: 0, stale: 0, misses: 0, expired: 0, fallbacks: 0, errors: 0 };
     /** In-flight lookups without per-call options, by key, to join. */
     #joins = new Map();
 
-    constructor(secret, engine) {
+    constructor(secret, engine, coordination) {
       if (secret !== token) throw new TypeError("use `await SwrCache.open(options)` to create a SwrCache");
       this.#engine = engine;
       this.#table = engine.table();
       this.#timeout = engine.refreshTimeout();
+      this.#coordination = coordination;
     }
 
     /** Opens a cache; rejects with a message naming any bad option. */
@@ -109,7 +116,14 @@ export function define(load, { keepAlive = false } = {}) {
       } catch (e) {
         throw swrError("init", `SwrCache.open: cannot load swre's WebAssembly module: ${e?.message ?? e}`, e);
       }
-      return new SwrCache(token, await Engine.open(guarded(options), Table));
+      let coordination;
+      if (options?.coordinator !== undefined) {
+        // Loaded only when asked for: browsers never fetch it.
+        const { coordinationOf } = await import("./coordinated.js");
+        coordination = coordinationOf(options.coordinator, options.name);
+        if (typeof coordination === "string") throw swrError("options", `SwrCache.open: ${coordination}`);
+      }
+      return new SwrCache(token, await Engine.open(guarded(options), Table), coordination);
     }
 
     /** The value under `key`, fetched with `fetcher` when there is no usable one. */
@@ -160,7 +174,7 @@ export function define(load, { keepAlive = false } = {}) {
           },
         );
       } else {
-        const raw = engine.get(key, this.#fetch(fetcher), ttl, tags);
+        const raw = engine.get(key, this.#fetch(key, fetcher), ttl, tags);
         if (joinable) {
           this.#joins.set(key, raw);
           const done = () => {
@@ -224,17 +238,27 @@ export function define(load, { keepAlive = false } = {}) {
     }
 
     /**
-     * The function the engine calls for an upstream fetch, with the value it
-     * holds for the key and when that was fetched: it calls `fetcher` with
-     * its context and returns (or resolves to) the answer the engine reads
-     * (`platform-wasm/src/js_api/fetch.rs`), or rejects with what the
-     * fetcher threw.
+     * The function the engine calls for an upstream fetch of `key`, with the
+     * value it holds for the key and when that was fetched: it calls
+     * `fetcher` with its context and returns (or resolves to) the answer the
+     * engine reads (answer.js, `platform-wasm/src/js_api/fetch.rs`), or
+     * rejects with what the fetcher threw. With a coordinator, the call asks
+     * it first, and may be answered by another isolate's fetch instead.
      */
-    #fetch(fetcher) {
+    #fetch(key, fetcher) {
       // The engine admits the call as it is made: its deadline runs from now.
       const deadline = Date.now() + this.#timeout;
+      const direct = this.#direct(fetcher, deadline);
+      const coordination = this.#coordination;
+      if (coordination === undefined) return direct;
+      return (staleValue, staleCreatedAt) =>
+        coordination.fetch(key, deadline, staleValue, () => direct(staleValue, staleCreatedAt));
+    }
+
+    /** The fetch of `#fetch`, made here: `fetcher` called with its context. */
+    #direct(fetcher, deadline) {
       return (staleValue, staleCreatedAt) => {
-        const answer = [undefined, 0, -1, undefined, -1, -1];
+        const answer = blank();
         const context = new FetchContext(staleValue, staleCreatedAt, deadline, answer);
         let out;
         try {
@@ -421,6 +445,7 @@ export function define(load, { keepAlive = false } = {}) {
       if (engine === undefined) throw swrError("closed", `stats: ${CLOSED}`);
       const s = engine.stats();
       for (const k in this.#counts) s[k] += this.#counts[k];
+      if (this.#coordination !== undefined) Object.assign(s, this.#coordination.counts);
       return s;
     }
 
@@ -520,6 +545,8 @@ function flattened(answer) {
 function guarded(options) {
   if (options === null || typeof options !== "object") return options;
   const o = { ...options };
+  // The façade's own (coordinated.js): the engine never sees the binding.
+  delete o.coordinator;
   const { waitUntil, storage } = o;
   if (typeof waitUntil === "function") {
     try {
@@ -553,16 +580,6 @@ function guarded(options) {
   }
   return o;
 }
-
-// The answer a fetch gives the engine: `[value, flags, fresh]` (read by
-// platform-wasm/src/js_api/fetch.rs). A context's setter writes its slot or
-// flag; a setter added later takes the next slot.
-/** `ctx.noStore()` was called. */
-const NO_STORE = 1;
-/** The fetcher returned `ctx.notModified()`. */
-const NOT_MODIFIED = 2;
-/** The fetcher misused its context: `answer[0]` is the message. */
-const INVALID = 4;
 
 /** What `ctx.notModified()` returns, for the fetcher to return. */
 const NOT_MODIFIED_ANSWER = Object.freeze({ [Symbol.toStringTag]: "SwrNotModified" });

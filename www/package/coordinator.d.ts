@@ -1,0 +1,41 @@
+// Types of `swre/coordinator`: the Durable Object class that coalesces
+// upstream calls across Cloudflare Workers isolates. Export it from the
+// Worker's main module and bind it (wrangler.toml):
+//
+//   [[durable_objects.bindings]]
+//   name = "SWRE_COORDINATOR"
+//   class_name = "SwrCoordinator"
+//
+//   [[migrations]]
+//   tag = "swre-coordinator-v1"
+//   new_classes = ["SwrCoordinator"]
+//
+// then open caches with `SwrCache.open({ coordinator: env.SWRE_COORDINATOR, … })`.
+
+/** What one coordinator object holds now. */
+export interface SwrCoordinatorHeld {
+  /** Keys whose lease is held (an upstream call in flight somewhere). */
+  readonly flights: number;
+  /** Calls of other isolates waiting for a holder's result (or whose result is not yet collected). */
+  readonly waiters: number;
+}
+
+/**
+ * The Durable Object class `SwrCache`'s `coordinator` option calls over RPC: it grants per-key
+ * leases and hands the holder's result to the isolates waiting on the key. State is in memory
+ * only: an object that restarts forgets its leases, and the callers it forgot call the origin
+ * themselves. The methods other than `inspect` are the protocol `SwrCache` speaks.
+ */
+export declare class SwrCoordinator {
+  constructor(ctx: unknown, env: unknown);
+  /** Asks for `key`'s lease for `ms`: "lease" (call the origin) or "wait". */
+  acquire(key: string, id: string, ms: number): "lease" | "wait";
+  /** What waiter `id` gets: the holder's result, the lease (taken over), too late, or unknown. */
+  wait(id: string): Promise<{ result: unknown } | { lease: true } | { late: true } | { gone: true }>;
+  /** Hands the holder's result to every waiter of `key`; `false` if `id` no longer holds the lease. */
+  publish(key: string, id: string, result: unknown): boolean;
+  /** `id` gives up its lease (to the waiter with the most time left) or stops waiting. */
+  release(key: string, id: string): void;
+  /** What this object holds now (all zero when nothing is in flight). */
+  inspect(): SwrCoordinatorHeld;
+}

@@ -1,0 +1,282 @@
+// Upstream calls coalesced across Workers isolates (the `coordinator` option
+// of `SwrCache.open`). The engine makes one upstream call per key in its own
+// isolate; with a coordinator, that call first asks the key's
+// `SwrCoordinator` Durable Object (coordinator.js) for the key's lease:
+//
+// - granted: the origin is called here, and the result (the value and what
+//   the fetcher said of it, or its error) is published to the object, which
+//   hands it to every isolate waiting on the key;
+// - refused: this call waits for that result and answers it to the engine as
+//   its own, never calling the origin, bounded by the call's deadline; if
+//   the holder's lease ends first (it died, or gave up at its deadline), the
+//   waiter with the most time left takes the lease over;
+// - the object cannot be reached (a throw, an RPC error, no answer within
+//   `REACH_MS`): the origin is called here, as without a coordinator (one
+//   call per key per isolate), and counted.
+//
+// Keys are spread over `buckets` objects by a hash; a key is coordinated
+// under the cache's `name` and the key, so caches holding different data
+// under the same keys keep apart by name. Only upstream calls ask: a hit
+// never touches the coordinator.
+
+import { blank, NOT_MODIFIED } from "./answer.js";
+
+/** Objects the keys are spread over, by default. */
+const BUCKETS = 32;
+/** The largest value (or origin error response) handed through the coordinator, by default. */
+const MAX_VALUE_BYTES = 1 << 20;
+/** How long the coordinator may take to grant or refuse a lease before the origin is called without it. */
+const REACH_MS = 1_000;
+/** How much longer than its deadline a waiter waits for the object's own "too late". */
+const SLACK_MS = 250;
+const KNOWN = ["namespace", "buckets", "maxValueBytes"];
+const HELP = "`coordinator` must be a Durable Object namespace bound to SwrCoordinator (e.g. env.SWRE_COORDINATOR), or { namespace, buckets?, maxValueBytes? }";
+
+/** A result too large to hand through: waiters call the origin themselves. */
+const UNSHARED = Object.freeze({ unshared: true });
+/** A bound that ran out (see `bounded`). */
+const TIMED_OUT = Symbol("timed out");
+
+const isNamespace = (v) =>
+  v !== null && typeof v === "object" && typeof v.idFromName === "function" && typeof v.get === "function";
+
+/**
+ * The `coordinator` option of `SwrCache.open` for a cache named `name`: a
+ * `Coordination`, `undefined` when none is given, or the message saying
+ * what is wrong with it.
+ */
+export function coordinationOf(option, name) {
+  if (option === undefined) return undefined;
+  let namespace = option;
+  let buckets = BUCKETS;
+  let maxValueBytes = MAX_VALUE_BYTES;
+  if (!isNamespace(option)) {
+    if (option === null || typeof option !== "object" || !isNamespace(option.namespace)) return HELP;
+    for (const k in option) {
+      if (!KNOWN.includes(k)) return `unknown option \`coordinator.${k}\` (known: ${KNOWN.join(", ")})`;
+    }
+    namespace = option.namespace;
+    if (option.buckets !== undefined) {
+      buckets = option.buckets;
+      if (!Number.isInteger(buckets) || buckets < 1 || buckets > 1024) {
+        return `\`coordinator.buckets\` must be an integer from 1 to 1024 (got ${String(buckets)})`;
+      }
+    }
+    if (option.maxValueBytes !== undefined) {
+      maxValueBytes = option.maxValueBytes;
+      if (!(typeof maxValueBytes === "number" && maxValueBytes >= 0 && maxValueBytes <= Number.MAX_SAFE_INTEGER)) {
+        return `\`coordinator.maxValueBytes\` must be a non-negative number of bytes (got ${String(maxValueBytes)})`;
+      }
+    }
+  }
+  return new Coordination(namespace, buckets, maxValueBytes, typeof name === "string" ? name : "swre");
+}
+
+/** The bucket of `key` among `n`: FNV-1a over its UTF-16 code units, the same in every isolate. */
+export function bucketOf(key, n) {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % n;
+}
+
+export class Coordination {
+  #namespace;
+  #buckets;
+  #maxValueBytes;
+  #scope;
+  /** What `stats()` adds. */
+  counts = {
+    coordinatorLeases: 0,
+    coordinatorShared: 0,
+    coordinatorTakeovers: 0,
+    coordinatorUnshared: 0,
+    coordinatorUnavailable: 0,
+  };
+
+  constructor(namespace, buckets, maxValueBytes, scope) {
+    this.#namespace = namespace;
+    this.#buckets = buckets;
+    this.#maxValueBytes = maxValueBytes;
+    this.#scope = scope;
+  }
+
+  /**
+   * The engine's upstream call of `key`, due by `deadline` (Unix ms), with
+   * the value the cache holds (`staleValue`): `run()` (the fetcher, made
+   * here) holding the lease, or the holder's result, or `run()` without the
+   * coordinator when it cannot be reached. Resolves to the engine's answer
+   * (answer.js) or rejects as the fetch did.
+   */
+  async fetch(key, deadline, staleValue, run) {
+    const name = `${this.#scope}\n${key}`;
+    const id = crypto.randomUUID();
+    let stub;
+    let state;
+    try {
+      const ns = this.#namespace;
+      stub = ns.get(ns.idFromName(`swre-${bucketOf(name, this.#buckets)}`));
+      state = await bounded(stub.acquire(name, id, left(deadline)), Math.min(REACH_MS, left(deadline)));
+    } catch {
+      state = undefined;
+    }
+    if (state !== "lease" && state !== "wait") return this.#alone(stub, name, id, run);
+    if (state === "wait") {
+      let outcome;
+      try {
+        outcome = await bounded(stub.wait(id), left(deadline) + SLACK_MS);
+      } catch {
+        return this.#alone(stub, name, id, run);
+      }
+      if (outcome === TIMED_OUT || outcome?.late === true) {
+        leave(stub, name, id);
+        throw new Error("the coordinator's lease holder gave no result before the deadline");
+      }
+      if (outcome !== null && typeof outcome === "object" && outcome.result !== undefined) {
+        return this.#received(outcome.result, run);
+      }
+      if (outcome?.lease !== true) return this.#alone(undefined, name, id, run);
+      this.counts.coordinatorTakeovers++;
+    }
+    return this.#hold(stub, name, id, deadline, staleValue, run);
+  }
+
+  /** The origin called here without the coordinator, which could not be reached. */
+  #alone(stub, name, id, run) {
+    this.counts.coordinatorUnavailable++;
+    // A grant or a wait that arrives after all is given back.
+    if (stub !== undefined) leave(stub, name, id);
+    return run();
+  }
+
+  /** The origin called here holding the lease; its result published for the waiters. */
+  async #hold(stub, name, id, deadline, staleValue, run) {
+    this.counts.coordinatorLeases++;
+    // Past the deadline the engine has given the call up: the lease goes to
+    // a waiter with time left rather than wait out its own end.
+    let over = false;
+    const timer = setTimeout(() => {
+      over = true;
+      leave(stub, name, id);
+    }, left(deadline));
+    let answer;
+    try {
+      answer = await run();
+    } catch (e) {
+      clearTimeout(timer);
+      if (over || Date.now() >= deadline || e?.name === "TimeoutError") leave(stub, name, id);
+      else await publish(stub, name, id, this.#failure(e));
+      throw e;
+    }
+    clearTimeout(timer);
+    if (!over) await publish(stub, name, id, this.#shareable(answer, staleValue));
+    return answer;
+  }
+
+  /** The holder's published result as this call's answer (or error). */
+  #received(result, run) {
+    if (result === null || typeof result !== "object" || result.unshared === true) {
+      this.counts.coordinatorUnshared++;
+      return run();
+    }
+    this.counts.coordinatorShared++;
+    const { error } = result;
+    if (error !== undefined) {
+      const e = new Error(String(error.message));
+      if (typeof error.name === "string") e.name = error.name;
+      // An origin's error response (http.js), for a stored one to stand in or to be answered.
+      if (error.response instanceof Uint8Array) e.swreResponse = error.response;
+      throw e;
+    }
+    const answer = blank();
+    const { type, value } = result;
+    if (type === "j") answer[0] = JSON.parse(value);
+    else if (type === "s" || type === "b") answer[0] = value;
+    // "u": a value JSON cannot hold, which the engine refuses here as it did
+    // there; "m": "not modified" with no value held there.
+    answer[1] = result.flags;
+    answer[2] = result.fresh;
+    answer[3] = result.tags;
+    answer[4] = result.stale;
+    answer[5] = result.expired;
+    return answer;
+  }
+
+  /** What the waiters are handed for the holder's `answer`. */
+  #shareable(answer, staleValue) {
+    let [value, flags] = answer;
+    let shared;
+    if (flags & NOT_MODIFIED && staleValue === undefined) {
+      shared = { type: "m", value: undefined };
+    } else {
+      if (flags & NOT_MODIFIED) {
+        // The value held here stays; a waiter may hold an older one.
+        value = staleValue;
+        flags &= ~NOT_MODIFIED;
+      }
+      shared = encoded(value);
+      if (byteSize(shared.value) > this.#maxValueBytes) return UNSHARED;
+    }
+    const [, , fresh, tags, stale, expired] = answer;
+    return { ...shared, flags, fresh, tags, stale, expired };
+  }
+
+  /** What the waiters are handed for the holder's error `e`. */
+  #failure(e) {
+    let response = e?.swreResponse instanceof Uint8Array ? e.swreResponse : undefined;
+    if (response !== undefined && response.byteLength > this.#maxValueBytes) return UNSHARED;
+    if (response !== undefined) response = response.slice();
+    const message = e instanceof Error ? e.message : String(e);
+    return { error: { name: typeof e?.name === "string" ? e.name : "Error", message, response } };
+  }
+}
+
+/** `value` as it travels: its type (`s`tring, `b`ytes, `j`son, `u`nstorable) and its form. */
+function encoded(value) {
+  if (typeof value === "string") return { type: "s", value };
+  // A view is copied: the whole buffer behind it would travel otherwise.
+  if (value instanceof Uint8Array) return { type: "b", value: value.byteLength === value.buffer.byteLength ? value : value.slice() };
+  if (value instanceof ArrayBuffer) return { type: "b", value: new Uint8Array(value) };
+  let text;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    text = undefined;
+  }
+  return typeof text === "string" ? { type: "j", value: text } : { type: "u", value: undefined };
+}
+
+const byteSize = (v) => (typeof v === "string" ? v.length : v === undefined ? 0 : v.byteLength);
+
+/** Milliseconds until `deadline`, at least 0. */
+const left = (deadline) => Math.max(0, deadline - Date.now());
+
+/** Settles as `p`, or resolves to `TIMED_OUT` after `ms`. */
+function bounded(p, ms) {
+  let timer;
+  const out = new Promise((resolve) => {
+    timer = setTimeout(() => resolve(TIMED_OUT), ms);
+  });
+  return Promise.race([p, out]).finally(() => clearTimeout(timer));
+}
+
+/** Publishes `result`; if the object cannot take it, gives the lease up instead. */
+async function publish(stub, name, id, result) {
+  try {
+    const taken = await bounded(stub.publish(name, id, result), REACH_MS);
+    if (taken === TIMED_OUT) leave(stub, name, id);
+  } catch {
+    leave(stub, name, id);
+  }
+}
+
+/** Leaves `name`'s flight (a lease given up, a wait abandoned), not waiting for the answer. */
+function leave(stub, name, id) {
+  try {
+    Promise.resolve(stub.release(name, id)).catch(() => {});
+  } catch {
+    // The object cannot be reached: the lease ends at its time.
+  }
+}
