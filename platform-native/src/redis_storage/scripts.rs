@@ -24,7 +24,9 @@
 /// counter from Redis's `TIME` and records that value as the epoch: every
 /// version handed out before it belongs to a history Redis no longer holds
 /// (a restart without data, a flush), so a change conditional on one is not
-/// made. `next_version` takes the next number. `unchanged(ver, cleared,
+/// made. `next_version` takes the next number. `remove(value, ver,
+/// counter, epoch, tombstone_ms)` deletes a value and leaves its version
+/// as a tombstone. `unchanged(ver, cleared,
 /// counter, epoch, since, store)`: whether nothing changed the key (and,
 /// with `store` "1", nothing cleared the store) after version `since`.
 const PRELUDE: &str = r#"
@@ -39,6 +41,12 @@ end
 local function next_version(counter, epoch)
   ensure(counter, epoch)
   return redis.call("INCR", counter)
+end
+local function remove(value, ver, counter, epoch, tombstone_ms)
+  local v = next_version(counter, epoch)
+  redis.call("DEL", value)
+  redis.call("SET", ver, string.format("%.0f", v), "PX", tombstone_ms)
+  return v
 end
 local function unchanged(ver, cleared, counter, epoch, since, store)
   if since < 0 then return true end
@@ -74,10 +82,7 @@ return v
 /// The version stays as a tombstone, so a write queued elsewhere and
 /// replayed later sees that the key was deleted.
 const DELETE: &str = r#"
-local v = next_version(KEYS[3], KEYS[4])
-redis.call("DEL", KEYS[1])
-redis.call("SET", KEYS[2], string.format("%.0f", v), "PX", ARGV[1])
-return v
+return remove(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
 "#;
 
 /// KEYS: value, version, counter, epoch. ARGV: `created_at` of the written
@@ -94,10 +99,7 @@ if string.len(cur) >= 22 and string.sub(cur, 1, 4) == "SWRE" then
   for i = 22, 15, -1 do created = created * 256 + string.byte(cur, i) end
   if created > tonumber(ARGV[1]) then return 0 end
 end
-local v = next_version(KEYS[3], KEYS[4])
-redis.call("DEL", KEYS[1])
-redis.call("SET", KEYS[2], string.format("%.0f", v), "PX", ARGV[3])
-return v
+return remove(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[3])
 "#;
 
 /// KEYS: counter, cleared, epoch. Records a clear's version before its

@@ -12,8 +12,10 @@
 //! - `tagged KEY TAG` → the same, the value fetched with tag `TAG`
 //! - `burst KEY N FRESH_MS` → `burst HITS STALE MISSES ERRORS`: N lookups at
 //!   once, fetched values fresh for `FRESH_MS` (stale for a minute after)
-//! - `watch KEY OLD TIMEOUT_MS` → `changed TIME VALUE` once a lookup answers
-//!   something other than `OLD` (looking every millisecond), or `timeout`
+//! - `watch KEY OLD TIMEOUT_MS` → `changed LAST_OLD FIRST_NEW VALUE` once a
+//!   lookup answers something other than `OLD` (looking every millisecond):
+//!   when the last answer of `OLD` came back (0 if none did) and when the
+//!   first other one did; or `timeout`
 //! - `invalidate KEY`, `invalidate_tag TAG`, `clear` → `done TIME` (or
 //!   `error MESSAGE`)
 //! - `stats` → `stats NAME=N …`: the backplane's recovery counters
@@ -112,11 +114,13 @@ async fn burst(node: &Node, port: u16, key: &str, n: usize, fresh_ms: u64) -> St
 
 async fn watch(node: &Node, port: u16, key: &str, old: &str, timeout_ms: u64) -> String {
     let until = Instant::now() + Duration::from_millis(timeout_ms);
+    let mut last_old = 0;
     while Instant::now() < until {
         if let Ok((v, _)) = lookup(node, port, key, CallOptions::new()).await {
             if v != old {
-                return format!("changed {} {v}", micros());
+                return format!("changed {last_old} {} {v}", micros());
             }
+            last_old = micros();
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }

@@ -157,8 +157,9 @@ fn word(line: &str, i: usize) -> u128 {
 
 /// Runs `change` on `nodes[by]` while the others watch `key` leave `old`;
 /// the longest time another node still answered `old` after the change
-/// returned.
-async fn lag(nodes: &mut [Node], by: usize, key: &str, old: &str, change: &str) -> Duration {
+/// returned (the time to fetch the new value is not counted: a node that
+/// waits for it serves nothing old meanwhile).
+async fn lag(nodes: &mut [Node], by: usize, key: &str, old: &str, change: &str) -> Lag {
     let watchers: Vec<usize> = (0..nodes.len()).filter(|&i| i != by).collect();
     for &w in &watchers {
         nodes[w].send(&format!("watch {key} {old} 5000")).await;
@@ -168,18 +169,37 @@ async fn lag(nodes: &mut [Node], by: usize, key: &str, old: &str, change: &str) 
     let done = nodes[by].ask(change).await;
     assert!(done.starts_with("done "), "{change}: {done}");
     let at = word(&done, 1);
-    let mut worst = Duration::ZERO;
+    let mut worst = Lag::default();
     for &w in &watchers {
         let changed = nodes[w].read().await;
         assert!(
             changed.starts_with("changed "),
             "{change}: node {w}: {changed}"
         );
-        let last_old = word(&changed, 1);
-        let lag = Duration::from_micros(last_old.saturating_sub(at) as u64);
-        worst = worst.max(lag);
+        let after = |i| Duration::from_micros(word(&changed, i).saturating_sub(at) as u64);
+        worst = worst.max(Lag {
+            last_old: after(1),
+            first_new: after(2),
+        });
     }
     worst
+}
+
+/// How long after a change returned another node still answered the old
+/// value, and answered the new one (its fetch included).
+#[derive(Clone, Copy, Debug, Default)]
+struct Lag {
+    last_old: Duration,
+    first_new: Duration,
+}
+
+impl Lag {
+    fn max(self, other: Lag) -> Lag {
+        Lag {
+            last_old: self.last_old.max(other.last_old),
+            first_new: self.first_new.max(other.first_new),
+        }
+    }
 }
 
 async fn burst(nodes: &mut [Node], key: &str, each: usize, fresh_ms: u64) -> [u128; 4] {
@@ -265,7 +285,7 @@ async fn three_processes_share_one_upstream_call_and_stay_coherent_through_a_red
     // Invalidation: no other process answers the old value more than
     // MAX_LAG after `invalidate` returned on one.
     upstream.set_delay(0);
-    let mut worst = Duration::ZERO;
+    let mut worst = Lag::default();
     for round in 0..6 {
         let old = nodes[0].value("hot").await;
         for n in nodes.iter_mut() {
@@ -274,12 +294,15 @@ async fn three_processes_share_one_upstream_call_and_stay_coherent_through_a_red
         upstream.bump();
         worst = worst.max(lag(&mut nodes, round % 3, "hot", &old, "invalidate hot").await);
     }
-    println!("fleet: invalidate: worst lag over 6 rounds {worst:?}");
-    assert!(worst <= MAX_LAG, "invalidate lag {worst:?}");
+    println!(
+        "fleet: invalidate: over 6 rounds, the old value answered at worst {:?} after it returned; the new one at worst {:?} after (its fetch included)",
+        worst.last_old, worst.first_new
+    );
+    assert!(worst.last_old <= MAX_LAG, "invalidate lag {worst:?}");
 
     // Tags and clear likewise.
-    let mut worst_tag = Duration::ZERO;
-    let mut worst_clear = Duration::ZERO;
+    let mut worst_tag = Lag::default();
+    let mut worst_clear = Lag::default();
     for round in 0..3 {
         for n in nodes.iter_mut() {
             let answer = n.ask("tagged t group").await;
@@ -296,9 +319,12 @@ async fn three_processes_share_one_upstream_call_and_stay_coherent_through_a_red
         upstream.bump();
         worst_clear = worst_clear.max(lag(&mut nodes, round, "hot", &old, "clear").await);
     }
-    println!("fleet: invalidate_tag: worst lag {worst_tag:?}; clear: worst lag {worst_clear:?}");
-    assert!(worst_tag <= MAX_LAG, "tag lag {worst_tag:?}");
-    assert!(worst_clear <= MAX_LAG, "clear lag {worst_clear:?}");
+    println!(
+        "fleet: invalidate_tag: old value at worst {:?} after, new at worst {:?}; clear: old at worst {:?}, new at worst {:?}",
+        worst_tag.last_old, worst_tag.first_new, worst_clear.last_old, worst_clear.first_new
+    );
+    assert!(worst_tag.last_old <= MAX_LAG, "tag lag {worst_tag:?}");
+    assert!(worst_clear.last_old <= MAX_LAG, "clear lag {worst_clear:?}");
 
     // kill -9 of Redis, and a restart with no data.
     let before = nodes[0].value("r").await;
