@@ -94,7 +94,8 @@ test("a cold key read at once in three pages, a module worker and a service work
   const shown = results.map((r, i) => `${contexts[i].name}: ${r.value ?? r.error} ${r.status} +${(r.start - t0).toFixed(0)}..${(r.end - t0).toFixed(0)} ms`).join("; ");
   assert.equal(server.hits(id), 1, `origin calls (${shown})`);
   for (const [i, r] of results.entries()) assert.equal(r.value, `${id}#1`, contexts[i].name);
-  assert.equal(results.filter((r) => r.status === "miss").length, 1, `one context fetched (${shown})`);
+  // One fetched; the others answer with the value it stored.
+  assert.deepEqual(results.map((r) => r.status).sort(), ["hit", "hit", "hit", "hit", "miss"], shown);
   const s = await summed(name);
   assert.equal(s.leaseGrants, 1, "one lease granted");
   // Every other context waited for it (one delayed past the fetch by a busy
