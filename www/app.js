@@ -108,6 +108,63 @@ async function drawBar() {
   void total;
 }
 
+// Two tabs, one refresh: every open tab of this page asks for one new key at
+// once (told over a BroadcastChannel of the demo's own); the tab holding the
+// key's Web Lock calls upstream, the others wait for the value it stores.
+const tab = Math.random().toString(36).slice(2, 6);
+const tabs = "BroadcastChannel" in self ? new BroadcastChannel("swre-demo-tabs") : null;
+/** The latest round: its key, and each tab's answer. */
+let round = { key: null, answers: [] };
+
+async function getInThisTab(key) {
+  if (!cache) await opening;
+  const started = performance.now();
+  let fetched = false;
+  let answer;
+  try {
+    const r = await cache.get(key, async () => {
+      fetched = true;
+      await sleep(Number($("latency").value) || 0);
+      return { key, fetchedBy: `tab ${tab}` };
+    });
+    answer = { key, tab, fetched, value: r.value.fetchedBy, ms: performance.now() - started };
+  } catch (e) {
+    answer = { key, tab, fetched, value: e.message, ms: performance.now() - started };
+  }
+  tabs?.postMessage({ type: "answer", ...answer });
+  showAnswer(answer);
+}
+
+function showAnswer(a) {
+  if (a.key !== round.key) round = { key: a.key, answers: [] };
+  round.answers.push(a);
+  if (a.key !== $("tabs-log").dataset.key) {
+    $("tabs-log").dataset.key = a.key;
+    $("tabs-log").replaceChildren();
+  }
+  const li = document.createElement("li");
+  li.dataset.fetched = String(a.fetched);
+  li.innerHTML = `<span class="status"></span><span class="value"></span><span class="meta"></span>`;
+  const [who, what, ms] = li.children;
+  who.textContent = a.tab === tab ? `tab ${a.tab} (this)` : `tab ${a.tab}`;
+  what.textContent = a.fetched ? "called upstream" : `waited for ${a.value}`;
+  ms.textContent = `${a.ms.toFixed(0)} ms`;
+  $("tabs-log").append(li);
+  $("tabs-answers").textContent = round.answers.length;
+  $("tabs-upstream").textContent = round.answers.filter((x) => x.fetched).length;
+}
+
+tabs?.addEventListener("message", (e) => {
+  if (e.data?.type === "go") getInThisTab(e.data.key);
+  else if (e.data?.type === "answer") showAnswer(e.data);
+});
+
+function getInEveryTab() {
+  const key = `shared:${Date.now()}`;
+  tabs?.postMessage({ type: "go", key });
+  getInThisTab(key);
+}
+
 async function main() {
   const saved = JSON.parse(localStorage.getItem("swre-demo-ttl") ?? "null");
   if (saved) for (const k of ["fresh", "stale", "expired"]) $(k).value = saved[k];
@@ -116,6 +173,8 @@ async function main() {
   await open();
   for (const id of ["fresh", "stale", "expired"]) $(id).addEventListener("change", open);
   $("get").addEventListener("click", get);
+  $("tabs-get").addEventListener("click", getInEveryTab);
+  $("tabs-open").addEventListener("click", () => window.open(location.href, "_blank"));
   $("forget").addEventListener("click", async () => { await cache.delete($("key").value); drawBar(); });
   $("key").addEventListener("input", () => {
     localStorage.setItem("swre-demo-key", $("key").value);

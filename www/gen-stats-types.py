@@ -4,12 +4,14 @@
 The fields are listed once, in core/src/stats.rs (the `counters!` invocation
 and the gauges of `pub struct Stats`); the JS `stats()` object is built from
 `Stats::fields` and these types from the same source, with each field's doc
-comment. Usage: gen-stats-types.py core/src/stats.rs OUT.d.ts
+comment. Further Rust files add the `u64` fields of the `pub struct …Stats`
+they define (swre-wasm's `LeaseStats` and `BroadcastStats`, which `stats()`
+appends). Usage: gen-stats-types.py core/src/stats.rs [MORE.rs …] OUT.d.ts
 """
 import re
 import sys
 
-src, out = sys.argv[1], sys.argv[2]
+src, *more, out = sys.argv[1:]
 text = open(src).read()
 
 
@@ -36,6 +38,14 @@ invocation = invocation[: invocation.index("\n}\n")]
 counters = fields(invocation, r"(\w+),")
 if not counters or not gauges:
     sys.exit(f"gen-stats-types: no fields found in {src}")
+extra = []
+for path in more:
+    other = open(path).read()
+    blocks = re.findall(r"\npub struct \w+Stats \{\n(.*?)\n\}", other, re.S)
+    found = [f for block in blocks for f in fields(block, r"pub (\w+): u64,")]
+    if not found:
+        sys.exit(f"gen-stats-types: no Stats struct with fields in {path}")
+    extra += found
 
 
 def camel(name):
@@ -48,7 +58,7 @@ lines = [
     "/** Counters since the cache was opened (swre-core's `Stats`, in camelCase). */",
     "export interface SwrStats {",
 ]
-for name, doc in counters + gauges:
+for name, doc in counters + gauges + extra:
     if doc:
         lines.append(f"  /** {doc} */")
     lines.append(f"  {camel(name)}: number;")

@@ -2,9 +2,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
+use std::time::Duration;
 
 use js_sys::Uint8Array;
-use swre_core::{envelope, Entry, Storage, StorageError, StorageErrorKind};
+use swre_core::{envelope, Entry, LeaseToken, Storage, StorageError, StorageErrorKind};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{
@@ -12,6 +13,7 @@ use web_sys::{
 };
 
 use crate::js::{bytes_of, describe, global_property, storage_error, EventWait};
+use crate::web_locks::{LeaseStats, WebLocks};
 
 type Handler = Closure<dyn FnMut(web_sys::Event)>;
 
@@ -27,6 +29,7 @@ struct Inner {
     store: String,
     connection: RefCell<Option<Connection>>,
     closed: Cell<bool>,
+    locks: WebLocks,
 }
 
 /// A [`Storage`] in an IndexedDB object store; works in windows and workers.
@@ -42,6 +45,14 @@ struct Inner {
 /// - A database that cannot be opened or used returns `StorageError`s, which
 ///   the engine degrades ("storage failures degrade"): requests are answered by upstream.
 /// - Writes resolve when their transaction has committed.
+/// - Refresh leases ([`Storage::try_lease`]) are Web Locks (`navigator.locks`),
+///   one per key, named after the database, the object store and the key:
+///   every window, worker and service worker of the origin shares them, so
+///   engines over the same database in different contexts make one upstream
+///   call per key, as Redis's leases make one per fleet. A lock is held until
+///   the engine releases it, its TTL passes, or its context closes. Without a
+///   lock manager (an insecure context) a lease request fails and each
+///   engine fetches for itself. Clones share their leases.
 #[derive(Clone)]
 pub struct IndexedDbStorage {
     inner: Rc<Inner>,
@@ -139,6 +150,11 @@ impl IndexedDbStorage {
                 store: store_name.to_owned(),
                 connection: RefCell::new(None),
                 closed: Cell::new(false),
+                locks: WebLocks::new(format!(
+                    "swre lease {}:{db_name} {}:{store_name} ",
+                    db_name.len(),
+                    store_name.len()
+                )),
             }),
         };
         storage.database().await?;
@@ -204,6 +220,12 @@ impl IndexedDbStorage {
             _on_lost: on_lost,
         });
         Ok(db)
+    }
+
+    /// What this store's refresh leases (Web Locks) have done since it was
+    /// opened; clones share the counts.
+    pub fn lease_stats(&self) -> LeaseStats {
+        self.inner.locks.stats()
     }
 
     fn forget_connection(&self) {
@@ -308,5 +330,18 @@ impl Storage for IndexedDbStorage {
         })
         .await
         .map(|_| ())
+    }
+
+    async fn try_lease(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<LeaseToken>, StorageError> {
+        self.inner.locks.try_lease(key, ttl).await
+    }
+
+    async fn release_lease(&self, key: &str, token: LeaseToken) {
+        let _ = key;
+        self.inner.locks.release(token).await;
     }
 }

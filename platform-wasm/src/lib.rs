@@ -19,16 +19,20 @@
     clippy::alloc_instead_of_core
 )]
 
+mod broadcast;
 mod cache_api;
 mod idb;
 mod js;
 mod js_api;
 mod js_storage;
 mod runtime;
+mod web_locks;
 
+pub use broadcast::{Broadcast, BroadcastStats};
 pub use cache_api::CacheApiStorage;
 pub use idb::IndexedDbStorage;
 pub use js_api::SwrEngine;
 pub use js_storage::JsStorage;
 pub use runtime::{BrowserRuntime, JsClock};
 pub use swre_core::*;
+pub use web_locks::LeaseStats;

@@ -177,6 +177,24 @@ thread_local! {
     static UNREF: JsValue = JsValue::from_str("unref");
 }
 
+/// Calls the JS function `f` after `ms` through the global's `setTimeout`:
+/// the timer's handle, or `None` when this global has no timer.
+pub(crate) fn set_timeout(f: &Function, ms: f64) -> Option<JsValue> {
+    let set = TIMERS.with(|t| t.as_ref().map(|(set, _)| set.clone()))?;
+    set.call2(&js_sys::global(), f, &JsValue::from_f64(ms))
+        .ok()
+        .filter(|h| !h.is_undefined())
+}
+
+/// Clears a timer [`set_timeout`] started.
+pub(crate) fn clear_timeout(handle: &JsValue) {
+    TIMERS.with(|t| {
+        if let Some((_, clear)) = t {
+            let _ = clear.call1(&js_sys::global(), handle);
+        }
+    });
+}
+
 impl Sleep {
     fn new(ms: f64) -> Self {
         let state = Rc::new(RefCell::new(SleepState::default()));

@@ -1,7 +1,8 @@
 // The demo page end to end in headless Chromium (playwright-core driving
 // Debian's /usr/bin/chromium): statuses and counters through a whole
 // miss → hit → stale → hit → fallback → miss cycle, then a reload that is
-// answered from IndexedDB. Saves a screenshot in www/screenshots/.
+// answered from IndexedDB; and two tabs sharing one refresh (Web Locks).
+// Saves screenshots in www/screenshots/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, mkdir, rm } from "node:fs/promises";
@@ -95,5 +96,32 @@ test("the demo page shows each status, counts them, and survives a reload throug
   assert.equal(await clickGet(page), "hit", "after a reload the value comes from IndexedDB");
   assert.deepEqual(await counters(page), { hit: 1, stale: 0, miss: 0, fallback: 0, upstream: 0 });
   await page.screenshot({ path: path.join(root, "screenshots", "demo-after-reload.png"), fullPage: true });
+  assert.deepEqual(errors, []);
+});
+
+test("two tabs of the demo share one refresh: one upstream call, the other tab waits for its value", async () => {
+  const tabs = [await context.newPage(), await context.newPage()];
+  // Only these two tabs of the demo are open (every open tab answers).
+  for (const page of context.pages()) if (!tabs.includes(page)) await page.close();
+  const errors = [];
+  for (const page of tabs) {
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(server.url);
+    await ready(page);
+    await page.fill("#latency", "300");
+  }
+  await tabs[0].click("#tabs-get");
+  const rows = [];
+  for (const page of tabs) {
+    await page.waitForFunction(() => document.querySelectorAll("#tabs-log li").length === 2, null, { timeout: 15_000 });
+    assert.equal(await page.textContent("#tabs-answers"), "2");
+    assert.equal(await page.textContent("#tabs-upstream"), "1", "upstream calls across the two tabs");
+    rows.push(await page.locator("#tabs-log li").evaluateAll((lis) => lis.map((li) => li.dataset.fetched).sort()));
+  }
+  assert.deepEqual(rows, [["false", "true"], ["false", "true"]]);
+  // The page's own counters are about its own key: untouched.
+  for (const page of tabs) assert.equal(await page.textContent("#c-upstream"), "0");
+  await tabs[1].screenshot({ path: path.join(root, "screenshots", "demo-two-tabs.png"), fullPage: true });
+  for (const page of tabs) await page.close();
   assert.deepEqual(errors, []);
 });

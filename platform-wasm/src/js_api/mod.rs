@@ -19,7 +19,7 @@ use swre_core::{CacheTtl, Cached, CallOptions, Engine, Error, Tiered};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::{BrowserRuntime, CacheApiStorage, IndexedDbStorage, JsStorage};
+use crate::{Broadcast, BrowserRuntime, CacheApiStorage, IndexedDbStorage, JsStorage};
 use fetch::{JsEncodeError, JsFetchError, JsFetcherError, JsOptionError};
 use options::StorageChoice;
 use storage::{AnyStorage, Persistent, Readable};
@@ -245,7 +245,16 @@ impl SwrEngine {
                 None => AnyStorage::Memory(memory),
                 Some(store) => {
                     let json = memory.js().clone();
-                    AnyStorage::Tiered(Tiered::new(memory, Readable::new(store, json)))
+                    let shared = matches!(store, Persistent::IndexedDb(_));
+                    let tiered = Tiered::new(memory, Readable::new(store, json));
+                    if shared {
+                        // Every context of the origin opening this database
+                        // shares its leases (Web Locks) and its changes.
+                        let channel = format!("swre:indexeddb:{}", o.name);
+                        AnyStorage::Shared(Broadcast::new(tiered, &channel))
+                    } else {
+                        AnyStorage::Tiered(tiered)
+                    }
                 }
             };
             let runtime = match o.wait_until {
@@ -451,10 +460,18 @@ impl SwrEngine {
     }
 
     /// Counters since the engine was opened: every `Stats` field, named in
-    /// camelCase (`upstream_calls` → `upstreamCalls`), from `Stats::fields`.
+    /// camelCase (`upstream_calls` → `upstreamCalls`), from `Stats::fields`,
+    /// then the sharing between contexts' (`LeaseStats`, `BroadcastStats`).
     pub fn stats(&self) -> Object {
         let o = Object::new();
-        for (name, v) in self.inner.engine.stats().fields() {
+        let storage = self.inner.engine.storage();
+        for (name, v) in self
+            .inner
+            .engine
+            .stats()
+            .fields()
+            .chain(storage.sharing_fields())
+        {
             set(&o, &camel_case(name), (v as f64).into());
         }
         o

@@ -18,3 +18,4 @@ mod common;
 mod engine;
 mod idb;
 mod js_storage;
+mod sharing;
