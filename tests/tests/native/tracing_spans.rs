@@ -2,6 +2,12 @@
 //! collecting spans and events, scoped to the test's thread): one span per
 //! upstream call with its outcome and duration, events where an operator
 //! needs them, and nothing at all for fresh hits.
+//!
+//! The subscriber is the process's global one, installed once, routing to
+//! the collector of the test running on the current thread: a scoped
+//! default per test (`with_default`) raced with the other tests of this
+//! binary over `tracing`'s per-callsite interest cache, and a test then
+//! saw no span at all (once in a full run).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -120,11 +126,53 @@ impl Collect {
     }
 }
 
-/// Runs `f` with a collecting subscriber as this thread's default.
+thread_local! {
+    /// The collector of the test running on this thread, if any.
+    static CURRENT: std::cell::RefCell<Option<Collect>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The global layer: hands each callback to this thread's collector.
+struct Router;
+
+impl Router {
+    fn with(f: impl FnOnce(&Collect)) {
+        CURRENT.with(|c| {
+            if let Some(collect) = &*c.borrow() {
+                f(collect);
+            }
+        });
+    }
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Router {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        Router::with(|c| Layer::<S>::on_new_span(c, attrs, id, ctx));
+    }
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        Router::with(|c| Layer::<S>::on_record(c, id, values, ctx));
+    }
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        Router::with(|c| Layer::<S>::on_event(c, event, ctx));
+    }
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        Router::with(|c| Layer::<S>::on_close(c, id, ctx));
+    }
+}
+
+/// Runs `f` with a collector for this thread's spans and events.
 fn traced(f: impl FnOnce(&Collect)) -> Collect {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Router))
+            .expect("no other global subscriber in this test binary");
+    });
     let collect = Collect::default();
-    let subscriber = tracing_subscriber::registry().with(collect.clone());
-    tracing::subscriber::with_default(subscriber, || f(&collect));
+    CURRENT.with(|c| *c.borrow_mut() = Some(collect.clone()));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&collect)));
+    CURRENT.with(|c| *c.borrow_mut() = None);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
     collect
 }
 
