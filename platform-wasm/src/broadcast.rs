@@ -152,16 +152,44 @@ impl<L1: Storage, L2: Storage> Broadcast<L1, L2> {
         });
     }
 
-    fn announced<T>(
-        &self,
-        kind: &str,
-        key: Option<&str>,
-        r: Result<T, StorageError>,
-    ) -> Result<T, StorageError> {
+    /// A change about to be made: announced when it succeeds, and also
+    /// when the caller stops waiting for it (a deadline drops the future),
+    /// since IndexedDB may still commit what was started; a needless
+    /// announcement costs the others one read.
+    fn pending<'a>(&'a self, kind: &'static str, key: Option<&'a str>) -> Pending<'a, L1, L2> {
+        Pending {
+            broadcast: self,
+            kind,
+            key,
+            armed: true,
+        }
+    }
+}
+
+/// See [`Broadcast::pending`].
+struct Pending<'a, L1: Storage, L2: Storage> {
+    broadcast: &'a Broadcast<L1, L2>,
+    kind: &'static str,
+    key: Option<&'a str>,
+    armed: bool,
+}
+
+impl<L1: Storage, L2: Storage> Pending<'_, L1, L2> {
+    /// `r`, announced if it is a success.
+    fn settled<T>(mut self, r: Result<T, StorageError>) -> Result<T, StorageError> {
+        self.armed = false;
         if r.is_ok() {
-            self.announce(kind, key);
+            self.broadcast.announce(self.kind, self.key);
         }
         r
+    }
+}
+
+impl<L1: Storage, L2: Storage> Drop for Pending<'_, L1, L2> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.broadcast.announce(self.kind, self.key);
+        }
     }
 }
 
@@ -228,28 +256,33 @@ impl<L1: Storage, L2: Storage> Storage for Broadcast<L1, L2> {
     }
 
     async fn set(&self, key: &str, entry: Entry) -> Result<(), StorageError> {
+        let guard = self.pending("set", Some(key));
         let r = self.tiered.set(key, entry).await;
-        self.announced("set", Some(key), r)
+        guard.settled(r)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let guard = self.pending("delete", Some(key));
         let r = self.tiered.delete(key).await;
-        self.announced("delete", Some(key), r)
+        guard.settled(r)
     }
 
     async fn remove_older(&self, key: &str, written: &Entry) -> Result<(), StorageError> {
+        let guard = self.pending("remove", Some(key));
         let r = self.tiered.remove_older(key, written).await;
-        self.announced("remove", Some(key), r)
+        guard.settled(r)
     }
 
     async fn expire(&self, key: &str, now: u64) -> Result<Option<Entry>, StorageError> {
+        let guard = self.pending("expire", Some(key));
         let r = self.tiered.expire(key, now).await;
-        self.announced("expire", Some(key), r)
+        guard.settled(r)
     }
 
     async fn clear(&self) -> Result<(), StorageError> {
+        let guard = self.pending("clear", None);
         let r = self.tiered.clear().await;
-        self.announced("clear", None, r)
+        guard.settled(r)
     }
 
     async fn try_lease(

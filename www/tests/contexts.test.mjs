@@ -97,7 +97,11 @@ test("a cold key read at once in three pages, a module worker and a service work
   // One fetched; the others answer with the value it stored.
   assert.deepEqual(results.map((r) => r.status).sort(), ["hit", "hit", "hit", "hit", "miss"], shown);
   const s = await summed(name);
-  assert.equal(s.leaseGrants, 1, "one lease granted");
+  // At least one lease granted: a waiter granted the lock just after the
+  // holder stored and let go finds the value on its re-read and fetches
+  // nothing (so the count of origin calls, asserted above and below, is
+  // the exact one).
+  assert.ok(s.leaseGrants >= 1, `lease grants ${s.leaseGrants}`);
   // Every other context waited for it (one delayed past the fetch by a busy
   // machine would find the value stored, and wait for nothing).
   const waited = (await everywhere("stats", name)).map((c) => c.leaseWaits);

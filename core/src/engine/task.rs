@@ -18,7 +18,7 @@ use crate::metrics::{StorageOp, UpstreamOutcome};
 use crate::phase::Phase;
 use crate::runtime::Runtime;
 use crate::stats::bump;
-use crate::storage::{LeaseToken, Storage};
+use crate::storage::Storage;
 use crate::sync::{MaybeSend, MaybeSync};
 use crate::tags::fence::Change;
 use crate::tags::{TagNames, Tags};
@@ -365,11 +365,8 @@ where
                 // The holder is gone without a value this call can use
                 // (it failed, or what it stored was removed since): this
                 // call fetches, holding the lease now.
-                Step::Done(Awaited::Lease(token)) => {
-                    if let Some(token) = token {
-                        ticket.hold_lease(token);
-                    }
-                }
+                // (The ticket holds the lease already, if it was granted.)
+                Step::Done(Awaited::Lease) => {}
                 Step::Late => return give_up(&ticket, late),
                 Step::Aborted => return CallEnd::Shutdown,
             }
@@ -473,10 +470,10 @@ where
 pub(crate) enum Awaited {
     /// The value it stored.
     Stored(Entry),
-    /// The lease, free again with no such value stored (`None`: the store
-    /// could not answer, so the call goes on without one, as when it first
-    /// asked).
-    Lease(Option<LeaseToken>),
+    /// No such value: the call fetches, holding the lease (through its
+    /// ticket) when it was granted; when the store could not answer, the
+    /// call goes on without one, as when it first asked.
+    Lease,
 }
 
 /// Polls storage, with backoff and until the deadline, for the value another
@@ -517,23 +514,30 @@ where
             let lease = shared.storage().try_lease(ticket.key(), ttl);
             match within(lease, deadline.as_mut(), abort).await {
                 Step::Done(Ok(Some(token))) => {
+                    // Held by the ticket at once: if the deadline or
+                    // shutdown ends the call during the read below, the
+                    // ticket's end releases it (the rest of the fleet would
+                    // otherwise wait out its whole TTL).
+                    ticket.hold_lease(token);
                     // The holder may have stored its value and released the
                     // lease between the read above and this grant: look once
                     // more, so that it is used rather than fetched again.
                     let read = within(shared.read_shared(ticket.key()), deadline.as_mut(), abort);
                     return match read.await {
                         Step::Done(Some(e)) if stored_since(&e, seen, shared.now()) => {
-                            let release = shared.storage().release_lease(ticket.key(), token);
-                            let _ = within(release, deadline.as_mut(), abort).await;
+                            if let Some(token) = ticket.take_lease() {
+                                let release = shared.storage().release_lease(ticket.key(), token);
+                                let _ = within(release, deadline.as_mut(), abort).await;
+                            }
                             Step::Done(Awaited::Stored(e))
                         }
-                        Step::Done(_) => Step::Done(Awaited::Lease(Some(token))),
+                        Step::Done(_) => Step::Done(Awaited::Lease),
                         Step::Late => Step::Late,
                         Step::Aborted => Step::Aborted,
                     };
                 }
                 Step::Done(Ok(None)) => {}
-                Step::Done(Err(_)) => return Step::Done(Awaited::Lease(None)),
+                Step::Done(Err(_)) => return Step::Done(Awaited::Lease),
                 Step::Late => return Step::Late,
                 Step::Aborted => return Step::Aborted,
             }

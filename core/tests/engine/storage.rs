@@ -485,6 +485,76 @@ fn a_lease_granted_just_after_the_holder_stored_gives_the_holders_value() {
     );
 }
 
+/// A store whose lease is granted on the third request, after which every
+/// read hangs: the waiter's re-read after the grant never ends.
+struct GrantedThenStuck {
+    inner: MemoryStorage,
+    asks: std::sync::atomic::AtomicUsize,
+    released: std::sync::atomic::AtomicUsize,
+}
+
+impl Storage for GrantedThenStuck {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, swre_core::StorageError> {
+        if self.asks.load(std::sync::atomic::Ordering::SeqCst) > 2 {
+            core::future::pending::<()>().await;
+        }
+        self.inner.get(key).await
+    }
+    async fn set(&self, key: &str, entry: Entry) -> Result<(), swre_core::StorageError> {
+        self.inner.set(key, entry).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), swre_core::StorageError> {
+        self.inner.delete(key).await
+    }
+    async fn try_lease(
+        &self,
+        _: &str,
+        _: core::time::Duration,
+    ) -> Result<Option<swre_core::LeaseToken>, swre_core::StorageError> {
+        let asked = self.asks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok((asked >= 2).then_some(swre_core::LeaseToken(11)))
+    }
+    async fn release_lease(&self, _: &str, token: swre_core::LeaseToken) {
+        assert_eq!(token, swre_core::LeaseToken(11));
+        self.released
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_lease_granted_to_a_waiter_whose_call_then_ends_is_given_back() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let store = GrantedThenStuck {
+        inner: MemoryStorage::new(),
+        asks: AtomicUsize::new(0),
+        released: AtomicUsize::new(0),
+    };
+    let h = harness_on(store, |b| b.refresh_timeout(SEC));
+    let engine = h.engine.clone();
+    let f = h.ok("mine");
+    let waiter = h
+        .exec
+        .spawn(async move { engine.get_or_fetch("k", f).await });
+    for _ in 0..30 {
+        h.rt.advance(core::time::Duration::from_millis(100));
+        h.exec.run_until_stalled();
+    }
+    assert!(
+        h.engine.storage().asks.load(SeqCst) > 2,
+        "the lease was granted"
+    );
+    assert!(
+        waiter.try_take().expect("answered").is_err(),
+        "the call timed out"
+    );
+    assert_eq!(h.calls(), 0);
+    assert_eq!(
+        h.engine.storage().released.load(SeqCst),
+        1,
+        "the lease given back when the call ended, not left for its TTL"
+    );
+}
+
 #[test]
 fn a_stale_lookup_does_not_refresh_while_another_process_holds_the_lease() {
     let h = harness_on(LeaseHeldElsewhere::new(), |b| b.refresh_timeout(SEC));
