@@ -50,8 +50,10 @@ extern "C" {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LeaseStats {
-    /// Leases granted: this context called upstream for the key while the
-    /// others waited for the value it stored.
+    /// Leases granted: this context was to call upstream for the key while
+    /// the others waited for the value it stored. A waiter granted the lock
+    /// just after the holder stored and let go finds the value on its
+    /// re-read and calls nothing, so grants can exceed upstream calls.
     pub lease_grants: u64,
     /// Lease requests refused because another context (or another cache in
     /// this one) held the key's lock; a waiting call asks again as it polls,
