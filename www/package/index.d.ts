@@ -13,7 +13,11 @@ export type SwrStorage = "memory" | "indexeddb" | "cache" | SwrObjectStore;
 
 /** Options of `SwrCache.open`. */
 export interface SwrOptions {
-  /** Database / cache name for "indexeddb" and "cache" (default "swre"). */
+  /**
+   * Database / cache name for "indexeddb" and "cache" (default "swre"). With a `coordinator`,
+   * required (unless `coordinator.scope` is given): the scope its keys are coordinated under, so
+   * caches of the same name share each other's fetched values across isolates.
+   */
   name?: string;
   /** Default "memory". */
   storage?: SwrStorage;
@@ -74,13 +78,13 @@ export interface SwrOptions {
    * bounded by `refreshTimeout`. A lease whose holder died ends at its deadline, and a waiter
    * takes it over. A coordinator that cannot be reached (a throw, no answer within 1 s) makes
    * the call go to the origin as without it (one call per key per isolate), counted as
-   * `coordinatorUnavailable`. Hits never touch it. Keys are coordinated by the cache's `name`
-   * and the key, spread over `buckets` objects (default 32; the same in every Worker sharing
+   * `coordinatorUnavailable`. Hits never touch it. Keys are coordinated under the cache's
+   * `name` (required with a coordinator) or `scope`, and the key, spread over `buckets` objects (default 32; the same in every Worker sharing
    * them); values (or origin error responses) over `maxValueBytes` (default 1 MiB) are not
    * handed through, and waiters call the origin themselves. `undefined` (a missing binding):
    * no coordinator. `getMany` is not coordinated.
    */
-  coordinator?: SwrCoordinatorNamespace | { namespace: SwrCoordinatorNamespace; buckets?: number; maxValueBytes?: number };
+  coordinator?: SwrCoordinatorNamespace | { namespace: SwrCoordinatorNamespace; buckets?: number; maxValueBytes?: number; scope?: string };
 }
 
 /** A Durable Object namespace binding (`env.SWRE_COORDINATOR`) of the `SwrCoordinator` class. */

@@ -298,6 +298,29 @@ test("a hit never touches the coordinator; caches of other names never share a f
   assert.equal(calls, 2, "one fetch per name");
 });
 
+test("caches coordinate under their scope: names (or scopes) that differ, even as pairs that join alike, never share", async () => {
+  const ns = namespace();
+  const open = (name, scope) => SwrCache.open({ name, coordinator: scope === undefined ? ns : { namespace: ns, scope } });
+  // Each fetch answers once both were called, or once one waits on the other's.
+  let calls = 0;
+  const fetcher = (value) => async () => {
+    calls++;
+    await until(() => calls === 2 || ns.held().waiters > 0, 2_000);
+    return value;
+  };
+  for (const [[nameA, scopeA, keyA], [nameB, scopeB, keyB]] of [
+    [["one", undefined, "k"], ["two", undefined, "k"]],
+    [["x", "a\nb", "c"], ["y", "a", "b\nc"]],
+    [["x", "a:", "b"], ["y", "a", ":b"]],
+  ]) {
+    calls = 0;
+    const [a, b] = [await open(nameA, scopeA), await open(nameB, scopeB)];
+    const [ra, rb] = await Promise.all([a.get(keyA, fetcher("of a")), b.get(keyB, fetcher("of b"))]);
+    assert.deepEqual([ra.value, rb.value, calls], ["of a", "of b", 2], `${nameA}/${scopeA} vs ${nameB}/${scopeB}`);
+    assert.equal(a.stats().coordinatorShared + b.stats().coordinatorShared, 0);
+  }
+});
+
 test("an unreachable coordinator: each cache fetches once, nothing fails, and it is counted", async () => {
   for (const ns of [namespace({ broken: true }), { idFromName() { throw new Error("no"); }, get() {} }, { idFromName: () => 1, get: () => ({}) }]) {
     const [a, b] = await pair(ns);
@@ -324,6 +347,10 @@ test("a bad coordinator option rejects with kind options and names it", async ()
     [{ namespace: ns, buckets: 0 }, "`coordinator.buckets` must be an integer from 1 to 1024"],
     [{ namespace: ns, buckets: 1.5 }, "`coordinator.buckets`"],
     [{ namespace: ns, maxValueBytes: -1 }, "`coordinator.maxValueBytes`"],
+    [{ namespace: ns, scope: "" }, "`coordinator.scope` must be a non-empty string"],
+    // No name: caches coordinate under it, and two unnamed caches would share values.
+    [ns, "`coordinator` needs the cache's `name` (or `coordinator.scope`)"],
+    [{ namespace: ns }, "`coordinator` needs the cache's `name`"],
   ];
   for (const [coordinator, needle] of cases) {
     const e = await SwrCache.open({ coordinator }).then(() => undefined, (err) => err);

@@ -15,9 +15,10 @@
 //   call per key per isolate), and counted.
 //
 // Keys are spread over `buckets` objects by a hash; a key is coordinated
-// under the cache's `name` and the key, so caches holding different data
-// under the same keys keep apart by name. Only upstream calls ask: a hit
-// never touches the coordinator.
+// under its scope (the cache's `name`, or `coordinator.scope`) and the key,
+// so caches holding different data under the same keys keep apart by name:
+// a scope is required, so two caches never share by default. Only upstream
+// calls ask: a hit never touches the coordinator.
 
 import { blank, NOT_MODIFIED } from "./answer.js";
 
@@ -29,8 +30,10 @@ const MAX_VALUE_BYTES = 1 << 20;
 const REACH_MS = 1_000;
 /** How much longer than its deadline a waiter waits for the object's own "too late". */
 const SLACK_MS = 250;
-const KNOWN = ["namespace", "buckets", "maxValueBytes"];
-const HELP = "`coordinator` must be a Durable Object namespace bound to SwrCoordinator (e.g. env.SWRE_COORDINATOR), or { namespace, buckets?, maxValueBytes? }";
+const KNOWN = ["namespace", "buckets", "maxValueBytes", "scope"];
+const HELP = "`coordinator` must be a Durable Object namespace bound to SwrCoordinator (e.g. env.SWRE_COORDINATOR), or { namespace, buckets?, maxValueBytes?, scope? }";
+const NO_SCOPE =
+  "`coordinator` needs the cache's `name` (or `coordinator.scope`): caches coordinate their keys under it, and caches with the same name share each other's values";
 
 /** A result too large to hand through: waiters call the origin themselves. */
 const UNSHARED = Object.freeze({ unshared: true });
@@ -50,6 +53,7 @@ export function coordinationOf(option, name) {
   let namespace = option;
   let buckets = BUCKETS;
   let maxValueBytes = MAX_VALUE_BYTES;
+  let scope = name;
   if (!isNamespace(option)) {
     if (option === null || typeof option !== "object" || !isNamespace(option.namespace)) return HELP;
     for (const k in option) {
@@ -68,8 +72,13 @@ export function coordinationOf(option, name) {
         return `\`coordinator.maxValueBytes\` must be a non-negative number of bytes (got ${String(maxValueBytes)})`;
       }
     }
+    if (option.scope !== undefined) {
+      scope = option.scope;
+      if (typeof scope !== "string" || scope.length === 0) return `\`coordinator.scope\` must be a non-empty string (got ${String(scope)})`;
+    }
   }
-  return new Coordination(namespace, buckets, maxValueBytes, typeof name === "string" ? name : "swre");
+  if (typeof scope !== "string" || scope.length === 0) return NO_SCOPE;
+  return new Coordination(namespace, buckets, maxValueBytes, scope);
 }
 
 /** The bucket of `key` among `n`: FNV-1a over its UTF-16 code units, the same in every isolate. */
@@ -111,7 +120,8 @@ export class Coordination {
    * (answer.js) or rejects as the fetch did.
    */
   async fetch(key, deadline, staleValue, run) {
-    const name = `${this.#scope}\n${key}`;
+    // The scope's length first: no scope and key make the name of another pair.
+    const name = `${this.#scope.length}:${this.#scope}${key}`;
     const id = crypto.randomUUID();
     let stub;
     let state;
