@@ -28,13 +28,18 @@ export interface SwrCoordinatorHeld {
  */
 export declare class SwrCoordinator {
   constructor(ctx: unknown, env: unknown);
-  /** Asks for `key`'s lease for `ms`: "lease" (call the origin) or "wait". */
-  acquire(key: string, id: string, ms: number): "lease" | "wait";
+  /**
+   * Asks for `key`'s lease: "lease" (call the origin, renewing the lease), "wait" (at most `ms`),
+   * or "alone" (the flight started more than `writtenAgo` ms ago, before the caller's write).
+   */
+  acquire(key: string, id: string, ms: number, writtenAgo?: number): "lease" | "wait" | "alone";
+  /** Holder `id` keeps its lease (3 s) a while longer; `false` if it no longer holds it. */
+  renew(key: string, id: string): boolean;
   /** What waiter `id` gets: the holder's result, the lease (taken over), too late, or unknown. */
   wait(id: string): Promise<{ result: unknown } | { lease: true } | { late: true } | { gone: true }>;
   /** Hands the holder's result to every waiter of `key`; `false` if `id` no longer holds the lease. */
   publish(key: string, id: string, result: unknown): boolean;
-  /** `id` gives up its lease (to the waiter with the most time left) or stops waiting. */
+  /** `id` gives up its lease (to a waiting caller) or stops waiting. */
   release(key: string, id: string): void;
   /** What this object holds now (all zero when nothing is in flight). */
   inspect(): SwrCoordinatorHeld;

@@ -49,38 +49,108 @@ test("Flights: one lease per key; its result reaches every waiter; nothing is ke
   assert.deepEqual(f.inspect(), { flights: 0, waiters: 0 });
 });
 
-test("Flights: a holder that never answers loses the lease when it expires; the waiter with the most time left takes it over", async () => {
-  const f = new Flights();
-  f.acquire("k", "dead", 60);
-  f.acquire("k", "short", 150);
-  f.acquire("k", "long", 400);
+/** Runs `body` with `setTimeout` and `Date` mocked from 0: time moves only by `t.mock.timers.tick`. */
+function mocked(t) {
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: 0 });
+  return (ms) => t.mock.timers.tick(ms);
+}
+
+/** Whether `p` has settled, after the pending callbacks ran (mocked timers do not delay it). */
+async function settledNow(p) {
+  let done = false;
+  p.then(() => (done = true), () => (done = true));
+  await new Promise((r) => setImmediate(r));
+  return done;
+}
+
+test("Flights: a holder that stops renewing loses its lease a lease's time later, whatever its deadline; a waiter takes it over", async (t) => {
+  const tick = mocked(t);
+  const f = new Flights(100);
+  assert.equal(f.acquire("k", "dead", 60_000), "lease");
+  f.acquire("k", "short", 5_000);
+  f.acquire("k", "long", 6_000);
   const short = f.wait("short");
   const long = f.wait("long");
-  await sleep(90);
+  // Renewed while alive: the lease outlives many lease times.
+  for (let i = 0; i < 10; i++) {
+    tick(90);
+    assert.equal(f.renew("k", "dead"), true);
+  }
+  assert.equal(await settledNow(long), false);
+  // Then no renewal: gone 100 ms after the last one, not at its deadline a minute away.
+  tick(99);
+  assert.equal(await settledNow(long), false);
+  tick(1);
   assert.deepEqual(await long, { lease: true }, "taken over by the waiter with the most time left");
-  assert.equal(await settled(short), false, "the other keeps waiting, now on the new holder");
+  assert.equal(await settledNow(short), false, "the other keeps waiting, now on the new holder");
+  assert.equal(f.renew("k", "dead"), false, "the former holder is told it lost the lease");
   assert.equal(f.publish("k", "dead", "late"), false, "the former holder can no longer publish");
   assert.equal(f.publish("k", "long", "v2"), true);
   assert.deepEqual(await short, { result: "v2" });
   assert.deepEqual(f.inspect(), { flights: 0, waiters: 0 });
 });
 
-test("Flights: a waiter whose time runs out first is told so and forgotten; a lease taken over ends at the new holder's deadline", async () => {
-  const f = new Flights();
-  f.acquire("k", "h", 300);
-  f.acquire("k", "w", 40);
-  const started = Date.now();
-  assert.deepEqual(await f.wait("w"), { late: true });
-  assert.ok(Date.now() - started >= 30);
-  assert.deepEqual(f.inspect(), { flights: 1, waiters: 0 });
-  // A waiter granted the lease that never collects it: the lease ends with its time.
-  f.acquire("k", "x", 60);
-  f.release("k", "h");
-  assert.deepEqual(f.inspect(), { flights: 1, waiters: 1 }, "x holds the lease, its grant not yet collected");
-  await sleep(100);
+test("Flights: a lease goes to a waiter waiting now over one that never called wait, whatever their deadlines", async (t) => {
+  const tick = mocked(t);
+  const f = new Flights(100);
+  f.acquire("k", "h", 10_000);
+  f.acquire("k", "absent", 9_000); // the most time left, but it never waits
+  f.acquire("k", "live", 1_000);
+  const live = f.wait("live");
+  tick(100);
+  assert.deepEqual(await live, { lease: true });
+  // The live holder dies too: now only the absent one is left, granted a
+  // lease it must renew; it never collects it, so the lease ends again.
+  tick(100);
+  assert.deepEqual(f.inspect(), { flights: 1, waiters: 1 }, "absent holds the lease, its grant not yet collected");
+  tick(100);
+  assert.deepEqual(f.inspect(), { flights: 0, waiters: 1 }, "the flight ended; the uncollected grant waits for its deadline");
+  tick(9_000);
   assert.deepEqual(f.inspect(), { flights: 0, waiters: 0 });
   assert.equal(f.acquire("k", "y", 1_000), "lease");
   f.release("k", "y");
+});
+
+test("Flights: a waiter whose time runs out is told so and forgotten, and is never handed a lease past its deadline", async (t) => {
+  const tick = mocked(t);
+  const f = new Flights(300);
+  f.acquire("k", "h", 10_000);
+  f.acquire("k", "w", 40);
+  const w = f.wait("w");
+  tick(39);
+  assert.equal(await settledNow(w), false);
+  tick(1);
+  assert.deepEqual(await w, { late: true });
+  assert.deepEqual(f.inspect(), { flights: 1, waiters: 0 });
+  // A waiter whose deadline falls with the lease's end (the lease's timer
+  // runs first) is late, not the new holder.
+  f.release("k", "h");
+  f.acquire("k", "h2", 10_000);
+  f.acquire("k", "due", 300);
+  const due = f.wait("due");
+  tick(300);
+  assert.deepEqual(await due, { late: true });
+  assert.deepEqual(f.inspect(), { flights: 0, waiters: 0 });
+});
+
+test("Flights: a caller that wrote the key joins only a flight whose holder started after its write", (t) => {
+  const tick = mocked(t);
+  const f = new Flights(1_000);
+  f.acquire("k", "h", 10_000);
+  tick(50);
+  assert.equal(f.acquire("k", "w1", 10_000, 40), "alone", "the holder started 50 ms ago, before a write 40 ms ago");
+  assert.equal(f.acquire("k", "w3", 10_000, 50), "alone", "started with the write: not joined");
+  assert.equal(f.acquire("k", "w2", 10_000, 60), "wait", "started after the write 60 ms ago: joined");
+  assert.equal(f.acquire("k", "w0", 10_000), "wait", "no write: joined");
+  assert.deepEqual(f.inspect(), { flights: 1, waiters: 2 }, "nothing kept for the callers that go alone");
+  assert.throws(() => f.acquire("k", "w4", 10_000, -1), TypeError);
+  // A takeover starts the flight again: a write before it is respected.
+  f.release("k", "h");
+  tick(10);
+  assert.equal(f.acquire("k", "w5", 10_000, 20), "wait", "the new holder started 10 ms ago, after the write");
+  for (const id of ["w0", "w2", "w5"]) f.release("k", id);
+  tick(10_000); // the outcomes nobody collected, kept to their deadlines
+  assert.deepEqual(f.inspect(), { flights: 0, waiters: 0 });
 });
 
 test("Flights: a waiter that leaves is forgotten; a holder that leaves hands over at once; bad input throws and changes nothing", async () => {
@@ -123,7 +193,7 @@ test("Flights: memory stays bounded by what is in flight (10 000 keys come and g
  * `Flights` per object name, arguments and answers structured-cloned (RPC).
  * `broken`: every stub method rejects.
  */
-function namespace({ broken = false } = {}) {
+function namespace({ broken = false, leaseMs } = {}) {
   const objects = new Map();
   const clone = (v) => (v === undefined ? undefined : structuredClone(v));
   const ns = {
@@ -132,13 +202,13 @@ function namespace({ broken = false } = {}) {
     get(id) {
       ns.stubs++;
       let f = objects.get(id.name);
-      if (f === undefined) objects.set(id.name, (f = new Flights()));
+      if (f === undefined) objects.set(id.name, (f = new Flights(leaseMs)));
       const method = (m) => async (...args) => {
         await null;
         if (broken) throw new Error("the coordinator is down");
         return clone(await f[m](...args.map(clone)));
       };
-      return { acquire: method("acquire"), wait: method("wait"), publish: method("publish"), release: method("release") };
+      return { acquire: method("acquire"), wait: method("wait"), renew: method("renew"), publish: method("publish"), release: method("release") };
     },
     held() {
       let flights = 0;
@@ -277,6 +347,30 @@ test("two caches: a value over maxValueBytes is not handed through; the waiter f
   assert.deepEqual(all.map((r) => r.value), ["more than eight bytes", "more than eight bytes"]);
   assert.equal(fetch.calls, 2);
   assert.equal(a.stats().coordinatorUnshared + b.stats().coordinatorUnshared, 1);
+});
+
+test("a write here is respected across isolates: after delete, expire, invalidateTag or clear, a get never joins a fetch that started before", async () => {
+  const ns = namespace();
+  const [a, b] = await pair(ns);
+  for (const write of [(k) => b.delete(k), (k) => b.expire(k), () => b.invalidateTag("t"), () => b.clear()]) {
+    const key = `w${Math.random()}`;
+    // a's fetch holds the lease, answering the pre-write value once b has fetched by itself or waits on it.
+    let newCalls = 0;
+    const old = a.get(key, async () => {
+      await until(() => newCalls > 0 || ns.held().waiters > 0, 2_000);
+      return "old";
+    });
+    assert.ok(await until(() => ns.held().flights === 1, 2_000));
+    await write(key);
+    const r = await b.get(key, async () => {
+      newCalls++;
+      return "new";
+    });
+    assert.deepEqual([r.value, newCalls], ["new", 1], String(write));
+    assert.equal((await old).value, "old");
+  }
+  assert.equal(b.stats().coordinatorShared, 0);
+  assert.deepEqual(ns.held(), { flights: 0, waiters: 0 });
 });
 
 test("a hit never touches the coordinator; caches of other names never share a fetch", async () => {

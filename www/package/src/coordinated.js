@@ -7,9 +7,15 @@
 //   the fetcher said of it, or its error) is published to the object, which
 //   hands it to every isolate waiting on the key;
 // - refused: this call waits for that result and answers it to the engine as
-//   its own, never calling the origin, bounded by the call's deadline; if
-//   the holder's lease ends first (it died, or gave up at its deadline), the
-//   waiter with the most time left takes the lease over;
+//   its own, never calling the origin, bounded by the call's deadline; the
+//   holder renews its short lease while its fetch runs, and if the lease
+//   ends first (the holder died and stopped renewing, or gave up at its
+//   deadline), a waiting call takes it over;
+// - a key written here (set, delete, expire, or a tag invalidated, or the
+//   cache cleared) within the last `refreshTimeout` never joins a flight
+//   that started before the write: the object answers "alone" and the
+//   origin is called here, as a write here promises ("a fetch that started
+//   earlier never brings it back"); a flight started after it is joined;
 // - the object cannot be reached (a throw, an RPC error, no answer within
 //   `REACH_MS`): the origin is called here, as without a coordinator (one
 //   call per key per isolate), and counted.
@@ -21,6 +27,7 @@
 // calls ask: a hit never touches the coordinator.
 
 import { blank, NOT_MODIFIED } from "./answer.js";
+import { LEASE_MS } from "./flights.js";
 
 /** Objects the keys are spread over, by default. */
 const BUCKETS = 32;
@@ -30,6 +37,8 @@ const MAX_VALUE_BYTES = 1 << 20;
 const REACH_MS = 1_000;
 /** How much longer than its deadline a waiter waits for the object's own "too late". */
 const SLACK_MS = 250;
+/** How often a holder renews its lease: three times a lease, so one lost renewal costs nothing. */
+const RENEW_MS = LEASE_MS / 3;
 const KNOWN = ["namespace", "buckets", "maxValueBytes", "scope"];
 const HELP = "`coordinator` must be a Durable Object namespace bound to SwrCoordinator (e.g. env.SWRE_COORDINATOR), or { namespace, buckets?, maxValueBytes?, scope? }";
 const NO_SCOPE =
@@ -37,6 +46,8 @@ const NO_SCOPE =
 
 /** A result too large to hand through: waiters call the origin themselves. */
 const UNSHARED = Object.freeze({ unshared: true });
+/** The most keys whose writes are remembered; past it, a write counts as one to every key. */
+const MAX_WRITTEN = 4_096;
 /** A bound that ran out (see `bounded`). */
 const TIMED_OUT = Symbol("timed out");
 
@@ -96,6 +107,12 @@ export class Coordination {
   #buckets;
   #maxValueBytes;
   #scope;
+  /** How long a write here keeps its key from joining older flights: the cache's `refreshTimeout`. */
+  #window = 0;
+  /** Key → when it was last written here, oldest first, within `#window`. */
+  #written = new Map();
+  /** When every key was last written here (a tag invalidated, the cache cleared). */
+  #writtenAll = -Infinity;
   /** What `stats()` adds. */
   counts = {
     coordinatorLeases: 0,
@@ -110,6 +127,37 @@ export class Coordination {
     this.#buckets = buckets;
     this.#maxValueBytes = maxValueBytes;
     this.#scope = scope;
+  }
+
+  /** `ms`: the cache's `refreshTimeout`, the longest a flight started before a write runs. */
+  setWindow(ms) {
+    this.#window = ms;
+  }
+
+  /** `key` was written here (set, deleted, expired): its fetches join no older flight for a while. */
+  written(key) {
+    const now = Date.now();
+    const w = this.#written;
+    w.delete(key);
+    w.set(key, now);
+    // Oldest first: what is out of the window goes from the front.
+    for (const [k, t] of w) {
+      if (now - t < this.#window) break;
+      w.delete(k);
+    }
+    if (w.size > MAX_WRITTEN) this.writtenAll();
+  }
+
+  /** Every key was written here (a tag invalidated, the cache cleared). */
+  writtenAll() {
+    this.#writtenAll = Date.now();
+    this.#written.clear();
+  }
+
+  /** How long ago `key` was last written here, if within the window (else `undefined`). */
+  #writtenAgo(key) {
+    const ago = Date.now() - Math.max(this.#written.get(key) ?? -Infinity, this.#writtenAll);
+    return ago < this.#window ? ago : undefined;
   }
 
   /**
@@ -128,10 +176,14 @@ export class Coordination {
     try {
       const ns = this.#namespace;
       stub = ns.get(ns.idFromName(`swre-${bucketOf(name, this.#buckets)}`));
-      state = await bounded(stub.acquire(name, id, left(deadline)), Math.min(REACH_MS, left(deadline)));
+      const ago = this.#writtenAgo(key);
+      const asked = ago === undefined ? stub.acquire(name, id, left(deadline)) : stub.acquire(name, id, left(deadline), ago);
+      state = await bounded(asked, Math.min(REACH_MS, left(deadline)));
     } catch {
       state = undefined;
     }
+    // A flight started before this isolate's write: not joined.
+    if (state === "alone") return run();
     if (state !== "lease" && state !== "wait") return this.#alone(stub, name, id, run);
     if (state === "wait") {
       let outcome;
@@ -169,18 +221,32 @@ export class Coordination {
     let over = false;
     const timer = setTimeout(() => {
       over = true;
+      clearInterval(renewing);
       leave(stub, name, id);
     }, left(deadline));
+    // The lease is short: kept while the fetch runs, lost soon after this
+    // isolate dies. A renewal refused (the lease was lost) ends the renewals.
+    const renewing = setInterval(() => {
+      try {
+        Promise.resolve(stub.renew(name, id)).then((held) => held === false && clearInterval(renewing), () => {});
+      } catch {
+        // The object cannot be reached now: the next renewal may.
+      }
+    }, RENEW_MS);
+    const stop = () => {
+      clearTimeout(timer);
+      clearInterval(renewing);
+    };
     let answer;
     try {
       answer = await run();
     } catch (e) {
-      clearTimeout(timer);
+      stop();
       if (over || Date.now() >= deadline || e?.name === "TimeoutError") leave(stub, name, id);
       else await publish(stub, name, id, this.#failure(e));
       throw e;
     }
-    clearTimeout(timer);
+    stop();
     if (!over) await publish(stub, name, id, this.#shareable(answer, staleValue));
     return answer;
   }
