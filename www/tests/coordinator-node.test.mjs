@@ -191,9 +191,9 @@ test("Flights: memory stays bounded by what is in flight (10 000 keys come and g
 /**
  * A stand-in for a Durable Object namespace bound to SwrCoordinator: one
  * `Flights` per object name, arguments and answers structured-cloned (RPC).
- * `broken`: every stub method rejects.
+ * `broken`: every stub method rejects; `refuse(result)`: `publish` of that result rejects.
  */
-function namespace({ broken = false, leaseMs } = {}) {
+function namespace({ broken = false, leaseMs, refuse } = {}) {
   const objects = new Map();
   const clone = (v) => (v === undefined ? undefined : structuredClone(v));
   const ns = {
@@ -206,6 +206,7 @@ function namespace({ broken = false, leaseMs } = {}) {
       const method = (m) => async (...args) => {
         await null;
         if (broken) throw new Error("the coordinator is down");
+        if (m === "publish" && refuse?.(args[2])) throw new RangeError("the RPC message is too large");
         return clone(await f[m](...args.map(clone)));
       };
       return { acquire: method("acquire"), wait: method("wait"), renew: method("renew"), publish: method("publish"), release: method("release") };
@@ -299,24 +300,66 @@ test("two caches: the holder's fetch context (setTtl, setTags, noStore) holds in
   assert.equal(await b.peek("n"), undefined);
 });
 
-test("two caches: the holder's error reaches the waiter as the same failure, with one fetch", async () => {
+test("two caches: an error of the holder's own (no origin response) is not shared: the waiter takes the lease over and calls the origin itself", async () => {
   const ns = namespace();
   const [a, b] = await pair(ns);
-  const fetch = fetcherOf(ns, () => {
-    throw new TypeError("origin down");
-  });
+  let calls = 0;
+  // The holder's call fails once the other waits on it; the waiter's own call fails at once.
+  const fetch = async () => {
+    if (++calls === 1) await until(() => ns.held().waiters > 0, 2_000);
+    throw new TypeError(`subrequest limit ${calls}`);
+  };
   const outcomes = await Promise.allSettled([a.get("e", fetch), b.get("e", fetch)]);
-  assert.equal(fetch.calls, 1);
-  for (const o of outcomes) {
-    assert.equal(o.status, "rejected");
-    assert.equal(o.reason.kind, "upstream");
-    assert.match(o.reason.message, /origin down/);
-  }
+  assert.equal(calls, 2);
+  assert.deepEqual(outcomes.map((o) => o.reason?.kind), ["upstream", "upstream"]);
+  assert.deepEqual(outcomes.map((o) => o.reason.message.match(/subrequest limit \d/)[0]).sort(), ["subrequest limit 1", "subrequest limit 2"], "each failed with its own error");
+  assert.equal(a.stats().coordinatorTakeovers + b.stats().coordinatorTakeovers, 1);
+  assert.equal(a.stats().coordinatorShared + b.stats().coordinatorShared, 0);
   // A value JSON cannot hold fails both the same way, never the origin's fault.
   const bad = fetcherOf(ns, () => 10n);
   const codec = await Promise.allSettled([a.get("c", bad), b.get("c", bad)]);
   assert.equal(bad.calls, 1);
   assert.deepEqual(codec.map((o) => o.reason?.kind), ["codec", "codec"]);
+  assert.deepEqual(ns.held(), { flights: 0, waiters: 0 });
+});
+
+test("two caches: \"not modified\" of no held value is not shared: the waiter asks the origin with its own", async () => {
+  const ns = namespace();
+  const [a, b] = await pair(ns, { fresh: 1, stale: 60_000 });
+  await b.set("k", "b's");
+  await sleep(5); // stale in b; a holds nothing
+  const seen = [];
+  const fetch = async (ctx) => {
+    seen.push(ctx.staleValue);
+    if (seen.length === 1) await until(() => ns.held().waiters > 0, 2_000);
+    return ctx.notModified();
+  };
+  const first = a.get("k", fetch).catch((e) => e);
+  assert.ok(await until(() => ns.held().flights === 1, 2_000), "a holds the lease");
+  const r = await b.get("k", fetch);
+  await first;
+  await b.pending();
+  assert.equal(r.status, "stale");
+  assert.deepEqual(seen, [undefined, "b's"], "b asked the origin with its own value");
+  assert.equal(b.stats().coordinatorUnshared, 1);
+  assert.equal((await b.peek("k")).value, "b's");
+});
+
+test("three caches: a result the object cannot take is published unshared: each waiter calls the origin once, none takes the lease over", async () => {
+  const ns = namespace({ refuse: (result) => result?.value === "too large for RPC" });
+  const [a, b] = await pair(ns);
+  const c = await SwrCache.open({ name: "pair", fresh: 60_000, coordinator: ns });
+  let calls = 0;
+  const fetch = async () => {
+    if (++calls === 1) await until(() => ns.held().waiters === 2, 2_000);
+    return "too large for RPC";
+  };
+  const all = await Promise.all([a, b, c].map((x) => x.get("big", fetch)));
+  assert.deepEqual(all.map((r) => r.value), Array(3).fill("too large for RPC"));
+  assert.equal(calls, 3);
+  const total = (f) => [a, b, c].reduce((n, x) => n + x.stats()[f], 0);
+  assert.deepEqual([total("coordinatorLeases"), total("coordinatorUnshared"), total("coordinatorTakeovers")], [1, 2, 0]);
+  assert.deepEqual(ns.held(), { flights: 0, waiters: 0 });
 });
 
 test("two caches: a refresh answered notModified hands the waiter the holder's value, not its own", async () => {
@@ -441,6 +484,7 @@ test("a bad coordinator option rejects with kind options and names it", async ()
     [{ namespace: ns, buckets: 0 }, "`coordinator.buckets` must be an integer from 1 to 1024"],
     [{ namespace: ns, buckets: 1.5 }, "`coordinator.buckets`"],
     [{ namespace: ns, maxValueBytes: -1 }, "`coordinator.maxValueBytes`"],
+    [{ namespace: ns, maxValueBytes: 16 * 1024 * 1024 + 1 }, "`coordinator.maxValueBytes` must be a number of bytes from 0 to 16777216"],
     [{ namespace: ns, scope: "" }, "`coordinator.scope` must be a non-empty string"],
     // No name: caches coordinate under it, and two unnamed caches would share values.
     [ns, "`coordinator` needs the cache's `name` (or `coordinator.scope`)"],

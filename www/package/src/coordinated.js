@@ -33,6 +33,8 @@ import { LEASE_MS } from "./flights.js";
 const BUCKETS = 32;
 /** The largest value (or origin error response) handed through the coordinator, by default. */
 const MAX_VALUE_BYTES = 1 << 20;
+/** The largest `maxValueBytes` accepted: well under what one Durable Object RPC carries (32 MiB). */
+const MAX_VALUE_BYTES_LIMIT = 16 << 20;
 /** How long the coordinator may take to grant or refuse a lease before the origin is called without it. */
 const REACH_MS = 1_000;
 /** How much longer than its deadline a waiter waits for the object's own "too late". */
@@ -79,8 +81,8 @@ export function coordinationOf(option, name) {
     }
     if (option.maxValueBytes !== undefined) {
       maxValueBytes = option.maxValueBytes;
-      if (!(typeof maxValueBytes === "number" && maxValueBytes >= 0 && maxValueBytes <= Number.MAX_SAFE_INTEGER)) {
-        return `\`coordinator.maxValueBytes\` must be a non-negative number of bytes (got ${String(maxValueBytes)})`;
+      if (!(typeof maxValueBytes === "number" && maxValueBytes >= 0 && maxValueBytes <= MAX_VALUE_BYTES_LIMIT)) {
+        return `\`coordinator.maxValueBytes\` must be a number of bytes from 0 to ${MAX_VALUE_BYTES_LIMIT} (16 MiB, under the RPC limit) (got ${String(maxValueBytes)})`;
       }
     }
     if (option.scope !== undefined) {
@@ -242,8 +244,12 @@ export class Coordination {
       answer = await run();
     } catch (e) {
       stop();
-      if (over || Date.now() >= deadline || e?.name === "TimeoutError") leave(stub, name, id);
-      else await publish(stub, name, id, this.#failure(e));
+      // Only the origin's own answer (an error response) is shared: any
+      // other error (a timeout, an abort, a limit or a credential of this
+      // isolate's) may be this call's alone, so a waiter takes over and
+      // calls the origin itself.
+      if (!over && Date.now() < deadline && e?.swreResponse instanceof Uint8Array) await publish(stub, name, id, this.#failure(e));
+      else leave(stub, name, id);
       throw e;
     }
     stop();
@@ -270,8 +276,7 @@ export class Coordination {
     const { type, value } = result;
     if (type === "j") answer[0] = JSON.parse(value);
     else if (type === "s" || type === "b") answer[0] = value;
-    // "u": a value JSON cannot hold, which the engine refuses here as it did
-    // there; "m": "not modified" with no value held there.
+    // "u": a value JSON cannot hold, which the engine refuses here as it did there.
     answer[1] = result.flags;
     answer[2] = result.fresh;
     answer[3] = result.tags;
@@ -283,29 +288,25 @@ export class Coordination {
   /** What the waiters are handed for the holder's `answer`. */
   #shareable(answer, staleValue) {
     let [value, flags] = answer;
-    let shared;
-    if (flags & NOT_MODIFIED && staleValue === undefined) {
-      shared = { type: "m", value: undefined };
-    } else {
-      if (flags & NOT_MODIFIED) {
-        // The value held here stays; a waiter may hold an older one.
-        value = staleValue;
-        flags &= ~NOT_MODIFIED;
-      }
-      shared = encoded(value);
-      if (byteSize(shared.value) > this.#maxValueBytes) return UNSHARED;
+    if (flags & NOT_MODIFIED) {
+      // "Not modified" of no value says nothing of a waiter's: it asks itself.
+      if (staleValue === undefined) return UNSHARED;
+      // The value held here stays; a waiter may hold an older one.
+      value = staleValue;
+      flags &= ~NOT_MODIFIED;
     }
+    const shared = encoded(value);
+    if (byteSize(shared.value) > this.#maxValueBytes) return UNSHARED;
     const [, , fresh, tags, stale, expired] = answer;
     return { ...shared, flags, fresh, tags, stale, expired };
   }
 
-  /** What the waiters are handed for the holder's error `e`. */
+  /** What the waiters are handed for the holder's error `e`, the origin's error response. */
   #failure(e) {
-    let response = e?.swreResponse instanceof Uint8Array ? e.swreResponse : undefined;
-    if (response !== undefined && response.byteLength > this.#maxValueBytes) return UNSHARED;
-    if (response !== undefined) response = response.slice();
+    const response = e.swreResponse;
+    if (response.byteLength > this.#maxValueBytes) return UNSHARED;
     const message = e instanceof Error ? e.message : String(e);
-    return { error: { name: typeof e?.name === "string" ? e.name : "Error", message, response } };
+    return { error: { name: typeof e?.name === "string" ? e.name : "Error", message, response: response.slice() } };
   }
 }
 
@@ -338,14 +339,21 @@ function bounded(p, ms) {
   return Promise.race([p, out]).finally(() => clearTimeout(timer));
 }
 
-/** Publishes `result`; if the object cannot take it, gives the lease up instead. */
+/**
+ * Publishes `result`. If the object cannot take it (too large for RPC, or
+ * no answer in time), publishes "unshared": each waiter calls the origin
+ * once, rather than take the lease over and fail the same way in turn; if
+ * that fails too, gives the lease up.
+ */
 async function publish(stub, name, id, result) {
-  try {
-    const taken = await bounded(stub.publish(name, id, result), REACH_MS);
-    if (taken === TIMED_OUT) leave(stub, name, id);
-  } catch {
-    leave(stub, name, id);
+  for (const r of [result, UNSHARED]) {
+    try {
+      if ((await bounded(stub.publish(name, id, r), REACH_MS)) !== TIMED_OUT) return;
+    } catch {
+      // Tried again as "unshared".
+    }
   }
+  leave(stub, name, id);
 }
 
 /** Leaves `name`'s flight (a lease given up, a wait abandoned), not waiting for the answer. */
