@@ -474,6 +474,22 @@ test("an unreachable coordinator: each cache fetches once, nothing fails, and it
   }
 });
 
+test("a coordinator that grants a wait and then never answers it: the call goes to the origin before its deadline, and succeeds", async () => {
+  const never = new Promise(() => {});
+  const ns = { idFromName: (name) => name, get: () => ({ acquire: async () => "wait", wait: () => never, release: async () => {} }) };
+  const c = await SwrCache.open({ name: "hung", refreshTimeout: 5_000, coordinator: ns });
+  const started = Date.now();
+  let calledAfter;
+  const r = await c.get("k", () => {
+    calledAfter = Date.now() - started;
+    return "direct";
+  });
+  assert.equal(r.value, "direct");
+  // A tenth of the call's time (at most 1 s) is kept for the origin.
+  assert.ok(calledAfter >= 4_400 && calledAfter < 5_000, `called after ${calledAfter} ms`);
+  assert.equal(c.stats().coordinatorUnavailable, 1);
+});
+
 test("a bad coordinator option rejects with kind options and names it", async () => {
   const ns = namespace();
   const cases = [

@@ -7,7 +7,8 @@
 //   the fetcher said of it, or its error) is published to the object, which
 //   hands it to every isolate waiting on the key;
 // - refused: this call waits for that result and answers it to the engine as
-//   its own, never calling the origin, bounded by the call's deadline; the
+//   its own, never calling the origin, until a margin before the call's
+//   deadline (then it calls the origin itself, in what is left); the
 //   holder renews its short lease while its fetch runs, and if the lease
 //   ends first (the holder died and stopped renewing, or gave up at its
 //   deadline), a waiting call takes it over;
@@ -37,7 +38,7 @@ const MAX_VALUE_BYTES = 1 << 20;
 const MAX_VALUE_BYTES_LIMIT = 16 << 20;
 /** How long the coordinator may take to grant or refuse a lease before the origin is called without it. */
 const REACH_MS = 1_000;
-/** How much longer than its deadline a waiter waits for the object's own "too late". */
+/** How much longer than its patience a waiter waits for the object's own "too late" (at most half the margin). */
 const SLACK_MS = 250;
 /** How often a holder renews its lease: three times a lease, so one lost renewal costs nothing. */
 const RENEW_MS = LEASE_MS / 3;
@@ -173,13 +174,17 @@ export class Coordination {
     // The scope's length first: no scope and key make the name of another pair.
     const name = `${this.#scope.length}:${this.#scope}${key}`;
     const id = crypto.randomUUID();
+    // A waiter gives up waiting a margin before its deadline and calls the
+    // origin itself in what is left: the coordinator never fails a call.
+    const margin = Math.min(REACH_MS, left(deadline) / 10);
+    const patience = () => Math.max(1, left(deadline) - margin);
     let stub;
     let state;
     try {
       const ns = this.#namespace;
       stub = ns.get(ns.idFromName(`swre-${bucketOf(name, this.#buckets)}`));
       const ago = this.#writtenAgo(key);
-      const asked = ago === undefined ? stub.acquire(name, id, left(deadline)) : stub.acquire(name, id, left(deadline), ago);
+      const asked = ago === undefined ? stub.acquire(name, id, patience()) : stub.acquire(name, id, patience(), ago);
       state = await bounded(asked, Math.min(REACH_MS, left(deadline)));
     } catch {
       state = undefined;
@@ -190,14 +195,12 @@ export class Coordination {
     if (state === "wait") {
       let outcome;
       try {
-        outcome = await bounded(stub.wait(id), left(deadline) + SLACK_MS);
+        outcome = await bounded(stub.wait(id), patience() + Math.min(SLACK_MS, margin / 2));
       } catch {
         return this.#alone(stub, name, id, run);
       }
-      if (outcome === TIMED_OUT || outcome?.late === true) {
-        leave(stub, name, id);
-        throw new Error("the coordinator's lease holder gave no result before the deadline");
-      }
+      // No result in time (the holder is slow, or the object hangs): the origin, here.
+      if (outcome === TIMED_OUT || outcome?.late === true) return this.#alone(stub, name, id, run);
       if (outcome !== null && typeof outcome === "object" && outcome.result !== undefined) {
         return this.#received(outcome.result, run);
       }
@@ -207,7 +210,7 @@ export class Coordination {
     return this.#hold(stub, name, id, deadline, staleValue, run);
   }
 
-  /** The origin called here without the coordinator, which could not be reached. */
+  /** The origin called here without the coordinator, which could not be reached or gave no result in time. */
   #alone(stub, name, id, run) {
     this.counts.coordinatorUnavailable++;
     // A grant or a wait that arrives after all is given back.
