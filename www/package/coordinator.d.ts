@@ -8,9 +8,14 @@
 //
 //   [[migrations]]
 //   tag = "swre-coordinator-v1"
-//   new_classes = ["SwrCoordinator"]
+//   new_sqlite_classes = ["SwrCoordinator"]
 //
-// then open caches with `SwrCache.open({ coordinator: env.SWRE_COORDINATOR, … })`.
+// then open caches with `SwrCache.open({ name, coordinator: env.SWRE_COORDINATOR, … })`.
+//
+// In a Worker's `Env` type, declare the binding as a plain `DurableObjectNamespace` (no type
+// argument): this declaration does not extend `DurableObject` from "cloudflare:workers", which
+// would make the package's types need `@cloudflare/workers-types`, so the branded
+// `DurableObjectNamespace<SwrCoordinator>` that `wrangler types` writes does not accept it.
 
 /** What one coordinator object holds now. */
 export interface SwrCoordinatorHeld {
@@ -24,7 +29,9 @@ export interface SwrCoordinatorHeld {
  * The Durable Object class `SwrCache`'s `coordinator` option calls over RPC: it grants per-key
  * leases and hands the holder's result to the isolates waiting on the key. State is in memory
  * only: an object that restarts forgets its leases, and the callers it forgot call the origin
- * themselves. The methods other than `inspect` are the protocol `SwrCache` speaks.
+ * themselves. The methods other than `inspect` are the protocol `SwrCache` speaks. At run time
+ * it extends `DurableObject` from "cloudflare:workers"; declared structurally here (see above:
+ * bind it as an unparameterised `DurableObjectNamespace`).
  */
 export declare class SwrCoordinator {
   constructor(ctx: unknown, env: unknown);
