@@ -13,7 +13,11 @@ export type SwrStorage = "memory" | "indexeddb" | "cache" | SwrObjectStore;
 
 /** Options of `SwrCache.open`. */
 export interface SwrOptions {
-  /** Database / cache name for "indexeddb" and "cache" (default "swre"). */
+  /**
+   * Database / cache name for "indexeddb" and "cache" (default "swre"). With a `coordinator`,
+   * required (unless `coordinator.scope` is given): the scope its keys are coordinated under, so
+   * caches of the same name share each other's fetched values across isolates.
+   */
   name?: string;
   /** Default "memory". */
   storage?: SwrStorage;
@@ -70,17 +74,21 @@ export interface SwrOptions {
   /**
    * Cloudflare Workers: coalesces upstream calls across isolates through the `SwrCoordinator`
    * Durable Object (`swre/coordinator`): the upstream call of a key asks the key's object for a
-   * lease; one isolate calls the origin and the others are handed its result (value or error),
-   * bounded by `refreshTimeout`. A lease whose holder died ends at its deadline, and a waiter
-   * takes it over. A coordinator that cannot be reached (a throw, no answer within 1 s) makes
+   * lease; one isolate calls the origin and the others are handed its result (value or origin
+   * error response; other errors are the holder's own, and a waiter takes over), waiting until a
+   * tenth of `refreshTimeout` (at most 1 s) before their deadline. A lease lasts 3 s and its
+   * holder renews it while fetching: a holder that died loses it within 3 s, and a waiting isolate
+   * takes it over. A key written here (or a tag invalidated, the cache cleared) within
+   * `refreshTimeout` joins no flight that started before. A coordinator that cannot be reached (a
+   * throw, no answer within 1 s, no result in time) makes
    * the call go to the origin as without it (one call per key per isolate), counted as
-   * `coordinatorUnavailable`. Hits never touch it. Keys are coordinated by the cache's `name`
-   * and the key, spread over `buckets` objects (default 32; the same in every Worker sharing
-   * them); values (or origin error responses) over `maxValueBytes` (default 1 MiB) are not
+   * `coordinatorUnavailable`. Hits never touch it. Keys are coordinated under the cache's
+   * `name` (required with a coordinator) or `scope`, and the key, spread over `buckets` objects (default 32; the same in every Worker sharing
+   * them); values (or origin error responses) over `maxValueBytes` (default 1 MiB, at most 16 MiB) are not
    * handed through, and waiters call the origin themselves. `undefined` (a missing binding):
    * no coordinator. `getMany` is not coordinated.
    */
-  coordinator?: SwrCoordinatorNamespace | { namespace: SwrCoordinatorNamespace; buckets?: number; maxValueBytes?: number };
+  coordinator?: SwrCoordinatorNamespace | { namespace: SwrCoordinatorNamespace; buckets?: number; maxValueBytes?: number; scope?: string };
 }
 
 /** A Durable Object namespace binding (`env.SWRE_COORDINATOR`) of the `SwrCoordinator` class. */

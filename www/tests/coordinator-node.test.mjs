@@ -49,38 +49,108 @@ test("Flights: one lease per key; its result reaches every waiter; nothing is ke
   assert.deepEqual(f.inspect(), { flights: 0, waiters: 0 });
 });
 
-test("Flights: a holder that never answers loses the lease when it expires; the waiter with the most time left takes it over", async () => {
-  const f = new Flights();
-  f.acquire("k", "dead", 60);
-  f.acquire("k", "short", 150);
-  f.acquire("k", "long", 400);
+/** Runs `body` with `setTimeout` and `Date` mocked from 0: time moves only by `t.mock.timers.tick`. */
+function mocked(t) {
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: 0 });
+  return (ms) => t.mock.timers.tick(ms);
+}
+
+/** Whether `p` has settled, after the pending callbacks ran (mocked timers do not delay it). */
+async function settledNow(p) {
+  let done = false;
+  p.then(() => (done = true), () => (done = true));
+  await new Promise((r) => setImmediate(r));
+  return done;
+}
+
+test("Flights: a holder that stops renewing loses its lease a lease's time later, whatever its deadline; a waiter takes it over", async (t) => {
+  const tick = mocked(t);
+  const f = new Flights(100);
+  assert.equal(f.acquire("k", "dead", 60_000), "lease");
+  f.acquire("k", "short", 5_000);
+  f.acquire("k", "long", 6_000);
   const short = f.wait("short");
   const long = f.wait("long");
-  await sleep(90);
+  // Renewed while alive: the lease outlives many lease times.
+  for (let i = 0; i < 10; i++) {
+    tick(90);
+    assert.equal(f.renew("k", "dead"), true);
+  }
+  assert.equal(await settledNow(long), false);
+  // Then no renewal: gone 100 ms after the last one, not at its deadline a minute away.
+  tick(99);
+  assert.equal(await settledNow(long), false);
+  tick(1);
   assert.deepEqual(await long, { lease: true }, "taken over by the waiter with the most time left");
-  assert.equal(await settled(short), false, "the other keeps waiting, now on the new holder");
+  assert.equal(await settledNow(short), false, "the other keeps waiting, now on the new holder");
+  assert.equal(f.renew("k", "dead"), false, "the former holder is told it lost the lease");
   assert.equal(f.publish("k", "dead", "late"), false, "the former holder can no longer publish");
   assert.equal(f.publish("k", "long", "v2"), true);
   assert.deepEqual(await short, { result: "v2" });
   assert.deepEqual(f.inspect(), { flights: 0, waiters: 0 });
 });
 
-test("Flights: a waiter whose time runs out first is told so and forgotten; a lease taken over ends at the new holder's deadline", async () => {
-  const f = new Flights();
-  f.acquire("k", "h", 300);
-  f.acquire("k", "w", 40);
-  const started = Date.now();
-  assert.deepEqual(await f.wait("w"), { late: true });
-  assert.ok(Date.now() - started >= 30);
-  assert.deepEqual(f.inspect(), { flights: 1, waiters: 0 });
-  // A waiter granted the lease that never collects it: the lease ends with its time.
-  f.acquire("k", "x", 60);
-  f.release("k", "h");
-  assert.deepEqual(f.inspect(), { flights: 1, waiters: 1 }, "x holds the lease, its grant not yet collected");
-  await sleep(100);
+test("Flights: a lease goes to a waiter waiting now over one that never called wait, whatever their deadlines", async (t) => {
+  const tick = mocked(t);
+  const f = new Flights(100);
+  f.acquire("k", "h", 10_000);
+  f.acquire("k", "absent", 9_000); // the most time left, but it never waits
+  f.acquire("k", "live", 1_000);
+  const live = f.wait("live");
+  tick(100);
+  assert.deepEqual(await live, { lease: true });
+  // The live holder dies too: now only the absent one is left, granted a
+  // lease it must renew; it never collects it, so the lease ends again.
+  tick(100);
+  assert.deepEqual(f.inspect(), { flights: 1, waiters: 1 }, "absent holds the lease, its grant not yet collected");
+  tick(100);
+  assert.deepEqual(f.inspect(), { flights: 0, waiters: 1 }, "the flight ended; the uncollected grant waits for its deadline");
+  tick(9_000);
   assert.deepEqual(f.inspect(), { flights: 0, waiters: 0 });
   assert.equal(f.acquire("k", "y", 1_000), "lease");
   f.release("k", "y");
+});
+
+test("Flights: a waiter whose time runs out is told so and forgotten, and is never handed a lease past its deadline", async (t) => {
+  const tick = mocked(t);
+  const f = new Flights(300);
+  f.acquire("k", "h", 10_000);
+  f.acquire("k", "w", 40);
+  const w = f.wait("w");
+  tick(39);
+  assert.equal(await settledNow(w), false);
+  tick(1);
+  assert.deepEqual(await w, { late: true });
+  assert.deepEqual(f.inspect(), { flights: 1, waiters: 0 });
+  // A waiter whose deadline falls with the lease's end (the lease's timer
+  // runs first) is late, not the new holder.
+  f.release("k", "h");
+  f.acquire("k", "h2", 10_000);
+  f.acquire("k", "due", 300);
+  const due = f.wait("due");
+  tick(300);
+  assert.deepEqual(await due, { late: true });
+  assert.deepEqual(f.inspect(), { flights: 0, waiters: 0 });
+});
+
+test("Flights: a caller that wrote the key joins only a flight whose holder started after its write", (t) => {
+  const tick = mocked(t);
+  const f = new Flights(1_000);
+  f.acquire("k", "h", 10_000);
+  tick(50);
+  assert.equal(f.acquire("k", "w1", 10_000, 40), "alone", "the holder started 50 ms ago, before a write 40 ms ago");
+  assert.equal(f.acquire("k", "w3", 10_000, 50), "alone", "started with the write: not joined");
+  assert.equal(f.acquire("k", "w2", 10_000, 60), "wait", "started after the write 60 ms ago: joined");
+  assert.equal(f.acquire("k", "w0", 10_000), "wait", "no write: joined");
+  assert.deepEqual(f.inspect(), { flights: 1, waiters: 2 }, "nothing kept for the callers that go alone");
+  assert.throws(() => f.acquire("k", "w4", 10_000, -1), TypeError);
+  // A takeover starts the flight again: a write before it is respected.
+  f.release("k", "h");
+  tick(10);
+  assert.equal(f.acquire("k", "w5", 10_000, 20), "wait", "the new holder started 10 ms ago, after the write");
+  for (const id of ["w0", "w2", "w5"]) f.release("k", id);
+  tick(10_000); // the outcomes nobody collected, kept to their deadlines
+  assert.deepEqual(f.inspect(), { flights: 0, waiters: 0 });
 });
 
 test("Flights: a waiter that leaves is forgotten; a holder that leaves hands over at once; bad input throws and changes nothing", async () => {
@@ -121,9 +191,9 @@ test("Flights: memory stays bounded by what is in flight (10 000 keys come and g
 /**
  * A stand-in for a Durable Object namespace bound to SwrCoordinator: one
  * `Flights` per object name, arguments and answers structured-cloned (RPC).
- * `broken`: every stub method rejects.
+ * `broken`: every stub method rejects; `refuse(result)`: `publish` of that result rejects.
  */
-function namespace({ broken = false } = {}) {
+function namespace({ broken = false, leaseMs, refuse } = {}) {
   const objects = new Map();
   const clone = (v) => (v === undefined ? undefined : structuredClone(v));
   const ns = {
@@ -132,13 +202,14 @@ function namespace({ broken = false } = {}) {
     get(id) {
       ns.stubs++;
       let f = objects.get(id.name);
-      if (f === undefined) objects.set(id.name, (f = new Flights()));
+      if (f === undefined) objects.set(id.name, (f = new Flights(leaseMs)));
       const method = (m) => async (...args) => {
         await null;
         if (broken) throw new Error("the coordinator is down");
+        if (m === "publish" && refuse?.(args[2])) throw new RangeError("the RPC message is too large");
         return clone(await f[m](...args.map(clone)));
       };
-      return { acquire: method("acquire"), wait: method("wait"), publish: method("publish"), release: method("release") };
+      return { acquire: method("acquire"), wait: method("wait"), renew: method("renew"), publish: method("publish"), release: method("release") };
     },
     held() {
       let flights = 0;
@@ -229,24 +300,66 @@ test("two caches: the holder's fetch context (setTtl, setTags, noStore) holds in
   assert.equal(await b.peek("n"), undefined);
 });
 
-test("two caches: the holder's error reaches the waiter as the same failure, with one fetch", async () => {
+test("two caches: an error of the holder's own (no origin response) is not shared: the waiter takes the lease over and calls the origin itself", async () => {
   const ns = namespace();
   const [a, b] = await pair(ns);
-  const fetch = fetcherOf(ns, () => {
-    throw new TypeError("origin down");
-  });
+  let calls = 0;
+  // The holder's call fails once the other waits on it; the waiter's own call fails at once.
+  const fetch = async () => {
+    if (++calls === 1) await until(() => ns.held().waiters > 0, 2_000);
+    throw new TypeError(`subrequest limit ${calls}`);
+  };
   const outcomes = await Promise.allSettled([a.get("e", fetch), b.get("e", fetch)]);
-  assert.equal(fetch.calls, 1);
-  for (const o of outcomes) {
-    assert.equal(o.status, "rejected");
-    assert.equal(o.reason.kind, "upstream");
-    assert.match(o.reason.message, /origin down/);
-  }
+  assert.equal(calls, 2);
+  assert.deepEqual(outcomes.map((o) => o.reason?.kind), ["upstream", "upstream"]);
+  assert.deepEqual(outcomes.map((o) => o.reason.message.match(/subrequest limit \d/)[0]).sort(), ["subrequest limit 1", "subrequest limit 2"], "each failed with its own error");
+  assert.equal(a.stats().coordinatorTakeovers + b.stats().coordinatorTakeovers, 1);
+  assert.equal(a.stats().coordinatorShared + b.stats().coordinatorShared, 0);
   // A value JSON cannot hold fails both the same way, never the origin's fault.
   const bad = fetcherOf(ns, () => 10n);
   const codec = await Promise.allSettled([a.get("c", bad), b.get("c", bad)]);
   assert.equal(bad.calls, 1);
   assert.deepEqual(codec.map((o) => o.reason?.kind), ["codec", "codec"]);
+  assert.deepEqual(ns.held(), { flights: 0, waiters: 0 });
+});
+
+test("two caches: \"not modified\" of no held value is not shared: the waiter asks the origin with its own", async () => {
+  const ns = namespace();
+  const [a, b] = await pair(ns, { fresh: 1, stale: 60_000 });
+  await b.set("k", "b's");
+  await sleep(5); // stale in b; a holds nothing
+  const seen = [];
+  const fetch = async (ctx) => {
+    seen.push(ctx.staleValue);
+    if (seen.length === 1) await until(() => ns.held().waiters > 0, 2_000);
+    return ctx.notModified();
+  };
+  const first = a.get("k", fetch).catch((e) => e);
+  assert.ok(await until(() => ns.held().flights === 1, 2_000), "a holds the lease");
+  const r = await b.get("k", fetch);
+  await first;
+  await b.pending();
+  assert.equal(r.status, "stale");
+  assert.deepEqual(seen, [undefined, "b's"], "b asked the origin with its own value");
+  assert.equal(b.stats().coordinatorUnshared, 1);
+  assert.equal((await b.peek("k")).value, "b's");
+});
+
+test("three caches: a result the object cannot take is published unshared: each waiter calls the origin once, none takes the lease over", async () => {
+  const ns = namespace({ refuse: (result) => result?.value === "too large for RPC" });
+  const [a, b] = await pair(ns);
+  const c = await SwrCache.open({ name: "pair", fresh: 60_000, coordinator: ns });
+  let calls = 0;
+  const fetch = async () => {
+    if (++calls === 1) await until(() => ns.held().waiters === 2, 2_000);
+    return "too large for RPC";
+  };
+  const all = await Promise.all([a, b, c].map((x) => x.get("big", fetch)));
+  assert.deepEqual(all.map((r) => r.value), Array(3).fill("too large for RPC"));
+  assert.equal(calls, 3);
+  const total = (f) => [a, b, c].reduce((n, x) => n + x.stats()[f], 0);
+  assert.deepEqual([total("coordinatorLeases"), total("coordinatorUnshared"), total("coordinatorTakeovers")], [1, 2, 0]);
+  assert.deepEqual(ns.held(), { flights: 0, waiters: 0 });
 });
 
 test("two caches: a refresh answered notModified hands the waiter the holder's value, not its own", async () => {
@@ -279,6 +392,30 @@ test("two caches: a value over maxValueBytes is not handed through; the waiter f
   assert.equal(a.stats().coordinatorUnshared + b.stats().coordinatorUnshared, 1);
 });
 
+test("a write here is respected across isolates: after delete, expire, invalidateTag or clear, a get never joins a fetch that started before", async () => {
+  const ns = namespace();
+  const [a, b] = await pair(ns);
+  for (const write of [(k) => b.delete(k), (k) => b.expire(k), () => b.invalidateTag("t"), () => b.clear()]) {
+    const key = `w${Math.random()}`;
+    // a's fetch holds the lease, answering the pre-write value once b has fetched by itself or waits on it.
+    let newCalls = 0;
+    const old = a.get(key, async () => {
+      await until(() => newCalls > 0 || ns.held().waiters > 0, 2_000);
+      return "old";
+    });
+    assert.ok(await until(() => ns.held().flights === 1, 2_000));
+    await write(key);
+    const r = await b.get(key, async () => {
+      newCalls++;
+      return "new";
+    });
+    assert.deepEqual([r.value, newCalls], ["new", 1], String(write));
+    assert.equal((await old).value, "old");
+  }
+  assert.equal(b.stats().coordinatorShared, 0);
+  assert.deepEqual(ns.held(), { flights: 0, waiters: 0 });
+});
+
 test("a hit never touches the coordinator; caches of other names never share a fetch", async () => {
   const ns = namespace();
   const [a] = await pair(ns);
@@ -298,6 +435,29 @@ test("a hit never touches the coordinator; caches of other names never share a f
   assert.equal(calls, 2, "one fetch per name");
 });
 
+test("caches coordinate under their scope: names (or scopes) that differ, even as pairs that join alike, never share", async () => {
+  const ns = namespace();
+  const open = (name, scope) => SwrCache.open({ name, coordinator: scope === undefined ? ns : { namespace: ns, scope } });
+  // Each fetch answers once both were called, or once one waits on the other's.
+  let calls = 0;
+  const fetcher = (value) => async () => {
+    calls++;
+    await until(() => calls === 2 || ns.held().waiters > 0, 2_000);
+    return value;
+  };
+  for (const [[nameA, scopeA, keyA], [nameB, scopeB, keyB]] of [
+    [["one", undefined, "k"], ["two", undefined, "k"]],
+    [["x", "a\nb", "c"], ["y", "a", "b\nc"]],
+    [["x", "a:", "b"], ["y", "a", ":b"]],
+  ]) {
+    calls = 0;
+    const [a, b] = [await open(nameA, scopeA), await open(nameB, scopeB)];
+    const [ra, rb] = await Promise.all([a.get(keyA, fetcher("of a")), b.get(keyB, fetcher("of b"))]);
+    assert.deepEqual([ra.value, rb.value, calls], ["of a", "of b", 2], `${nameA}/${scopeA} vs ${nameB}/${scopeB}`);
+    assert.equal(a.stats().coordinatorShared + b.stats().coordinatorShared, 0);
+  }
+});
+
 test("an unreachable coordinator: each cache fetches once, nothing fails, and it is counted", async () => {
   for (const ns of [namespace({ broken: true }), { idFromName() { throw new Error("no"); }, get() {} }, { idFromName: () => 1, get: () => ({}) }]) {
     const [a, b] = await pair(ns);
@@ -314,6 +474,22 @@ test("an unreachable coordinator: each cache fetches once, nothing fails, and it
   }
 });
 
+test("a coordinator that grants a wait and then never answers it: the call goes to the origin before its deadline, and succeeds", async () => {
+  const never = new Promise(() => {});
+  const ns = { idFromName: (name) => name, get: () => ({ acquire: async () => "wait", wait: () => never, release: async () => {} }) };
+  const c = await SwrCache.open({ name: "hung", refreshTimeout: 5_000, coordinator: ns });
+  const started = Date.now();
+  let calledAfter;
+  const r = await c.get("k", () => {
+    calledAfter = Date.now() - started;
+    return "direct";
+  });
+  assert.equal(r.value, "direct");
+  // A tenth of the call's time (at most 1 s) is kept for the origin.
+  assert.ok(calledAfter >= 4_400 && calledAfter < 5_000, `called after ${calledAfter} ms`);
+  assert.equal(c.stats().coordinatorUnavailable, 1);
+});
+
 test("a bad coordinator option rejects with kind options and names it", async () => {
   const ns = namespace();
   const cases = [
@@ -324,6 +500,11 @@ test("a bad coordinator option rejects with kind options and names it", async ()
     [{ namespace: ns, buckets: 0 }, "`coordinator.buckets` must be an integer from 1 to 1024"],
     [{ namespace: ns, buckets: 1.5 }, "`coordinator.buckets`"],
     [{ namespace: ns, maxValueBytes: -1 }, "`coordinator.maxValueBytes`"],
+    [{ namespace: ns, maxValueBytes: 16 * 1024 * 1024 + 1 }, "`coordinator.maxValueBytes` must be a number of bytes from 0 to 16777216"],
+    [{ namespace: ns, scope: "" }, "`coordinator.scope` must be a non-empty string"],
+    // No name: caches coordinate under it, and two unnamed caches would share values.
+    [ns, "`coordinator` needs the cache's `name` (or `coordinator.scope`)"],
+    [{ namespace: ns }, "`coordinator` needs the cache's `name`"],
   ];
   for (const [coordinator, needle] of cases) {
     const e = await SwrCache.open({ coordinator }).then(() => undefined, (err) => err);

@@ -166,7 +166,8 @@ for (const kv of ["shared", "own"]) {
       let warmed = Infinity;
       const fresh = (n) => (n > warmed ? 60_000 : undefined);
       routes.set(key, { fresh });
-      assert.equal((await ask("a", { key, kv, coordinator })).status, "miss");
+      const warmA = await ask("a", { key, kv, coordinator });
+      assert.equal(warmA.status, "miss");
       const warm = await ask("b", { key, kv, coordinator });
       assert.equal(warm.status, kv === "shared" ? "hit" : "miss");
       warmed = count(calls, key);
@@ -186,7 +187,9 @@ for (const kv of ["shared", "own"]) {
       const b = await ask("b", { key, kv, coordinator });
       assert.deepEqual(a.value, b.value, "both isolates hold the one refreshed value");
       assert.equal(a.value.version, warmed + 1);
-      assert.ok(a.stats.coordinatorShared + b.stats.coordinatorShared >= 1);
+      // The caches are the cold test's too: counted from the warm-up on.
+      const before = warmA.stats.coordinatorShared + warm.stats.coordinatorShared;
+      assert.equal(a.stats.coordinatorShared + b.stats.coordinatorShared - before, 1, "the other isolate was handed the refreshed value");
       assert.deepEqual(await held(), { flights: 0, waiters: 0 });
     });
   }
@@ -218,8 +221,9 @@ for (const broken of ["BROKEN", "MISSING", "HUNG"]) {
     });
     const reports = await stampede(100, { key, kv: "own", coordinator: broken });
     assert.deepEqual(reports.filter((r) => !r.ok), [], "no request failed");
+    // The first call is held until the other isolate has called too; each isolate's engine makes one.
     const n = count(calls, key);
-    assert.ok(n >= 1 && n <= 2, `${n} origin calls`);
+    assert.equal(n, 2, `${n} origin calls`);
     const stats = statsOf(reports);
     assert.equal(sum(stats, "coordinatorUnavailable"), n, "each call made without the coordinator was counted");
     assert.equal(sum(stats, "coordinatorLeases") + sum(stats, "coordinatorShared"), 0);
@@ -230,10 +234,11 @@ test("a holder whose origin hangs loses the lease at its deadline, and a waiter 
   const key = "hung-holder";
   routes.set(key, { gate: (call) => (call === 1 ? forever : undefined) });
   const params = { key, kv: "own", timeout: 3_000 };
+  // From before the holder's request: its lookup's deadline is at least 3 s after this.
+  const started = Date.now();
   const first = ask("a", params);
   assert.ok(await until(() => count(calls, key) === 1, 5_000));
   await sleep(1_000); // b's deadline is a second after a's
-  const started = Date.now();
   const second = await ask("b", params);
   const tookMs = Date.now() - started;
   const holder = await first;
@@ -243,7 +248,7 @@ test("a holder whose origin hangs loses the lease at its deadline, and a waiter 
   assert.deepEqual(second.value, { version: 2, by: "b" }, "the waiter called the origin once the lease was free");
   assert.equal(second.stats.coordinatorTakeovers, 1);
   assert.equal(count(calls, key), 2);
-  assert.ok(tookMs >= 1_500, `the waiter waited for the holder's deadline (${tookMs} ms)`);
+  assert.ok(tookMs >= 3_000, `the waiter waited for the holder's deadline, 3 s after its start (${tookMs} ms)`);
   assert.deepEqual(await held(), { flights: 0, waiters: 0 });
 });
 

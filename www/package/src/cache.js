@@ -106,6 +106,7 @@ export function define(load, { keepAlive = false } = {}) {
       this.#table = engine.table();
       this.#timeout = engine.refreshTimeout();
       this.#coordination = coordination;
+      coordination?.setWindow(this.#timeout);
     }
 
     /** Opens a cache; rejects with a message naming any bad option. */
@@ -371,6 +372,7 @@ export function define(load, { keepAlive = false } = {}) {
       // A lookup from now on must not join a refresh that started before,
       // nor be answered here as fresh while the engine expires the entry.
       this.#joins.delete(key);
+      this.#coordination?.written(key);
       this.#table?.expire(key, Date.now(), SCRATCH_META);
       return engine.expire(key).then(noop);
     }
@@ -401,6 +403,7 @@ export function define(load, { keepAlive = false } = {}) {
       // fetch a value of this tag, which the engine then does not store). The
       // table needs nothing: its tagged entries are never answered here.
       this.#joins.clear();
+      this.#coordination?.writtenAll();
       return op(engine).then(noop);
     }
 
@@ -415,6 +418,7 @@ export function define(load, { keepAlive = false } = {}) {
       // As `delete` for every key: no lookup from now on joins one that
       // started before, or is answered here from what the clear removes.
       this.#joins.clear();
+      this.#coordination?.writtenAll();
       this.#table.clear();
       return engine.clear().then(noop);
     }
@@ -429,6 +433,7 @@ export function define(load, { keepAlive = false } = {}) {
       // nor be answered here from what the write replaces: it goes to the
       // engine, which runs it after this write.
       this.#joins.delete(key);
+      this.#coordination?.written(key);
       this.#table.remove(key);
       return op(engine).then(noop);
     }

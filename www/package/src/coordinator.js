@@ -11,14 +11,23 @@ import { Flights } from "./flights.js";
 export class SwrCoordinator extends DurableObject {
   #flights = new Flights();
 
-  /** Asks for `key`'s lease for `ms`: `"lease"` (call the origin) or `"wait"`. */
-  acquire(key, id, ms) {
-    return this.#flights.acquire(key, id, ms);
+  /**
+   * Asks for `key`'s lease: `"lease"` (call the origin, renewing it), `"wait"`
+   * (at most `ms`), or `"alone"` (the flight started more than `writtenAgo` ms
+   * ago, before the caller's write: call the origin without it).
+   */
+  acquire(key, id, ms, writtenAgo) {
+    return this.#flights.acquire(key, id, ms, writtenAgo);
   }
 
   /** Resolves to `{ result }`, `{ lease: true }`, `{ late: true }` or `{ gone: true }`. */
   wait(id) {
     return this.#flights.wait(id);
+  }
+
+  /** Holder `id` keeps its lease a while longer; `false` if it no longer holds it. */
+  renew(key, id) {
+    return this.#flights.renew(key, id);
   }
 
   /** Hands the holder's result to every waiter; `false` if `id` no longer holds the lease. */

@@ -7,13 +7,18 @@
 // Nothing is kept for a key once its flight ends (its result published, or
 // its lease ended with nobody waiting), nor for a waiter once it has
 // collected its outcome or its deadline has passed: the memory held is
-// bounded by the calls in flight. A lease ends by itself when its time is
-// up (its holder may have died), and the waiter with the most time left
-// takes it over. Plain JavaScript with timers, so Node tests drive it
-// directly.
+// bounded by the calls in flight. A lease is short (`LEASE_MS`) and its
+// holder `renew`s it while its fetch runs: a holder that died stops
+// renewing and loses it within a lease's time, whatever its deadline. It
+// then goes to a waiter that is waiting now (it called `wait`), the one
+// with the most time left, else to one that has not called `wait` yet, as
+// a lease it must renew as well; waiters past their deadline are told they
+// are late. Plain JavaScript with timers, so Node tests drive it directly.
 
-/** The longest lease or wait granted, whatever a caller asks: 15 minutes. */
+/** The longest wait granted, whatever a caller asks: 15 minutes. */
 const MAX_MS = 15 * 60_000;
+/** How long a lease lasts unless its holder renews it (the holder renews every third of it). */
+export const LEASE_MS = 3_000;
 /** The longest key accepted, in UTF-16 code units (the cache's name and its key). */
 const MAX_KEY = 1 << 16;
 /** The longest participant id accepted. */
@@ -46,24 +51,38 @@ export class Flights {
   #flights = new Map();
   /** Id → waiter, until its outcome is collected or its deadline passes. */
   #waiters = new Map();
+  #leaseMs;
+
+  /** `leaseMs`: how long a lease lasts unless renewed (tests shorten it). */
+  constructor(leaseMs = LEASE_MS) {
+    this.#leaseMs = leaseMs;
+  }
 
   /**
-   * Asks for `key`'s lease for `ms` (the caller's time left): `"lease"` if
-   * it is granted (the caller calls the origin, then `publish`es or
-   * `release`s), else `"wait"` (the caller `wait`s, at most `ms`).
+   * Asks for `key`'s lease: `"lease"` if it is granted (the caller calls
+   * the origin, `renew`s the lease while it runs, then `publish`es or
+   * `release`s), else `"wait"` (the caller `wait`s, at most `ms`, its time
+   * left). `writtenAgo`: the caller wrote the key that many ms ago, so a
+   * flight whose holder started before then is not joined: `"alone"` (the
+   * caller calls the origin by itself; nothing is kept).
    */
-  acquire(key, id, ms) {
+  acquire(key, id, ms, writtenAgo) {
     checked(key, id);
     const time = granted(ms);
+    if (writtenAgo !== undefined && !(typeof writtenAgo === "number" && writtenAgo >= 0)) {
+      throw new TypeError("SwrCoordinator: writtenAgo must be a non-negative number of milliseconds");
+    }
     if (this.#waiters.has(id)) throw new TypeError("SwrCoordinator: this id is already waiting");
     const flight = this.#flights.get(key);
     if (flight === undefined) {
-      const f = { holder: id, timer: undefined, waiters: new Set() };
+      const f = { holder: id, since: Date.now(), timer: undefined, waiters: new Set() };
       this.#flights.set(key, f);
-      this.#lease(key, f, id, time);
+      this.#lease(key, f, id);
       return "lease";
     }
     if (flight.holder === id) throw new TypeError("SwrCoordinator: this id already holds the lease");
+    // This object's clock throughout: the holder's start against the write's age on arrival.
+    if (writtenAgo !== undefined && flight.since <= Date.now() - writtenAgo) return "alone";
     const w = { id, key, deadline: Date.now() + time, outcome: undefined, resolve: undefined, promise: undefined, collected: false, timer: undefined };
     w.promise = new Promise((resolve) => (w.resolve = resolve));
     w.timer = setTimeout(() => this.#late(w), time);
@@ -100,8 +119,19 @@ export class Flights {
   }
 
   /**
-   * `id` leaves `key`'s flight: a holder gives its lease to the waiter with
-   * the most time left (or the flight ends), a waiter stops waiting.
+   * Holder `id` keeps `key`'s lease for another `LEASE_MS`: `true`, or
+   * `false` if it no longer holds it (it was too slow to renew).
+   */
+  renew(key, id) {
+    const f = this.#flights.get(key);
+    if (f === undefined || f.holder !== id) return false;
+    this.#lease(key, f, id);
+    return true;
+  }
+
+  /**
+   * `id` leaves `key`'s flight: a holder hands its lease over (or the
+   * flight ends), a waiter stops waiting.
    */
   release(key, id) {
     const f = this.#flights.get(key);
@@ -121,23 +151,36 @@ export class Flights {
     return { flights: this.#flights.size, waiters: this.#waiters.size };
   }
 
-  #lease(key, f, id, time) {
+  #lease(key, f, id) {
     f.holder = id;
     clearTimeout(f.timer);
-    f.timer = setTimeout(() => this.#handOver(key, f), time);
+    f.timer = setTimeout(() => this.#handOver(key, f), this.#leaseMs);
   }
 
-  /** The lease ended without a result (released, or its time is up). */
+  /**
+   * The lease ended without a result (released, or not renewed in time):
+   * it goes to a waiter waiting now, with the most time left, else to one
+   * that has not called `wait` yet; waiters past their deadline are late.
+   */
   #handOver(key, f) {
     clearTimeout(f.timer);
+    const now = Date.now();
     let next;
-    for (const w of f.waiters) if (next === undefined || w.deadline > next.deadline) next = w;
+    for (const w of f.waiters) {
+      if (w.deadline <= now) {
+        f.waiters.delete(w);
+        this.#settle(w, LATE);
+      } else if (next === undefined || w.collected > next.collected || (w.collected === next.collected && w.deadline > next.deadline)) {
+        next = w;
+      }
+    }
     if (next === undefined) {
       if (this.#flights.get(key) === f) this.#flights.delete(key);
       return;
     }
     f.waiters.delete(next);
-    this.#lease(key, f, next.id, Math.max(1, next.deadline - Date.now()));
+    f.since = now;
+    this.#lease(key, f, next.id);
     this.#settle(next, LEASE);
   }
 
