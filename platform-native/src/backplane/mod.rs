@@ -249,6 +249,15 @@ impl<L1: Storage + 'static> Backplane<L1> {
                 "backplane channel must not be empty",
             ));
         }
+        if options.heartbeat < Duration::from_millis(10) {
+            return Err(StorageError::new(
+                StorageErrorKind::Other,
+                format!(
+                    "backplane heartbeat must be at least 10 ms (got {:?}): the subscription is pinged that often",
+                    options.heartbeat
+                ),
+            ));
+        }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             StorageError::new(
                 StorageErrorKind::Other,

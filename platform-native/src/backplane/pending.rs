@@ -105,7 +105,7 @@ impl Inner {
         let victim = self
             .items
             .iter()
-            .find(|(k, i)| matches!(i.change, Some(Change::Set(_))) && !reserved(k))
+            .find(|(k, i)| i.change.as_ref().is_some_and(|c| c.droppable(k)))
             .map(|(k, _)| k.clone());
         match victim {
             Some(k) => {
@@ -189,16 +189,20 @@ impl Pending {
             },
             _ => item,
         };
+        let droppable = item.change.as_ref().is_none_or(|c| c.droppable(&key));
+        // What a replay has in flight counts against a write, not against
+        // an invalidation (which holds no value): a queue taken whole by a
+        // replay would otherwise turn the next invalidation into a clear
+        // of the whole store. Keys stay within twice `max`.
+        let in_flight = if droppable { inner.in_flight } else { 0 };
         let fits = |inner: &Inner| {
-            inner.items.len() + inner.in_flight < self.max
-                && inner.bytes + item.bytes() <= self.max_bytes
+            inner.items.len() + in_flight < self.max && inner.bytes + item.bytes() <= self.max_bytes
         };
         if fits(inner) {
             inner.insert(key, item);
             return Queued::Yes;
         }
         inner.clear_notice = true;
-        let droppable = item.change.as_ref().is_none_or(|c| c.droppable(&key));
         if droppable {
             return Queued::Overflow;
         }
@@ -382,6 +386,21 @@ mod tests {
         let mut keys: Vec<String> = p.take().items.into_iter().map(|(k, _)| k).collect();
         keys.sort();
         assert_eq!(keys, ["d", "e"]);
+    }
+
+    #[test]
+    fn an_invalidation_during_a_replay_of_a_full_queue_is_queued_not_a_clear() {
+        let p = pending(2);
+        p.change("a", Change::Set(entry("a")), 1);
+        p.change("b", Change::Set(entry("b")), 1);
+        let _replaying = p.take();
+        assert_eq!(p.change("w", Change::Set(entry("w")), 1), Queued::Overflow);
+        assert_eq!(p.change("d", Change::Delete, 1), Queued::Yes);
+        p.finish();
+        let batch = p.take();
+        assert!(!batch.clear, "no clear for one invalidation");
+        assert_eq!(batch.items.len(), 1);
+        assert_eq!(batch.items[0].0, "d");
     }
 
     #[test]

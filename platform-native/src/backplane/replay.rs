@@ -195,7 +195,10 @@ async fn replay_item<L1: Storage>(
             Step::Done
         }
         Err(e) if e.kind() == StorageErrorKind::Unavailable => Step::Unreachable,
-        Err(e) if retryable(e.kind()) => Step::Later,
+        // Tried again while it may still pass; an error that persists past
+        // the tombstones' lifetime (a value Redis keeps refusing) is given
+        // up, so no item is retried for ever.
+        Err(e) if retryable(e.kind()) && item.at.elapsed() <= max_age => Step::Later,
         Err(_) => {
             Counters::bump(&counters.replay_errors);
             let _ = store.remove_from_l1(key).await;

@@ -323,3 +323,30 @@ async fn the_instance_ids_differ() {
     assert_ne!(a.instance_id(), b.instance_id());
     assert!(format!("{a:?}").contains("ids:backplane"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_options_are_refused_with_a_clear_error() {
+    let server = RedisServer::start();
+    for (options, says) in [
+        (
+            BackplaneOptions {
+                channel: String::new(),
+                ..BackplaneOptions::default()
+            },
+            "channel must not be empty",
+        ),
+        (
+            BackplaneOptions {
+                heartbeat: Duration::ZERO,
+                ..BackplaneOptions::default()
+            },
+            "heartbeat must be at least 10 ms",
+        ),
+    ] {
+        let tiered = Tiered::new(MemoryStorage::new(), server.storage("bad").await);
+        let err = Backplane::connect_with(&server.url(), tiered, options)
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains(says), "{err}");
+    }
+}
