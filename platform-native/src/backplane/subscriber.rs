@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use super::message::{Kind, Message};
 use super::stats::Counters;
+use crate::observe::BackplaneGap;
 use crate::redis_storage::io;
 use crate::RedisStorage;
 
@@ -57,9 +58,9 @@ impl<L1: Storage> Listener<L1> {
     /// replay. Runs until aborted (the backplane dropped).
     pub(crate) async fn run(self, mut subscription: Subscription) {
         loop {
-            self.listen(&mut subscription).await;
+            let gap = self.listen(&mut subscription).await;
             Counters::bump(&self.counters.subscription_lost);
-            crate::observe::backplane_gap(crate::observe::BackplaneGap::Disconnected);
+            crate::observe::backplane_gap(gap);
             let mut delay = Duration::from_millis(50);
             subscription = loop {
                 match subscribe(&self.client, &self.channel, self.connection_timeout).await {
@@ -83,9 +84,9 @@ impl<L1: Storage> Listener<L1> {
     }
 
     /// Applies each other instance's change until the stream ends or a
-    /// ping goes unanswered. Never panics on what it receives: a message
+    /// ping goes unanswered; which of the two it was. Never panics on what it receives: a message
     /// it cannot read is counted and ignored.
-    async fn listen(&self, (sink, stream): &mut Subscription) {
+    async fn listen(&self, (sink, stream): &mut Subscription) -> BackplaneGap {
         let mut next_ping = tokio::time::Instant::now() + self.heartbeat;
         loop {
             let msg = {
@@ -105,13 +106,15 @@ impl<L1: Storage> Listener<L1> {
                             }
                             _ => {
                                 Counters::bump(&self.counters.heartbeat_failures);
-                                return;
+                                return BackplaneGap::Silent;
                             }
                         }
                     }
                 }
             };
-            let Some(msg) = msg else { return };
+            let Some(msg) = msg else {
+                return BackplaneGap::Disconnected;
+            };
             let counters = &self.counters;
             Counters::bump(&counters.received);
             let Some(message) = Message::decode(msg.get_payload_bytes()) else {

@@ -68,8 +68,7 @@ const OPERATIONS: [StorageOp; 3] = [StorageOp::Get, StorageOp::Set, StorageOp::D
 /// | `swre.breaker.transitions` | counter | `scope`: `global`, `key`; `state`: `open`, `half_open`, `closed` | [`Metrics::breaker`] |
 /// | `swre.storage.errors` | counter | `operation`: `get`, `set`, `delete` | [`Metrics::storage_error`] |
 /// | `swre.lease.waits` | counter | | [`Metrics::lease_wait`] |
-/// | `swre.backplane.gaps` | counter | `reason`: `sequence`, `disconnected` | [`backplane_gap`](super::backplane_gap) |
-/// | `swre.backplane.messages.missed` | counter | | [`backplane_gap`](super::backplane_gap) |
+/// | `swre.backplane.gaps` | counter | `reason`: `disconnected`, `silent` | [`backplane_gap`](super::backplane_gap) |
 ///
 /// Labels given to [`with_labels`](Self::with_labels) are added to every
 /// one of them (e.g. which cache, in a process with several engines).
@@ -209,11 +208,6 @@ fn describe() {
         Unit::Count,
         "Backplane gaps (changes other instances published that were missed), by reason"
     );
-    describe_counter!(
-        names::BACKPLANE_MISSED,
-        Unit::Count,
-        "Backplane messages known to be missed"
-    );
 }
 
 fn status_index(status: Status) -> usize {
@@ -337,10 +331,7 @@ mod tests {
         m.lease_wait();
         m.lease_wait();
         metrics::with_local_recorder(&recorder, || {
-            backplane_gap(BackplaneGap::Sequence {
-                origin: 1,
-                missed: 4,
-            });
+            backplane_gap(BackplaneGap::Silent);
             backplane_gap(BackplaneGap::Disconnected);
         });
         let text = handle.render();
@@ -358,9 +349,8 @@ mod tests {
             r#"swre_breaker_transitions{cache="t",scope="global",state="open"} 0"#,
             r#"swre_storage_errors{cache="t",operation="delete"} 1"#,
             r#"swre_lease_waits{cache="t"} 2"#,
-            r#"swre_backplane_gaps{reason="sequence"} 1"#,
+            r#"swre_backplane_gaps{reason="silent"} 1"#,
             r#"swre_backplane_gaps{reason="disconnected"} 1"#,
-            "swre_backplane_messages_missed 4",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

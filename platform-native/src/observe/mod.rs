@@ -28,26 +28,22 @@ pub mod names;
 pub use facade::MetricsFacade;
 
 /// A gap in what a backplane received: changes other instances published
-/// that this one missed, so its L1 copies of those keys may be stale.
+/// that this one missed, so its L1 copies of those keys may be stale (the
+/// backplane empties its L1 once it has subscribed again).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BackplaneGap {
-    /// Messages from one instance were skipped: its message count jumped
-    /// by `missed + 1`.
-    Sequence {
-        /// The publishing instance's id.
-        origin: u64,
-        /// How many of its messages were not received.
-        missed: u64,
-    },
     /// The subscription was lost (its connection dropped): whatever was
     /// published until it is back is missed, how much is unknown.
     Disconnected,
+    /// The subscription's connection stopped answering its heartbeat (it
+    /// died silently: a partition, a NAT's idle timeout) and was replaced.
+    Silent,
 }
 
 impl BackplaneGap {
-    /// The lower-case name of its kind (`"sequence"`, `"disconnected"`):
-    /// the `reason` attribute of [`names::BACKPLANE_GAPS`].
+    /// The lower-case name of its kind (`"disconnected"`, `"silent"`): the
+    /// `reason` attribute of [`names::BACKPLANE_GAPS`].
     ///
     /// ```
     /// use swre_native::observe::BackplaneGap;
@@ -55,72 +51,36 @@ impl BackplaneGap {
     /// ```
     pub fn reason(self) -> &'static str {
         match self {
-            BackplaneGap::Sequence { .. } => "sequence",
             BackplaneGap::Disconnected => "disconnected",
-        }
-    }
-
-    /// Messages known to be missed (none known for a disconnection).
-    pub fn missed(self) -> u64 {
-        match self {
-            BackplaneGap::Sequence { missed, .. } => missed,
-            BackplaneGap::Disconnected => 0,
+            BackplaneGap::Silent => "silent",
         }
     }
 }
 
 /// Tells operators of a backplane gap: with feature `tracing`, a warning
-/// event named `swre.backplane.gap` (target `"swre"`, fields `reason`,
-/// `missed`, and `origin` in hex for a sequence gap); with feature
-/// `metrics`, one on the counter [`names::BACKPLANE_GAPS`] (attribute
-/// `reason`) and `missed` on [`names::BACKPLANE_MISSED`], through the
-/// recorder installed at the time of the call. Without either it does
-/// nothing, so callers need no feature gate of their own. Gaps are rare: the
-/// counters are looked up per call rather than held.
+/// event named `swre.backplane.gap` (target `"swre"`, field `reason`); with
+/// feature `metrics`, one on the counter [`names::BACKPLANE_GAPS`]
+/// (attribute `reason`), through the recorder installed at the time of the
+/// call. Without either it does nothing, so callers need no feature gate of
+/// their own. Gaps are rare: the counter is looked up per call rather than
+/// held.
 ///
 /// ```
 /// use swre_native::observe::{backplane_gap, BackplaneGap};
-/// backplane_gap(BackplaneGap::Sequence { origin: 0x2a, missed: 3 });
+/// backplane_gap(BackplaneGap::Silent);
 /// ```
 pub fn backplane_gap(gap: BackplaneGap) {
     #[cfg(feature = "tracing")]
-    match gap {
-        BackplaneGap::Sequence { origin, missed } => tracing::event!(
-            name: "swre.backplane.gap",
-            target: "swre",
-            tracing::Level::WARN,
-            reason = gap.reason(),
-            missed,
-            origin = %Hex(origin),
-            "backplane missed {missed} message(s) from instance {origin:016x}; L1 copies may be stale"
-        ),
-        BackplaneGap::Disconnected => tracing::event!(
-            name: "swre.backplane.gap",
-            target: "swre",
-            tracing::Level::WARN,
-            reason = gap.reason(),
-            missed = 0u64,
-            "backplane subscription lost; changes published meanwhile are missed and L1 copies may be stale"
-        ),
-    }
+    tracing::event!(
+        name: "swre.backplane.gap",
+        target: "swre",
+        tracing::Level::WARN,
+        reason = gap.reason(),
+        "backplane subscription lost ({}); changes published meanwhile are missed, and L1 is emptied once it is back",
+        gap.reason()
+    );
     #[cfg(feature = "metrics")]
-    {
-        metrics::counter!(names::BACKPLANE_GAPS, names::attr::REASON => gap.reason()).increment(1);
-        if gap.missed() > 0 {
-            metrics::counter!(names::BACKPLANE_MISSED).increment(gap.missed());
-        }
-    }
+    metrics::counter!(names::BACKPLANE_GAPS, names::attr::REASON => gap.reason()).increment(1);
     #[cfg(not(any(feature = "tracing", feature = "metrics")))]
     let _ = gap;
-}
-
-/// An instance id as 16 hex digits, as the backplane's messages write it.
-#[cfg(feature = "tracing")]
-struct Hex(u64);
-
-#[cfg(feature = "tracing")]
-impl std::fmt::Display for Hex {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
 }

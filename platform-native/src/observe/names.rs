@@ -32,11 +32,9 @@ pub const STORAGE_ERRORS: &str = "swre.storage.errors";
 /// Counter: upstream calls not made here because another process held the
 /// key's refresh lease (its value was waited for).
 pub const LEASE_WAITS: &str = "swre.lease.waits";
-/// Counter: backplane gaps, by attribute `reason` (`sequence`,
-/// `disconnected`).
+/// Counter: backplane gaps (lost subscriptions), by attribute `reason`
+/// (`disconnected`, `silent`).
 pub const BACKPLANE_GAPS: &str = "swre.backplane.gaps";
-/// Counter: backplane messages known to be missed (sequence gaps).
-pub const BACKPLANE_MISSED: &str = "swre.backplane.messages.missed";
 
 /// Attribute (label) names.
 pub mod attr {
